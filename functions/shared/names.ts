@@ -1,0 +1,8 @@
+/** Names every part agrees on (DESIGN.md, "Conventions"). */
+export const STREAM_KEY = 'spillway:events';
+export const CONSUMER_GROUP = 'spillway-persist';
+export const DATABASE = 'spillway';
+export const EVENTS_COLLECTION = 'events';
+export const DEAD_COLLECTION = 'events_dead';
+/** The event type RedisStreamSource gives every entry it emits. */
+export const SOURCE_EVENT_TYPE = 'dev.knative.sources.redisstream';

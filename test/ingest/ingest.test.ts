@@ -1,0 +1,576 @@
+import { request as httpRequest } from 'node:http';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseEntryFields } from '../../functions/shared/entry.js';
+import { type FunctionProcess, postJson, redisClient, startFunction, unique } from '../helpers.js';
+
+let redis: Redis;
+beforeAll(() => {
+  redis = redisClient();
+});
+afterAll(async () => {
+  await redis.quit();
+});
+
+const WRITES = ['set', 'incr', 'xadd', 'hincrby', 'hset', 'del', 'expire', 'pexpire'];
+
+/** What a request could have changed in Redis: keys (not rate windows, which expire), stream length, write commands run. */
+async function footprint(stream: string): Promise<string> {
+  const keys = (await redis.keys('spillway:*'))
+    .filter((k) => !k.startsWith('spillway:rate:'))
+    .sort();
+  const stats = await redis.info('commandstats');
+  const writes = WRITES.map(
+    (name) => new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? '0',
+  );
+  return JSON.stringify({ keys, len: await redis.xlen(stream), writes });
+}
+
+function rawPost(
+  url: string,
+  headers: Record<string, string>,
+  chunks: Buffer[],
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', headers }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    for (const chunk of chunks) req.write(chunk);
+    req.end();
+  });
+}
+
+describe('ingest', () => {
+  const stream = unique('test:ingest');
+  let fn: FunctionProcess;
+  beforeAll(async () => {
+    fn = await startFunction('ingest', { STREAM_KEY: stream, MAX_BODY_BYTES: '4096' });
+  });
+  afterAll(async () => {
+    await fn.kill();
+    await redis.del(stream);
+  });
+
+  it('answers 202 {id, seq} and appends a stream entry matching contract 1 field for field', async () => {
+    const subject = unique('order');
+    const key = unique('idem');
+    const before = Date.now();
+    const res = await postJson(
+      `${fn.url}/events`,
+      { type: 'order.created', source: '/shop', subject, data: { total: 42, items: ['a'] } },
+      { 'idempotency-key': key },
+    );
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({
+      id: expect.stringMatching(
+        /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+      ),
+      seq: 1,
+    });
+    const entries = await redis.xrange(stream, '-', '+');
+    const [streamId, fields] = entries.at(-1) as [string, string[]];
+    expect(streamId).toMatch(/^\d+-\d+$/);
+    expect(fields.filter((_, i) => i % 2 === 0)).toEqual([
+      'id',
+      'type',
+      'source',
+      'subject',
+      'time',
+      'seq',
+      'data',
+      'key',
+    ]);
+    const entry = parseEntryFields(fields);
+    expect(entry).toEqual({
+      id: res.body.id,
+      type: 'order.created',
+      source: '/shop',
+      subject,
+      time: expect.any(String),
+      seq: 1,
+      data: JSON.stringify({ total: 42, items: ['a'] }),
+      key,
+    });
+    const time = Date.parse(entry.time);
+    expect(time).toBeGreaterThanOrEqual(before - 5);
+    expect(time).toBeLessThanOrEqual(Date.now() + 5);
+  });
+
+  it('accepts POST / too, defaults source and subject, and numbers subjects separately', async () => {
+    const a = await postJson(`${fn.url}/`, { type: 't', data: null });
+    expect(a.status).toBe(202);
+    const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+      string,
+      string[],
+    ];
+    const entry = parseEntryFields(fields);
+    expect(entry.source).toBe('/spillway/ingest');
+    expect(entry.subject).toBe('');
+    expect(entry.data).toBe('null');
+    expect(entry.key).toBeUndefined();
+  });
+
+  it('keeps id, type, source, subject and time of a binary-mode CloudEvent', async () => {
+    const id = unique('ce');
+    const res = await postJson(
+      `${fn.url}/events`,
+      { amount: 7 },
+      {
+        'ce-specversion': '1.0',
+        'ce-id': id,
+        'ce-type': 'payment.settled',
+        'ce-source': 'urn:bank',
+        'ce-subject': 'acct-1',
+        'ce-time': '2026-11-28T06:00:00.000Z',
+      },
+    );
+    expect(res.status).toBe(202);
+    expect(res.body.id).toBe(id);
+    const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+      string,
+      string[],
+    ];
+    expect(parseEntryFields(fields)).toMatchObject({
+      id,
+      type: 'payment.settled',
+      source: 'urn:bank',
+      subject: 'acct-1',
+      time: '2026-11-28T06:00:00.000Z',
+      data: '{"amount":7}',
+    });
+  });
+
+  it('keeps the attributes of a structured-mode CloudEvent', async () => {
+    const id = unique('ce');
+    const res = await postJson(
+      `${fn.url}/events`,
+      {
+        specversion: '1.0',
+        id,
+        type: 'user.signed-up',
+        source: '/auth',
+        subject: 'u-9',
+        time: '2026-11-28T07:00:00Z',
+        datacontenttype: 'application/json',
+        data: { plan: 'pro' },
+      },
+      { 'content-type': 'application/cloudevents+json' },
+    );
+    expect(res.status).toBe(202);
+    expect(res.body.id).toBe(id);
+    const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+      string,
+      string[],
+    ];
+    expect(parseEntryFields(fields)).toMatchObject({
+      id,
+      type: 'user.signed-up',
+      source: '/auth',
+      subject: 'u-9',
+      data: '{"plan":"pro"}',
+    });
+  });
+
+  const bad: Array<
+    [
+      string,
+      () => Promise<{ status: number; body: Record<string, unknown> }>,
+      number,
+      string,
+      RegExp,
+    ]
+  > = [
+    [
+      'malformed JSON',
+      () => postJson(`${fn.url}/events`, '{"type": "x", "data": '),
+      400,
+      'malformed_json',
+      /not valid JSON/,
+    ],
+    [
+      'a missing type',
+      () => postJson(`${fn.url}/events`, { data: 1 }),
+      400,
+      'invalid_field',
+      /"type" is required/,
+    ],
+    [
+      'an empty type',
+      () => postJson(`${fn.url}/events`, { type: '', data: 1 }),
+      400,
+      'invalid_field',
+      /"type" must not be empty/,
+    ],
+    [
+      'a type that is not a string',
+      () => postJson(`${fn.url}/events`, { type: 5, data: 1 }),
+      400,
+      'invalid_field',
+      /"type" must be a string/,
+    ],
+    [
+      'a subject that is not a string',
+      () => postJson(`${fn.url}/events`, { type: 't', subject: [], data: 1 }),
+      400,
+      'invalid_field',
+      /"subject"/,
+    ],
+    [
+      'a missing data',
+      () => postJson(`${fn.url}/events`, { type: 't' }),
+      400,
+      'invalid_field',
+      /"data" is required/,
+    ],
+    [
+      'an unknown field',
+      () => postJson(`${fn.url}/events`, { type: 't', data: 1, extra: true }),
+      400,
+      'invalid_field',
+      /"extra"/,
+    ],
+    [
+      'a JSON array',
+      () => postJson(`${fn.url}/events`, [1, 2]),
+      400,
+      'invalid_body',
+      /JSON object/,
+    ],
+    [
+      'an empty Idempotency-Key',
+      () => postJson(`${fn.url}/events`, { type: 't', data: 1 }, { 'idempotency-key': '' }),
+      400,
+      'invalid_header',
+      /Idempotency-Key/,
+    ],
+    [
+      'a wrong content type',
+      () => postJson(`${fn.url}/events`, 'type=t', { 'content-type': 'text/plain' }),
+      415,
+      'unsupported_media_type',
+      /text\/plain/,
+    ],
+    [
+      'a CloudEvents batch',
+      () =>
+        postJson(`${fn.url}/events`, [], { 'content-type': 'application/cloudevents-batch+json' }),
+      415,
+      'unsupported_media_type',
+      /batch/,
+    ],
+    [
+      'a CloudEvent without id',
+      () =>
+        postJson(
+          `${fn.url}/events`,
+          { a: 1 },
+          { 'ce-specversion': '1.0', 'ce-type': 't', 'ce-source': '/s' },
+        ),
+      400,
+      'invalid_cloudevent',
+      /CloudEvent/,
+    ],
+    [
+      'a body over MAX_BODY_BYTES',
+      () => postJson(`${fn.url}/events`, { type: 't', data: 'x'.repeat(5000) }),
+      413,
+      'payload_too_large',
+      /MAX_BODY_BYTES/,
+    ],
+    [
+      'a GET on /events',
+      async () => {
+        const res = await fetch(`${fn.url}/events`);
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      },
+      405,
+      'method_not_allowed',
+      /use POST/,
+    ],
+    [
+      'a DELETE on /',
+      async () => {
+        const res = await fetch(`${fn.url}/`, { method: 'DELETE' });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      },
+      405,
+      'method_not_allowed',
+      /DELETE/,
+    ],
+    [
+      'an unknown path',
+      () => postJson(`${fn.url}/nowhere`, { type: 't', data: 1 }),
+      404,
+      'not_found',
+      /\/nowhere/,
+    ],
+  ];
+  for (const [what, send, status, code, detail] of bad) {
+    it(`answers ${status} ${code} to ${what} and changes nothing in Redis`, async () => {
+      const before = await footprint(stream);
+      const res = await send();
+      expect(res.status).toBe(status);
+      expect(res.body.error).toBe(code);
+      expect(String(res.body.detail)).toMatch(detail);
+      expect(await footprint(stream)).toBe(before);
+    });
+  }
+
+  it('answers 413 to a chunked body over MAX_BODY_BYTES without reading all of it', async () => {
+    const before = await footprint(stream);
+    const chunk = Buffer.alloc(1024, 'a');
+    const res = await rawPost(
+      `${fn.url}/events`,
+      { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      Array(8).fill(chunk),
+    );
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error).toBe('payload_too_large');
+    expect(await footprint(stream)).toBe(before);
+  });
+
+  it('gives 100 concurrent requests with one Idempotency-Key one id and one stream entry', async () => {
+    const key = unique('idem');
+    const lenBefore = await redis.xlen(stream);
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        postJson(
+          `${fn.url}/events`,
+          { type: 'pay', subject: 'same', data: { i } },
+          { 'idempotency-key': key },
+        ),
+      ),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(100).fill(202));
+    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    expect(answers.filter((a) => a.headers.get('idempotent-replay') === 'true')).toHaveLength(99);
+    expect(await redis.xlen(stream)).toBe(lenBefore + 1);
+    const withKey = (await redis.xrange(stream, '-', '+')).filter(
+      ([, f]) => parseEntryFields(f).key === key,
+    );
+    expect(withKey).toHaveLength(1);
+    expect(parseEntryFields((withKey[0] as [string, string[]])[1]).id).toBe(answers[0]?.body.id);
+  });
+
+  it('numbers one subject 1..n without gaps under concurrency, in stream order', async () => {
+    const subject = unique('subject');
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        postJson(`${fn.url}/events`, { type: 't', subject, data: i }),
+      ),
+    );
+    expect(answers.every((a) => a.status === 202)).toBe(true);
+    expect(answers.map((a) => Number(a.body.seq)).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
+    const seqs = (await redis.xrange(stream, '-', '+'))
+      .map(([, f]) => parseEntryFields(f))
+      .filter((e) => e.subject === subject)
+      .map((e) => e.seq);
+    expect(seqs).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+  });
+
+  it('makes exactly one Redis round trip (one EVALSHA) per accepted request, doing 5 reads and 5 writes in it', async () => {
+    const before = await redis.info('commandstats');
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        postJson(`${fn.url}/events`, { type: 't', data: i }, { 'idempotency-key': unique('rt') }),
+      ),
+    );
+    expect(answers.every((a) => a.status === 202)).toBe(true);
+    const after = await redis.info('commandstats');
+    const calls = (text: string) => {
+      const out: Record<string, number> = {};
+      for (const m of text.matchAll(/cmdstat_(\w+):calls=(\d+)/g))
+        out[m[1] as string] = Number(m[2]);
+      return out;
+    };
+    const a = calls(before);
+    const b = calls(after);
+    const delta = Object.fromEntries(
+      Object.keys(b)
+        .map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)])
+        .filter(([, d]) => d !== 0),
+    );
+    // One EVALSHA per request is the round trip (the INFO took the first reading);
+    // the rest ran inside the script: reads GET×3 (idempotency, rate window,
+    // sequence), HMGET, XLEN; writes SET (sequence), XADD, SET or INCR (rate
+    // window), HINCRBY, SET (idempotency record).
+    const { set = 0, incr = 0, ...rest } = delta;
+    expect(rest).toEqual({
+      evalsha: 50,
+      info: 1,
+      get: 150,
+      hmget: 50,
+      xlen: 50,
+      xadd: 50,
+      hincrby: 50,
+    });
+    expect(set + incr).toBe(150);
+    expect(set).toBeGreaterThanOrEqual(100);
+  });
+
+  it('serves /healthz and /readyz', async () => {
+    expect((await fetch(`${fn.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${fn.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ok' });
+  });
+});
+
+describe('ingest with INGEST_API_KEYS', () => {
+  const stream = unique('test:auth');
+  let fn: FunctionProcess;
+  beforeAll(async () => {
+    fn = await startFunction('ingest', { STREAM_KEY: stream, INGEST_API_KEYS: 'k-one, k-two' });
+  });
+  afterAll(async () => {
+    await fn.kill();
+    await redis.del(stream);
+  });
+
+  it('answers 401 without a token or with a wrong one, and changes nothing', async () => {
+    const before = await footprint(stream);
+    for (const headers of [
+      {} as Record<string, string>,
+      { authorization: 'Bearer nope' },
+      { authorization: 'Basic k-one' },
+      { authorization: 'Bearer k-one-extra' },
+    ]) {
+      const res = await postJson(`${fn.url}/events`, { type: 't', data: 1 }, headers);
+      expect(res.status).toBe(401);
+      expect(res.body.error).toBe('unauthorized');
+      expect(res.headers.get('www-authenticate')).toBe('Bearer');
+    }
+    expect(await footprint(stream)).toBe(before);
+  });
+
+  it('accepts every configured key', async () => {
+    for (const key of ['k-one', 'k-two']) {
+      expect(
+        (
+          await postJson(
+            `${fn.url}/events`,
+            { type: 't', data: 1 },
+            { authorization: `Bearer ${key}` },
+          )
+        ).status,
+      ).toBe(202);
+    }
+    expect(await redis.xlen(stream)).toBe(2);
+  });
+});
+
+describe('ingest limits', () => {
+  const stream = unique('test:limits');
+  let fn: FunctionProcess;
+  beforeAll(async () => {
+    fn = await startFunction('ingest', {
+      STREAM_KEY: stream,
+      RATE_LIMIT_PER_SEC: '5',
+      MAX_BACKLOG: '12',
+    });
+  });
+  afterAll(async () => {
+    await fn.kill();
+    await redis.del(stream);
+  });
+
+  it('answers 429 with Retry-After past RATE_LIMIT_PER_SEC in one second, writing nothing for it', async () => {
+    // Start just after a second boundary so all requests share one window.
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
+    const answers = [];
+    for (let i = 0; i < 8; i++)
+      answers.push(await postJson(`${fn.url}/events`, { type: 't', data: i }));
+    expect(answers.map((a) => a.status)).toEqual([202, 202, 202, 202, 202, 429, 429, 429]);
+    expect(answers[5]?.body.error).toBe('rate_limited');
+    expect(answers[5]?.headers.get('retry-after')).toBe('1');
+    expect(await redis.xlen(stream)).toBe(5);
+  });
+
+  it('answers 503 with Retry-After once the backlog reaches MAX_BACKLOG, writing nothing', async () => {
+    for (let i = 0; i < 7; i++) await redis.xadd(stream, '*', 'filler', String(i));
+    expect(await redis.xlen(stream)).toBe(12);
+    await new Promise((r) => setTimeout(r, 1100));
+    const before = await footprint(stream);
+    const res = await postJson(`${fn.url}/events`, { type: 't', data: 1 });
+    expect(res.status).toBe(503);
+    expect(res.body.error).toBe('backlog_full');
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await footprint(stream)).toBe(before);
+  });
+
+  it('honours a per-source setting that disables the source (403) or overrides the rate', async () => {
+    await redis.xtrim(stream, 'MAXLEN', 0);
+    const source = unique('/src');
+    await redis.hset(`spillway:source:${source}:settings`, 'disabled', '1');
+    const refused = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toBe('source_disabled');
+    await redis.hset(`spillway:source:${source}:settings`, 'disabled', '0', 'rateLimitPerSec', '1');
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
+    const first = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 });
+    const second = await postJson(`${fn.url}/events`, { type: 't', source, data: 2 });
+    expect([first.status, second.status]).toEqual([202, 429]);
+    expect(await redis.hget(`spillway:source:${source}:stats`, 'accepted')).toBe('1');
+    await redis.del(`spillway:source:${source}:settings`, `spillway:source:${source}:stats`);
+  });
+});
+
+describe('ingest when Redis fails', () => {
+  it('answers 503 (never 202) when Redis is unreachable, and /readyz says not ready', async () => {
+    const fn = await startFunction('ingest', { REDIS_URL: 'redis://127.0.0.1:1' }, '/healthz');
+    try {
+      const res = await postJson(`${fn.url}/events`, { type: 't', data: 1 });
+      expect(res.status).toBe(503);
+      expect(res.body.error).toBe('unavailable');
+      expect((await fetch(`${fn.url}/readyz`)).status).toBe(503);
+    } finally {
+      await fn.kill();
+    }
+  });
+
+  it('answers 503 when Redis is slower than REDIS_TIMEOUT_MS', async () => {
+    const stream = unique('test:slow');
+    const fn = await startFunction('ingest', { STREAM_KEY: stream, REDIS_TIMEOUT_MS: '200' });
+    try {
+      await redis.client('PAUSE', 1000, 'ALL');
+      const started = Date.now();
+      const res = await postJson(
+        `${fn.url}/events`,
+        { type: 't', data: 1 },
+        { 'idempotency-key': unique('slow') },
+      );
+      expect(res.status).toBe(503);
+      expect(res.body.error).toBe('unavailable');
+      expect(Date.now() - started).toBeLessThan(900);
+    } finally {
+      await redis.client('UNPAUSE');
+      await fn.kill();
+      await redis.del(stream);
+    }
+  });
+});
+
+describe('ingest on SIGTERM', () => {
+  it('stops accepting, answers every request in flight, and exits 0', async () => {
+    const stream = unique('test:term');
+    const fn = await startFunction('ingest', { STREAM_KEY: stream, REDIS_TIMEOUT_MS: '5000' });
+    // Hold Redis so the requests are surely in flight when the signal arrives.
+    await redis.client('PAUSE', 700, 'WRITE');
+    const pending = Array.from({ length: 100 }, (_, i) =>
+      postJson(`${fn.url}/events`, { type: 't', data: i }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const exit = fn.kill('SIGTERM');
+    const answers = await Promise.all(pending);
+    expect(answers.map((a) => a.status)).toEqual(Array(100).fill(202));
+    expect(await exit).toBe(0);
+    expect(await redis.xlen(stream)).toBe(100);
+    await expect(fetch(`${fn.url}/healthz`)).rejects.toThrow();
+    await redis.del(stream);
+  });
+});
