@@ -2,16 +2,21 @@
 # Ensures the Go-built tools the cluster checks need, in the checkout's ignored
 # .data/bin/, and prints the path of each one asked for (default: kustomize).
 #
-#   scripts/cluster-tools.sh [--dry-run] [kustomize]
+#   scripts/cluster-tools.sh [--dry-run] [kustomize] [k6]
 #
+# kustomize renders the manifests; k6's `inspect` reads k6/spike-test.js and
+# prints the options it derives from the spike profile, without sending load.
 # Pinned versions, because a rendered manifest must not change under us when a
 # new release lands. kn (knative.dev/client) is not offered: the Go module proxy
 # refuses that module (403), so the kn commands are checked by parsing instead.
 set -euo pipefail
 
 KUSTOMIZE_VERSION="v5.7.1"
+K6_VERSION="v1.8.1"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=../cluster/lib.sh source-path=SCRIPTDIR
+source "${ROOT}/cluster/lib.sh"
 BIN_DIR="${ROOT}/.data/bin"
 DRY_RUN=0
 TOOLS=()
@@ -23,9 +28,9 @@ for arg in "$@"; do
       sed -n '2,9p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
-    kustomize) TOOLS+=("${arg}") ;;
+    kustomize | k6) TOOLS+=("${arg}") ;;
     *)
-      echo "cluster-tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize)" >&2
+      echo "cluster-tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize, k6)" >&2
       exit 2
       ;;
   esac
@@ -34,30 +39,30 @@ if [[ ${#TOOLS[@]} -eq 0 ]]; then
   TOOLS=(kustomize)
 fi
 
-# Prints a command (dry run) or runs it; output of real runs goes to stderr so
-# that stdout carries only the tool paths.
-run() {
-  if [[ ${DRY_RUN} -eq 1 ]]; then
-    printf '%q ' "$@" | sed 's/ $//'
-    printf '\n'
-  else
-    "$@" >&2
+# go_install NAME VERSION PACKAGE: one versioned folder per tool, so a pin
+# change installs the new version beside the old instead of trusting it.
+go_install() {
+  local name="$1" version="$2" package="$3"
+  local dest="${BIN_DIR}/${name}-${version}"
+  if [[ ${DRY_RUN} -eq 1 || ! -x "${dest}/${name}" ]]; then
+    if [[ ${DRY_RUN} -eq 0 ]] && ! command -v go >/dev/null; then
+      echo "cluster-tools.sh: 'go' is not on PATH; install Go 1.23+ to build ${name}" >&2
+      exit 1
+    fi
+    run mkdir -p "${dest}"
+    run env "GOBIN=${dest}" go install "${package}@${version}"
+  fi
+  if [[ ${DRY_RUN} -eq 0 ]]; then
+    echo "${dest}/${name}"
   fi
 }
 
 ensure_kustomize() {
-  local dest="${BIN_DIR}/kustomize-${KUSTOMIZE_VERSION}"
-  if [[ ${DRY_RUN} -eq 1 || ! -x "${dest}/kustomize" ]]; then
-    command -v go >/dev/null || [[ ${DRY_RUN} -eq 1 ]] || {
-      echo "cluster-tools.sh: 'go' is not on PATH; install Go 1.22+ to build kustomize" >&2
-      exit 1
-    }
-    run mkdir -p "${dest}"
-    run env "GOBIN=${dest}" go install "sigs.k8s.io/kustomize/kustomize/v5@${KUSTOMIZE_VERSION}"
-  fi
-  if [[ ${DRY_RUN} -eq 0 ]]; then
-    echo "${dest}/kustomize"
-  fi
+  go_install kustomize "${KUSTOMIZE_VERSION}" sigs.k8s.io/kustomize/kustomize/v5
+}
+
+ensure_k6() {
+  go_install k6 "${K6_VERSION}" go.k6.io/k6
 }
 
 for tool in "${TOOLS[@]}"; do

@@ -29,7 +29,7 @@ export async function startFunction(
   env: Record<string, string> = {},
   readyPath = '/readyz',
 ): Promise<FunctionProcess> {
-  const port = nextPort++;
+  const port = env.PORT ? Number(env.PORT) : nextPort++;
   const proc = spawn(process.execPath, ['--import', 'tsx', 'functions/host.ts'], {
     env: {
       ...process.env,
@@ -48,17 +48,20 @@ export async function startFunction(
     proc.once('exit', (code) => resolve(code)),
   );
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
+  let last = 'no answer';
   for (;;) {
     if (proc.exitCode !== null)
       throw new Error(`${target} exited with ${proc.exitCode}:\n${output}`);
     try {
-      const res = await fetch(`${url}${readyPath}`);
+      const res = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(5000) });
       if (res.status === 200) break;
-    } catch {
-      // not listening yet
+      last = `${res.status} ${await res.text()}`;
+    } catch (error) {
+      last = String(error);
     }
-    if (Date.now() > deadline) throw new Error(`${target} not ready after 30 s:\n${output}`);
+    if (Date.now() > deadline)
+      throw new Error(`${target} not ready after 60 s (last: ${last}):\n${output}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
@@ -92,4 +95,68 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 export async function redisSnapshot(redis: Redis, stream: string): Promise<string> {
   const keys = (await redis.keys('spillway:*')).sort();
   return JSON.stringify({ keys, len: await redis.xlen(stream), dbsize: await redis.dbsize() });
+}
+
+/** Starts the local relay (eventing/relay/main.ts) in a child process. */
+export async function startRelay(env: Record<string, string>): Promise<FunctionProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'eventing/relay/main.ts'], {
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  proc.stdout?.on('data', (chunk) => (output += chunk));
+  proc.stderr?.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => resolve(code)),
+  );
+  const deadline = Date.now() + 30_000;
+  while (!output.includes('relay started')) {
+    if (proc.exitCode !== null) throw new Error(`relay exited with ${proc.exitCode}:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`relay not started after 30 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: '',
+    proc,
+    output: () => output,
+    kill: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Polls until check() is true, or fails with what() after timeoutMs. */
+export async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: () => Promise<string> | string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${await what()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Posts n events to ingest, `concurrency` at a time; returns the 202 answers in order. */
+export async function postMany(
+  url: string,
+  n: number,
+  concurrency: number,
+  event: (i: number) => unknown,
+): Promise<Array<{ id: string; seq: number }>> {
+  const out: Array<{ id: string; seq: number }> = new Array(n);
+  let next = 0;
+  const agent = async () => {
+    while (next < n) {
+      const i = next++;
+      const res = await postJson(`${url}/events`, event(i));
+      if (res.status !== 202)
+        throw new Error(`post ${i} got ${res.status} ${JSON.stringify(res.body)}`);
+      out[i] = res.body as { id: string; seq: number };
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, agent));
+  return out;
 }

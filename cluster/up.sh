@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Creates the Spillway cluster on k3d and deploys everything, in this order:
+# host kernel tuning, the k3d cluster, Knative Serving + Kourier, Knative
+# Eventing + the MT channel broker, eventing-redis's source and sink, Redis,
+# MongoDB (a Docker container with a 100 IOPS disk limit), the secrets, the
+# image (built and imported), the functions and the eventing wiring; then it
+# waits until all are ready and prints ingest's URLs.
+#
+#   cluster/up.sh [--dry-run] [--skip-sysctl]
+#
+# --dry-run      print the exact command plan, one command a line; run nothing
+# --skip-sysctl  leave the host's kernel settings alone
+# Environment:
+#   MONGO_IOPS_DEVICE     block device to limit (default: the disk holding
+#                         Docker's data root, found with docker info/df/lsblk)
+#   SPILLWAY_SECRETS_ENV  secrets file (default .data/cluster/secrets.env)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "${ROOT}/cluster/lib.sh"
+cd "${ROOT}"
+
+# Pinned releases: one Knative release for every component, so they match.
+KNATIVE_VERSION="knative-v1.22.1"
+SERVING_RELEASE="https://github.com/knative/serving/releases/download/${KNATIVE_VERSION}"
+KOURIER_RELEASE="https://github.com/knative-extensions/net-kourier/releases/download/${KNATIVE_VERSION}"
+EVENTING_RELEASE="https://github.com/knative/eventing/releases/download/${KNATIVE_VERSION}"
+REDIS_RELEASE="https://github.com/knative-extensions/eventing-redis/releases/download/${KNATIVE_VERSION}"
+
+CLUSTER="spillway"
+NAMESPACE="spillway"
+# dev.local is in Knative's registries-skipping-tag-resolving, so Knative uses
+# the imported image as is instead of asking a registry for its digest.
+IMAGE="dev.local/spillway:0.1.0"
+MONGO_IMAGE="mongo:8.0.4"
+MONGO_CONTAINER="spillway-mongodb"
+MONGO_VOLUME="spillway-mongodb-data"
+# Inside k3d.yaml's subnet; cluster/mongodb.yaml's EndpointSlice points here.
+MONGO_IP="172.28.200.10"
+# The node's I/O budget, as in the reference problem (reads and writes each).
+MONGO_IOPS=100
+KOURIER_HOST_PORT=8180
+NODEPORT_HOST_PORT=30000
+SECRETS_ENV="${SPILLWAY_SECRETS_ENV:-.data/cluster/secrets.env}"
+WAIT_TIMEOUT="--timeout=600s"
+
+SKIP_SYSCTL=0
+for arg in "$@"; do
+  case "${arg}" in
+    --dry-run) DRY_RUN=1 ;;
+    --skip-sysctl) SKIP_SYSCTL=1 ;;
+    -h | --help)
+      sed -n '2,17p' "${BASH_SOURCE[0]}"
+      exit 0
+      ;;
+    *)
+      echo "up.sh: unknown argument '${arg}' (known: --dry-run, --skip-sysctl)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+SUDO=()
+if [[ ${EUID} -ne 0 ]]; then
+  SUDO=(sudo)
+fi
+
+preflight() {
+  require_tools docker k3d kubectl
+  if ! docker info >/dev/null 2>&1; then
+    echo "up.sh: cannot reach the Docker engine; start Docker and retry" >&2
+    exit 1
+  fi
+  if k3d cluster get "${CLUSTER}" >/dev/null 2>&1; then
+    echo "up.sh: cluster '${CLUSTER}' already exists; run cluster/down.sh first" >&2
+    exit 1
+  fi
+}
+
+# The disk under Docker's data root: Docker's IOPS limits apply to whole block
+# devices, and MongoDB's volume lives there.
+iops_device() {
+  if [[ -n ${MONGO_IOPS_DEVICE:-} ]]; then
+    echo "${MONGO_IOPS_DEVICE}"
+  elif [[ ${DRY_RUN} -eq 1 ]]; then
+    echo "<disk under Docker's data root; set MONGO_IOPS_DEVICE>"
+  else
+    local root source parent
+    root="$(docker info --format '{{.DockerRootDir}}')"
+    source="$(df --output=source "${root}" | tail -n 1)"
+    parent="$(lsblk -no PKNAME "${source}" 2>/dev/null | head -n 1 || true)"
+    if [[ -n ${parent} ]]; then
+      echo "/dev/${parent}"
+    elif [[ -b ${source} ]]; then
+      echo "${source}"
+    else
+      echo "up.sh: cannot find the disk under ${root}; set MONGO_IOPS_DEVICE (e.g. /dev/vda)" >&2
+      exit 1
+    fi
+  fi
+}
+
+# The reference report hit EOF errors from socket exhaustion at 10,000
+# simultaneous connections: somaxconn lengthens the accept backlog for the
+# handshake burst, and tcp_tw_reuse with a wide ip_local_port_range lets one
+# host (the load generator, the k3d load balancer) open and recycle 10,000+
+# outgoing connections. These are runtime settings: a reboot undoes them.
+tune_kernel() {
+  run "${SUDO[@]}" sysctl -w net.core.somaxconn=65535
+  run "${SUDO[@]}" sysctl -w net.ipv4.tcp_tw_reuse=1
+  run "${SUDO[@]}" sysctl -w "net.ipv4.ip_local_port_range=1024 65535"
+}
+
+install_serving() {
+  run kubectl apply -f "${SERVING_RELEASE}/serving-crds.yaml"
+  run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
+  run kubectl apply -f "${SERVING_RELEASE}/serving-core.yaml"
+  run kubectl apply -f "${KOURIER_RELEASE}/kourier.yaml"
+  run kubectl patch configmap/config-network -n knative-serving --type merge \
+    --patch '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+  # <service>.<namespace>.127.0.0.1.sslip.io resolves to this host.
+  run kubectl patch configmap/config-domain -n knative-serving --type merge \
+    --patch '{"data":{"127.0.0.1.sslip.io":""}}'
+  run kubectl wait --for=condition=Available deployment --all -n knative-serving "${WAIT_TIMEOUT}"
+  run kubectl wait --for=condition=Available deployment --all -n kourier-system "${WAIT_TIMEOUT}"
+}
+
+install_eventing() {
+  run kubectl apply -f "${EVENTING_RELEASE}/eventing-crds.yaml"
+  run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
+  run kubectl apply -f "${EVENTING_RELEASE}/eventing-core.yaml"
+  run kubectl apply -f "${EVENTING_RELEASE}/in-memory-channel.yaml"
+  run kubectl apply -f "${EVENTING_RELEASE}/mt-channel-broker.yaml"
+  run kubectl wait --for=condition=Available deployment --all -n knative-eventing "${WAIT_TIMEOUT}"
+  run kubectl apply -f "${REDIS_RELEASE}/redis-source.yaml"
+  run kubectl apply -f "${REDIS_RELEASE}/redis-sink.yaml"
+  run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
+  run kubectl apply -f eventing/config-redis.yaml
+  run kubectl wait --for=condition=Available deployment --all -n knative-sources "${WAIT_TIMEOUT}"
+  run kubectl wait --for=condition=Available deployment --all -n knative-sinks "${WAIT_TIMEOUT}"
+}
+
+deploy_redis() {
+  run kubectl apply -f cluster/namespace.yaml
+  run kubectl apply -f cluster/redis.yaml
+  run kubectl -n "${NAMESPACE}" rollout status statefulset/redis "${WAIT_TIMEOUT}"
+}
+
+deploy_mongodb() {
+  local device
+  device="$(iops_device)"
+  run docker volume create "${MONGO_VOLUME}"
+  run docker run --detach --name "${MONGO_CONTAINER}" --restart unless-stopped \
+    --network "k3d-${CLUSTER}" --ip "${MONGO_IP}" \
+    --device-read-iops "${device}:${MONGO_IOPS}" \
+    --device-write-iops "${device}:${MONGO_IOPS}" \
+    --volume "${MONGO_VOLUME}:/data/db" \
+    "${MONGO_IMAGE}" --bind_ip_all --wiredTigerCacheSizeGB 0.5
+  run kubectl apply -f cluster/mongodb.yaml
+}
+
+# The Secret comes from a file outside git. A missing file is made from the
+# example with a fresh API key, written straight into the file (never printed).
+create_secrets() {
+  if [[ ! -f ${SECRETS_ENV} ]]; then
+    run install -D -m 600 knative/secrets.example.env "${SECRETS_ENV}"
+    if [[ ${DRY_RUN} -eq 1 ]]; then
+      print_cmd sed -i "s/^INGEST_API_KEYS=\$/INGEST_API_KEYS=<openssl rand -hex 32>/" "${SECRETS_ENV}"
+    else
+      require_tools openssl
+      printf '+ %s\n' "fill INGEST_API_KEYS in ${SECRETS_ENV} with a random token" >&2
+      sed -i "s/^INGEST_API_KEYS=\$/INGEST_API_KEYS=$(openssl rand -hex 32)/" "${SECRETS_ENV}"
+    fi
+  fi
+  run kubectl -n "${NAMESPACE}" delete secret spillway-secrets --ignore-not-found
+  run kubectl -n "${NAMESPACE}" create secret generic spillway-secrets \
+    "--from-env-file=${SECRETS_ENV}"
+}
+
+build_image() {
+  run docker build --tag "${IMAGE}" --file Dockerfile .
+  run k3d image import "${IMAGE}" --cluster "${CLUSTER}"
+}
+
+deploy_spillway() {
+  run kubectl apply -k knative
+  run kubectl -n "${NAMESPACE}" wait --for=condition=Ready ksvc/ingest ksvc/persist "${WAIT_TIMEOUT}"
+  run kubectl apply -k eventing
+  run kubectl -n "${NAMESPACE}" wait --for=condition=Ready broker/spillway \
+    redisstreamsink/spillway-dead-letters redisstreamsource/spillway-events trigger/persist \
+    "${WAIT_TIMEOUT}"
+}
+
+print_urls() {
+  local get_url=(kubectl -n "${NAMESPACE}" get ksvc ingest --output 'jsonpath={.status.url}')
+  if [[ ${DRY_RUN} -eq 1 ]]; then
+    print_cmd "${get_url[@]}"
+  else
+    local url
+    url="$(run_capture "${get_url[@]}")"
+    echo "ingest via Kourier:  ${url}:${KOURIER_HOST_PORT}/events"
+    echo "ingest via NodePort: http://localhost:${NODEPORT_HOST_PORT}/events"
+    echo "API key: INGEST_API_KEYS in ${SECRETS_ENV}"
+  fi
+}
+
+if [[ ${DRY_RUN} -eq 0 ]]; then
+  preflight
+fi
+if [[ ${SKIP_SYSCTL} -eq 0 ]]; then
+  tune_kernel
+fi
+run k3d cluster create --config cluster/k3d.yaml
+install_serving
+install_eventing
+deploy_redis
+deploy_mongodb
+create_secrets
+build_image
+deploy_spillway
+print_urls

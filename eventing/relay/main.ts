@@ -1,0 +1,51 @@
+/**
+ * `node dist/eventing/relay/main.js`: runs the local relay from the environment.
+ * SIGTERM/SIGINT stop it gracefully (the group is destroyed, as the source does).
+ */
+import { hostname } from 'node:os';
+import { createLogger } from '../../functions/shared/logger.js';
+import { createRedis } from '../../functions/shared/redis.js';
+import { loadRelayConfig } from './config.js';
+import { Relay } from './relay.js';
+
+const config = loadRelayConfig();
+const log = createLogger('relay', config.logLevel);
+const redis = createRedis(config.redisUrl, {
+  enableOfflineQueue: true,
+  maxRetriesPerRequest: null,
+});
+redis.on('error', (error) => log.warn({ err: error }, 'redis connection error'));
+const url = new URL(config.redisUrl);
+const relay = new Relay({
+  redis,
+  redisAddress: `${url.hostname}:${url.port || 6379}`,
+  streamKey: config.streamKey,
+  consumerGroup: config.consumerGroup,
+  consumerName: config.consumerName || `relay-${hostname()}`,
+  consumers: config.consumers,
+  sinkUrl: config.sinkUrl,
+  log,
+});
+await relay.start();
+log.info(
+  { sink: config.sinkUrl, consumers: config.consumers, group: config.consumerGroup },
+  'relay started',
+);
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  relay.stop().then(
+    () => {
+      log.info(relay.stats, 'relay stopped');
+      redis.disconnect();
+      process.exit(0);
+    },
+    (error) => {
+      log.error({ err: error }, 'relay stop failed');
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

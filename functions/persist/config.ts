@@ -1,0 +1,57 @@
+import { type Env, EnvReader, LOG_LEVELS, type LogLevel } from '../shared/env.js';
+import { CONSUMER_GROUP, DATABASE, STREAM_KEY } from '../shared/names.js';
+
+export interface PersistConfig {
+  port: number;
+  metricsPort: number;
+  redisUrl: string;
+  mongodbUrl: string;
+  database: string;
+  streamKey: string;
+  consumerGroup: string;
+  /** Write commands per second this process may send to the database. */
+  writeOpsPerSec: number;
+  maxBatchDocs: number;
+  maxBatchBytes: number;
+  /** A push delivery not committed by then gets a 5xx (the Trigger redelivers). */
+  deliveryDeadlineMs: number;
+  mongoTimeoutMs: number;
+  sweepIntervalMs: number;
+  staleAfterMs: number;
+  /** Backlog beyond the source's cursor above which the pull intake catches up. */
+  catchupBacklog: number;
+  /** Entries the catch-up leaves to the source just beyond its cursor. */
+  catchupSkipEntries: number;
+  pullChunkEntries: number;
+  leaseTtlMs: number;
+  maxBodyBytes: number;
+  shutdownTimeoutMs: number;
+  logLevel: LogLevel;
+}
+
+export function loadPersistConfig(env: Env = process.env): PersistConfig {
+  const r = new EnvReader(env);
+  return {
+    port: r.int('PORT', 8081, 0, 65535),
+    metricsPort: r.int('METRICS_PORT', 9091, 0, 65535),
+    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6390', ['redis:', 'rediss:']),
+    mongodbUrl: r.url('MONGODB_URL', 'mongodb://127.0.0.1:27030/', ['mongodb:', 'mongodb+srv:']),
+    database: r.string('MONGODB_DB', DATABASE),
+    streamKey: r.string('STREAM_KEY', STREAM_KEY),
+    consumerGroup: r.string('CONSUMER_GROUP', CONSUMER_GROUP),
+    writeOpsPerSec: r.int('WRITE_OPS_PER_SEC', 100, 1, 100_000),
+    maxBatchDocs: r.int('MAX_BATCH_DOCS', 10_000, 1, 100_000),
+    maxBatchBytes: r.int('MAX_BATCH_BYTES', 16 * 1024 * 1024, 1024, 46 * 1024 * 1024),
+    deliveryDeadlineMs: r.int('DELIVERY_DEADLINE_MS', 30_000, 100),
+    mongoTimeoutMs: r.int('MONGO_TIMEOUT_MS', 20_000, 100),
+    sweepIntervalMs: r.int('SWEEP_INTERVAL_MS', 5000, 50),
+    staleAfterMs: r.int('STALE_AFTER_MS', 30_000, 0),
+    catchupBacklog: r.int('CATCHUP_BACKLOG', 10_000, 0),
+    catchupSkipEntries: r.int('CATCHUP_SKIP_ENTRIES', 1000, 0),
+    pullChunkEntries: r.int('PULL_CHUNK_ENTRIES', 5000, 1, 100_000),
+    leaseTtlMs: r.int('LEASE_TTL_MS', 10_000, 500),
+    maxBodyBytes: r.int('MAX_BODY_BYTES', 1024 * 1024, 1024),
+    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0),
+    logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+  };
+}

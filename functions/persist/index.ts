@@ -1,0 +1,132 @@
+/**
+ * Registers the `persist` CloudEvent function with the Functions Framework,
+ * configured from the environment. Each delivery (contract 2) becomes a document
+ * (contract 3) in the next group commit; the delivery is answered once that batch
+ * is committed. A poison event goes to `events_dead` and is answered 2xx.
+ */
+import { cloudEvent } from '@google-cloud/functions-framework';
+import type { CloudEventV1 } from 'cloudevents';
+import { MongoClient } from 'mongodb';
+import { Registry } from 'prom-client';
+import { DocumentError, type EventDocument, toDocument } from '../shared/document.js';
+import {
+  decodeSourceEvent,
+  EntryError,
+  entryFields,
+  isStreamId,
+  type SourceEvent,
+} from '../shared/entry.js';
+import { redactUrl } from '../shared/env.js';
+import { createLogger } from '../shared/logger.js';
+import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
+import { createRedis } from '../shared/redis.js';
+import { TokenBucket } from './bucket.js';
+import { Committer, type DeadDocument, deadDocument } from './committer.js';
+import { loadPersistConfig } from './config.js';
+import { createPersistMetrics } from './metrics.js';
+import { entryBytes, PullIntake } from './pull.js';
+
+export const config = loadPersistConfig();
+export const log = createLogger('persist', config.logLevel);
+export const registry = new Registry();
+const metrics = createPersistMetrics(registry);
+
+const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 3 });
+redis.on('error', (error) => log.warn({ err: error }, 'redis connection error'));
+const mongo = new MongoClient(config.mongodbUrl, {
+  maxPoolSize: 4,
+  serverSelectionTimeoutMS: 5000,
+  socketTimeoutMS: config.mongoTimeoutMs,
+});
+const db = mongo.db(config.database);
+const bucket = new TokenBucket(config.writeOpsPerSec);
+const committer = new Committer({
+  events: db.collection<EventDocument>(EVENTS_COLLECTION),
+  dead: db.collection<DeadDocument>(DEAD_COLLECTION),
+  redis,
+  streamKey: config.streamKey,
+  consumerGroup: config.consumerGroup,
+  bucket,
+  maxBatchDocs: config.maxBatchDocs,
+  maxBatchBytes: config.maxBatchBytes,
+  deliveryDeadlineMs: config.deliveryDeadlineMs,
+  log,
+  metrics,
+});
+const pull = new PullIntake(redis, committer, config, metrics, log);
+
+async function start(): Promise<void> {
+  await mongo.connect();
+  // Index creation is a write command too: it takes a token from the budget.
+  await bucket.take();
+  metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
+  await db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 });
+  committer.start();
+  pull.start();
+  log.info(
+    {
+      mongodb: redactUrl(config.mongodbUrl),
+      redis: redactUrl(config.redisUrl),
+      stream: config.streamKey,
+      group: config.consumerGroup,
+      writeOpsPerSec: config.writeOpsPerSec,
+      maxBatchDocs: config.maxBatchDocs,
+      maxBatchBytes: config.maxBatchBytes,
+    },
+    'persist started',
+  );
+}
+const started = start();
+started.catch((error) => {
+  log.fatal({ err: error }, 'persist could not start');
+  process.exit(1);
+});
+
+cloudEvent('persist', async (event: CloudEventV1<unknown>) => {
+  await started;
+  const raw = event as unknown as SourceEvent;
+  let doc: EventDocument;
+  let streamId: string;
+  let bytes: number;
+  try {
+    const decoded = decodeSourceEvent(raw);
+    streamId = decoded.streamId;
+    doc = toDocument(decoded.entry, streamId, new Date());
+    bytes = entryBytes(entryFields(decoded.entry));
+  } catch (error) {
+    if (!(error instanceof EntryError || error instanceof DocumentError)) throw error;
+    // Poison: kept with its reason, then acknowledged; it never blocks the queue.
+    const id = isStreamId(raw.id) ? raw.id : null;
+    const dead = deadDocument(`not a RedisStreamSource event: ${error.message}`, id, { ...raw });
+    return committer.submit(dead, true, id, 1024);
+  }
+  return committer.submit(doc, false, streamId, bytes);
+});
+
+/** For the host. */
+export const maxBodyBytes = config.maxBodyBytes;
+/**
+ * Ready when Redis answers and the database has taken a batch in the last 10 s or
+ * answers a ping within 2 s: a database busy with our own writes is not down.
+ */
+export async function ready(): Promise<boolean> {
+  try {
+    await started;
+    await redis.ping();
+    if (performance.now() - committer.lastCommitAt < 10_000) return true;
+    const timeout = new Promise((_, reject) =>
+      setTimeout(() => reject(new Error('ping timed out')), 2000).unref(),
+    );
+    await Promise.race([db.command({ ping: 1 }), timeout]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+/** Stops pulling, commits and answers everything held, closes the clients. */
+export async function shutdown(): Promise<void> {
+  await pull.stop();
+  await committer.stop();
+  await redis.quit().catch(() => redis.disconnect());
+  await mongo.close();
+}

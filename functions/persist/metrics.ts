@@ -1,0 +1,64 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export function createPersistMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    persisted: new Counter({
+      name: 'spillway_persist_events_total',
+      help: 'Events committed to MongoDB, by intake',
+      labelNames: ['intake'],
+      registers,
+    }),
+    writeCommands: new Counter({
+      name: 'spillway_persist_write_commands_total',
+      help: 'Write commands sent to MongoDB',
+      labelNames: ['collection'],
+      registers,
+    }),
+    deadLetters: new Counter({
+      name: 'spillway_persist_dead_letters_total',
+      help: 'Events written to events_dead',
+      registers,
+    }),
+    deadlines: new Counter({
+      name: 'spillway_persist_deadline_misses_total',
+      help: 'Deliveries answered 5xx at DELIVERY_DEADLINE_MS',
+      registers,
+    }),
+    batchFailures: new Counter({
+      name: 'spillway_persist_batch_failures_total',
+      help: 'Batches that failed and were retried',
+      registers,
+    }),
+    batchDocs: new Histogram({
+      name: 'spillway_persist_batch_docs',
+      help: 'Documents per batch',
+      buckets: [1, 10, 100, 500, 1000, 2500, 5000, 10000, 25000],
+      registers,
+    }),
+    commitSeconds: new Histogram({
+      name: 'spillway_persist_commit_seconds',
+      help: 'Time to commit one batch (insert, dead letters, ack-delete)',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    lag: new Histogram({
+      name: 'spillway_persist_lag_seconds',
+      help: 'From the stream entry being added (acknowledged to the client) to its commit',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    backlog: new Gauge({
+      name: 'spillway_persist_backlog_entries',
+      help: 'Stream length: entries not yet persisted',
+      registers,
+    }),
+    queued: new Gauge({
+      name: 'spillway_persist_queued_docs',
+      help: 'Documents waiting for the next batch',
+      registers,
+    }),
+  };
+}
+
+export type PersistMetrics = ReturnType<typeof createPersistMetrics>;

@@ -1,0 +1,212 @@
+/**
+ * The pull intake: under a Redis lease (one replica at a time) it reads entries
+ * straight from the stream into the same group commit and budget.
+ *
+ * - Sweeper: entries that stayed longer than STALE_AFTER_MS (the stream id is the
+ *   time it was added). The source acknowledges an entry after failed sends, and
+ *   drops it; it stays in the stream because only persist deletes, so the sweeper
+ *   persists it. It also persists what was added while no consumer group existed.
+ * - Catch-up: when the backlog beyond the group's last-delivered id passes
+ *   CATCHUP_BACKLOG, entries past that id (leaving CATCHUP_SKIP_ENTRIES to the
+ *   source) are read in big chunks: one XRANGE instead of one HTTP request per event.
+ * What it commits is deleted, and XREADGROUP skips deleted entries.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { toDocument } from '../shared/document.js';
+import { parseEntryFields } from '../shared/entry.js';
+import type { Logger } from '../shared/logger.js';
+import { type Committer, deadDocument } from './committer.js';
+import type { PersistConfig } from './config.js';
+import type { PersistMetrics } from './metrics.js';
+
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+type Entries = Array<[string, string[]]>;
+
+/** Bytes a document adds to a batch, roughly (for MAX_BATCH_BYTES). */
+export function entryBytes(fields: readonly string[]): number {
+  let bytes = 64;
+  for (const field of fields) bytes += field.length;
+  return bytes;
+}
+
+/** The next stream id after `id` (for exclusive ranges). */
+function after(id: string): string {
+  return `(${id}`;
+}
+
+export class PullIntake {
+  private readonly owner = randomUUID();
+  private readonly leaseKey: string;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private leased = false;
+  private nextSweep = 0;
+  /** Where the catch-up goes on from (exclusive), while it keeps finding entries. */
+  private catchupFrom: string | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly committer: Committer,
+    private readonly config: PersistConfig,
+    private readonly metrics: PersistMetrics,
+    private readonly log: Logger,
+  ) {
+    this.leaseKey = `spillway:persist:lease:${config.streamKey}`;
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.round()
+        .catch((error) => this.log.warn({ err: error }, 'pull round failed'))
+        .finally(() => {
+          if (!this.stopped)
+            this.timer = setTimeout(tick, this.leased && this.catchupFrom ? 20 : 250);
+        });
+    };
+    tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    if (this.leased)
+      await this.redis.eval(RELEASE, 1, this.leaseKey, this.owner).catch(() => undefined);
+  }
+
+  private async lease(): Promise<boolean> {
+    const ttl = String(this.config.leaseTtlMs);
+    if (this.leased) {
+      this.leased = (await this.redis.eval(RENEW, 1, this.leaseKey, this.owner, ttl)) === 1;
+    } else {
+      this.leased = (await this.redis.set(this.leaseKey, this.owner, 'PX', ttl, 'NX')) === 'OK';
+      if (this.leased) this.log.info({ owner: this.owner }, 'pull lease taken');
+    }
+    return this.leased;
+  }
+
+  /** One round: refresh the lease, then catch up or sweep if there is room in the queue. */
+  async round(): Promise<void> {
+    const backlog = await this.redis.xlen(this.config.streamKey);
+    this.metrics.backlog.set(backlog);
+    this.metrics.queued.set(this.committer.queued);
+    if (!(await this.lease())) return;
+    // Keep about one batch queued: more would only wait in memory.
+    if (this.committer.queued >= this.config.maxBatchDocs) return;
+    const room = Math.min(
+      this.config.pullChunkEntries,
+      this.config.maxBatchDocs * 2 - this.committer.queued,
+    );
+    const beyond = await this.beyondCursor(backlog);
+    if (beyond.count > this.config.catchupBacklog) {
+      await this.catchUp(beyond.cursor, room);
+      return;
+    }
+    this.catchupFrom = undefined;
+    if (Date.now() >= this.nextSweep) {
+      const found = await this.sweep(room);
+      // A full chunk means there is more: come back at once.
+      this.nextSweep = found >= room ? 0 : Date.now() + this.config.sweepIntervalMs;
+    }
+  }
+
+  /** The group's last-delivered id and the backlog past it (all of it when there is no group). */
+  private async beyondCursor(backlog: number): Promise<{ cursor: string; count: number }> {
+    let groups: unknown[] = [];
+    try {
+      groups = (await this.redis.xinfo('GROUPS', this.config.streamKey)) as unknown[];
+    } catch {
+      return { cursor: '0-0', count: backlog };
+    }
+    for (const raw of groups) {
+      const info = raw as unknown[];
+      const get = (name: string) => info[info.indexOf(name) + 1];
+      if (get('name') !== this.config.consumerGroup) continue;
+      const cursor = String(get('last-delivered-id'));
+      const lag = get('lag');
+      const pending = Number(get('pending') ?? 0);
+      return { cursor, count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending) };
+    }
+    return { cursor: '0-0', count: backlog };
+  }
+
+  private async catchUp(cursor: string, room: number): Promise<void> {
+    let start = this.catchupFrom;
+    if (start === undefined || compareIds(start, cursor) < 0) {
+      // Leave the entries just past the cursor to the source, which is about to send them.
+      const skip = this.config.catchupSkipEntries;
+      const skipped =
+        skip > 0
+          ? ((await this.redis.xrange(
+              this.config.streamKey,
+              after(cursor),
+              '+',
+              'COUNT',
+              skip,
+            )) as Entries)
+          : [];
+      start =
+        skipped.length === skip && skip > 0 ? (skipped.at(-1) as [string, string[]])[0] : cursor;
+    }
+    const entries = (await this.redis.xrange(
+      this.config.streamKey,
+      after(start),
+      '+',
+      'COUNT',
+      room,
+    )) as Entries;
+    this.catchupFrom = entries.length > 0 ? (entries.at(-1) as [string, string[]])[0] : undefined;
+    this.queue(entries);
+  }
+
+  private async sweep(room: number): Promise<number> {
+    const end = String(Math.max(0, Date.now() - this.config.staleAfterMs));
+    const entries = (await this.redis.xrange(
+      this.config.streamKey,
+      '-',
+      end,
+      'COUNT',
+      room,
+    )) as Entries;
+    const queued = this.queue(entries);
+    if (queued > 0) this.log.info({ entries: queued }, 'sweeper found entries left behind');
+    return entries.length;
+  }
+
+  private queue(entries: Entries): number {
+    const now = new Date();
+    let queued = 0;
+    for (const [streamId, fields] of entries) {
+      if (this.committer.holding.has(streamId)) continue;
+      queued++;
+      try {
+        const entry = parseEntryFields(fields);
+        this.committer.enqueue(
+          toDocument(entry, streamId, now),
+          false,
+          streamId,
+          entryBytes(fields),
+        );
+      } catch (error) {
+        const doc = deadDocument(
+          `stream entry is not an event: ${(error as Error).message}`,
+          streamId,
+          fields,
+        );
+        this.committer.enqueue(doc, true, streamId, entryBytes(fields));
+      }
+    }
+    return queued;
+  }
+}
+
+export function compareIds(a: string, b: string): number {
+  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
+  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
+  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
+}

@@ -1,0 +1,80 @@
+// The reference spike for a Spillway cluster: ramp to 10,000 virtual users,
+// hold, ramp down; each VU posts one event, waits for the answer, then thinks.
+// Stages, thresholds and think time come from spike-profile.json, which the
+// local load runner reads too, so the two cannot drift.
+//
+//   INGEST_URL=http://localhost:30000 [INGEST_API_KEY=…] k6 run k6/spike-test.js
+//
+// THRESHOLDS=reference|spillway|both (default both): the reference report's
+// pass criteria, Spillway's tighter ones, or all of them.
+// THINK_TIME_MS overrides the profile's mean think time (a shorter one offers
+// more load with the same VUs; the jitter stays the profile's).
+import { check, sleep } from 'k6';
+import http from 'k6/http';
+
+const profile = JSON.parse(open('./spike-profile.json'));
+
+const THRESHOLD_SETS = {
+  reference: ['reference'],
+  spillway: ['spillway'],
+  both: ['reference', 'spillway'],
+};
+
+/** Merges the chosen threshold sets into k6's shape: metric -> expressions. */
+export function thresholdsFor(choice) {
+  const sets = THRESHOLD_SETS[choice];
+  if (!sets) {
+    throw new Error(`THRESHOLDS=${choice} is not one of ${Object.keys(THRESHOLD_SETS).join(', ')}`);
+  }
+  const merged = {};
+  for (const set of sets) {
+    for (const [metric, expressions] of Object.entries(profile.thresholds[set])) {
+      merged[metric] = [...(merged[metric] ?? []), ...expressions];
+    }
+  }
+  return merged;
+}
+
+export const options = {
+  stages: profile.stages,
+  thresholds: thresholdsFor(__ENV.THRESHOLDS || 'both'),
+  // 10,000 VUs: keep memory for answers we only count, not read.
+  discardResponseBodies: true,
+  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
+};
+
+const baseUrl = (__ENV.INGEST_URL || '').replace(/\/+$/, '');
+const headers = { 'Content-Type': 'application/json' };
+if (__ENV.INGEST_API_KEY) {
+  headers.Authorization = `Bearer ${__ENV.INGEST_API_KEY}`;
+}
+
+export function setup() {
+  if (!baseUrl) {
+    throw new Error(
+      'INGEST_URL is not set; e.g. INGEST_URL=http://localhost:30000 (cluster/up.sh prints it)',
+    );
+  }
+  if (__ENV.THINK_TIME_MS && !(Number(__ENV.THINK_TIME_MS) >= 0)) {
+    throw new Error(`THINK_TIME_MS=${__ENV.THINK_TIME_MS} is not a number of milliseconds`);
+  }
+}
+
+/** Think time in seconds: the profile's mean, spread uniformly by ± jitter. */
+export function thinkTimeSec() {
+  const { jitter } = profile.thinkTimeMs;
+  const mean = __ENV.THINK_TIME_MS ? Number(__ENV.THINK_TIME_MS) : profile.thinkTimeMs.mean;
+  return (mean * (1 + jitter * (2 * Math.random() - 1))) / 1000;
+}
+
+export default function () {
+  const event = {
+    type: profile.event.type,
+    source: profile.event.source,
+    subject: `${profile.event.subjectPrefix}${__VU}`,
+    data: { vu: __VU, iteration: __ITER, sentAt: new Date().toISOString() },
+  };
+  const response = http.post(`${baseUrl}/events`, JSON.stringify(event), { headers });
+  check(response, { 'accepted (202)': (r) => r.status === 202 });
+  sleep(thinkTimeSec());
+}

@@ -1,0 +1,381 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CONSUMER_GROUP, SOURCE_EVENT_TYPE, STREAM_KEY } from '../../functions/shared/names.js';
+import {
+  container,
+  dryRun,
+  find,
+  loadManifests,
+  loadYaml,
+  type Manifest,
+  parseEnvFile,
+  ROOT,
+  read,
+} from './support.js';
+
+const ingest = find('Service', 'ingest');
+const persist = find('Service', 'persist');
+const ingestConfig = find('ConfigMap', 'ingest-config').data as Record<string, string>;
+const persistConfig = find('ConfigMap', 'persist-config').data as Record<string, string>;
+const configRedis = find('ConfigMap', 'config-redis').data as Record<string, string>;
+const source = find('RedisStreamSource', 'spillway-events');
+const trigger = find('Trigger', 'persist');
+const deadLetters = find('RedisStreamSink', 'spillway-dead-letters');
+const secretKeys = parseEnvFile(read('knative/secrets.example.env'));
+const knativeServices = [ingest, persist];
+
+/** Text that looks like a credential: user:password in a URL, keys, tokens. */
+function credentialFindings(text: string): string[] {
+  const patterns = [
+    /\b[a-z][a-z0-9+.-]*:\/\/[^\s/:@'"]+:[^\s/@'"]+@/gi,
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----/g,
+    // a name like password/token followed by a random-looking value (letters and digits)
+    /\b(password|passwd|secret|token|api_?keys?)\s*[:=]\s*['"]?(?=[\w+/-]*\d)(?=[\w+/-]*[a-z])[\w+/-]{16,}/gi,
+    /\b[A-Fa-f0-9]{32,}\b/g,
+    /Bearer [A-Za-z0-9._-]{12,}/g,
+  ];
+  return patterns.flatMap((pattern) => text.match(pattern) ?? []);
+}
+
+/** up.sh's plan, with the IOPS device given and a secrets file that does not exist. */
+const upPlan = dryRun('cluster/up.sh', [], {
+  MONGO_IOPS_DEVICE: '/dev/vdb',
+  SPILLWAY_SECRETS_ENV: join(tmpdir(), `spillway-absent-${process.pid}.env`),
+});
+
+function flagValue(command: string[], flag: string): string {
+  const at = command.indexOf(flag);
+  if (at < 0 || at + 1 >= command.length)
+    throw new Error(`${flag} missing in ${command.join(' ')}`);
+  return command[at + 1] as string;
+}
+
+const dockerRun = upPlan.find((c) => c[0] === 'docker' && c[1] === 'run') as string[];
+
+function annotation(service: Manifest, key: string): number {
+  const value = service.spec.template.metadata.annotations[`autoscaling.knative.dev/${key}`];
+  expect(value, `${service.metadata.name} ${key}`).toMatch(/^\d+$/);
+  return Number(value);
+}
+
+function envOf(service: Manifest): Record<string, Manifest> {
+  return Object.fromEntries(container(service).env.map((e: Manifest) => [e.name, e]));
+}
+
+describe('scaling', () => {
+  it('ingest keeps at least 3 pods warm (one per agent)', () => {
+    expect(annotation(ingest, 'min-scale')).toBeGreaterThanOrEqual(3);
+    expect(annotation(ingest, 'max-scale')).toBeGreaterThanOrEqual(annotation(ingest, 'min-scale'));
+    expect(annotation(ingest, 'target')).toBeGreaterThan(0);
+  });
+
+  it('persist is cluster-local', () => {
+    expect(persist.metadata.labels['networking.knative.dev/visibility']).toBe('cluster-local');
+    expect(ingest.metadata.labels?.['networking.knative.dev/visibility']).toBeUndefined();
+  });
+
+  it('persist keeps one pod for the sweeper', () => {
+    expect(annotation(persist, 'min-scale')).toBeGreaterThanOrEqual(1);
+  });
+
+  it("persist's max-scale x WRITE_OPS_PER_SEC stays within the node's IOPS budget", () => {
+    const writeIops = Number(flagValue(dockerRun, '--device-write-iops').split(':')[1]);
+    const readIops = Number(flagValue(dockerRun, '--device-read-iops').split(':')[1]);
+    expect(writeIops).toBe(100);
+    expect(readIops).toBe(100);
+    const writesPerSec = Number(persistConfig.WRITE_OPS_PER_SEC);
+    expect(writesPerSec).toBeGreaterThan(0);
+    expect(annotation(persist, 'max-scale') * writesPerSec).toBeLessThanOrEqual(writeIops);
+  });
+
+  it('many deliveries can wait on one persist pod, so group commit batches', () => {
+    const slots = persist.spec.template.spec.containerConcurrency;
+    expect(slots).toBeGreaterThanOrEqual(100);
+    expect(annotation(persist, 'target')).toBeLessThanOrEqual(slots);
+  });
+
+  it("the source's readers fit persist's concurrency", () => {
+    const inFlight = source.spec.consumers * Number(configRedis.numConsumers);
+    const slots = persist.spec.template.spec.containerConcurrency;
+    expect(inFlight).toBeLessThanOrEqual(annotation(persist, 'max-scale') * slots);
+    expect(inFlight).toBeGreaterThanOrEqual(annotation(persist, 'min-scale') * slots);
+  });
+});
+
+describe('the source, the functions and the Trigger agree', () => {
+  it("the source reads ingest's stream from ingest's Redis", () => {
+    expect(source.spec.stream).toBe(ingestConfig.STREAM_KEY);
+    expect(source.spec.stream).toBe(persistConfig.STREAM_KEY);
+    expect(source.spec.stream).toBe(STREAM_KEY);
+    expect(source.spec.address).toBe(secretKeys.REDIS_URL);
+    const redisUrl = envOf(ingest).REDIS_URL?.valueFrom.secretKeyRef;
+    expect(redisUrl).toEqual({ name: 'spillway-secrets', key: 'REDIS_URL' });
+    expect(envOf(persist).REDIS_URL?.valueFrom.secretKeyRef).toEqual(redisUrl);
+  });
+
+  it("the source's consumer group is the one persist acknowledges for", () => {
+    expect(source.spec.group).toBe(persistConfig.CONSUMER_GROUP);
+    expect(source.spec.group).toBe(CONSUMER_GROUP);
+  });
+
+  it('the source sends to the Broker the Trigger listens on', () => {
+    expect(source.spec.sink.ref).toMatchObject({ kind: 'Broker', name: trigger.spec.broker });
+    find('Broker', trigger.spec.broker);
+  });
+
+  it("the Trigger filters on the source's event type and source attribute", () => {
+    // pkg/source/adapter: type is fixed, source is "<address>/<stream>".
+    expect(trigger.spec.filter.attributes).toEqual({
+      type: SOURCE_EVENT_TYPE,
+      source: `${source.spec.address}/${source.spec.stream}`,
+    });
+  });
+
+  it('the Trigger delivers to persist, with retries, backoff, a timeout and a dead-letter sink', () => {
+    expect(trigger.spec.subscriber.ref).toEqual({
+      apiVersion: 'serving.knative.dev/v1',
+      kind: 'Service',
+      name: 'persist',
+    });
+    const { delivery } = trigger.spec;
+    expect(delivery.retry).toBeGreaterThanOrEqual(3);
+    expect(delivery.backoffPolicy).toBe('exponential');
+    expect(delivery.backoffDelay).toMatch(/^PT[\d.]+S$/);
+    const timeoutSec = Number(/^PT(\d+(?:\.\d+)?)S$/.exec(delivery.timeout)?.[1]);
+    // persist answers by itself at DELIVERY_DEADLINE_MS, before the Trigger and
+    // the revision give up.
+    expect(timeoutSec * 1000).toBeGreaterThan(Number(persistConfig.DELIVERY_DEADLINE_MS));
+    expect(timeoutSec).toBeLessThan(persist.spec.template.spec.timeoutSeconds);
+    expect(delivery.deadLetterSink.ref).toEqual({
+      apiVersion: 'sinks.knative.dev/v1alpha1',
+      kind: 'RedisStreamSink',
+      name: deadLetters.metadata.name,
+    });
+  });
+
+  it('dead letters go to their own stream in the same durable Redis', () => {
+    expect(deadLetters.spec.address).toBe(source.spec.address);
+    expect(deadLetters.spec.stream).not.toBe(source.spec.stream);
+    expect(read('cluster/replay-dead-letters.sh')).toContain(
+      `DEAD_LETTER_STREAM="${deadLetters.spec.stream}"`,
+    );
+  });
+
+  it("the Secret's addresses name the cluster's Redis and MongoDB Services", () => {
+    for (const [url, name, port] of [
+      [secretKeys.REDIS_URL, 'redis', 6379],
+      [secretKeys.MONGODB_URL, 'mongodb', 27017],
+    ] as const) {
+      const parsed = new URL(url as string);
+      const service = find('Service', name);
+      expect(parsed.hostname).toBe(`${name}.${service.metadata.namespace}.svc.cluster.local`);
+      expect(Number(parsed.port)).toBe(port);
+      expect(service.spec.ports[0].port).toBe(port);
+    }
+  });
+});
+
+describe('the functions', () => {
+  it('each Service runs its own function', () => {
+    for (const service of knativeServices) {
+      expect(envOf(service).FUNCTION_TARGET?.value).toBe(service.metadata.name);
+    }
+  });
+
+  it('reads only variables the function knows (a typo would be ignored silently)', () => {
+    const known = {
+      ingest:
+        'FUNCTION_TARGET METRICS_PORT REDIS_URL STREAM_KEY MAX_BODY_BYTES MAX_BACKLOG RATE_LIMIT_PER_SEC INGEST_API_KEYS IDEMPOTENCY_TTL_SEC REDIS_TIMEOUT_MS SHUTDOWN_TIMEOUT_MS INGEST_WORKERS LOG_LEVEL',
+      persist:
+        'FUNCTION_TARGET METRICS_PORT REDIS_URL MONGODB_URL MONGODB_DB STREAM_KEY CONSUMER_GROUP WRITE_OPS_PER_SEC MAX_BATCH_DOCS MAX_BATCH_BYTES DELIVERY_DEADLINE_MS SWEEP_INTERVAL_MS STALE_AFTER_MS CATCHUP_BACKLOG LOG_LEVEL',
+    };
+    const configs = { ingest: ingestConfig, persist: persistConfig };
+    for (const service of knativeServices) {
+      const name = service.metadata.name as keyof typeof known;
+      const names = [...Object.keys(envOf(service)), ...Object.keys(configs[name])];
+      expect(known[name].split(' ')).toEqual(expect.arrayContaining(names));
+      expect(container(service).envFrom).toEqual([{ configMapRef: { name: `${name}-config` } }]);
+    }
+    expect(ingestConfig.INGEST_WORKERS).toBe('1');
+  });
+
+  it("avoids Knative's reserved env names and queue-proxy's ports", () => {
+    // knative/serving pkg/apis/serving/k8s_validation.go: reservedEnvVars, reservedPorts
+    const reservedEnv = ['PORT', 'K_SERVICE', 'K_CONFIGURATION', 'K_REVISION'];
+    const reservedPorts = [8012, 8013, 8022, 9090, 9091, 8008];
+    for (const service of knativeServices) {
+      const config = service === ingest ? ingestConfig : persistConfig;
+      const names = [...Object.keys(envOf(service)), ...Object.keys(config)];
+      expect(names.filter((n) => reservedEnv.includes(n))).toEqual([]);
+      expect(reservedPorts).not.toContain(Number(config.METRICS_PORT));
+      expect(container(service).ports).toEqual([{ name: 'http1', containerPort: 8080 }]);
+    }
+  });
+
+  it('the NodePort reaches ingest through queue-proxy', () => {
+    const nodePort = find('Service', 'ingest-nodeport');
+    expect(nodePort.spec.type).toBe('NodePort');
+    expect(nodePort.spec.selector).toEqual({ 'serving.knative.dev/service': 'ingest' });
+    expect(nodePort.spec.ports[0].targetPort).toBe(8012);
+  });
+});
+
+describe('containers', () => {
+  const workloads = loadManifests().filter((m) =>
+    ['Service', 'StatefulSet'].includes(m.object.kind),
+  );
+  const containers = workloads.flatMap((m) =>
+    (m.object.spec.template?.spec?.containers ?? []).map(
+      (c: Manifest) => [`${m.object.kind} ${m.object.metadata.name}/${c.name}`, c] as const,
+    ),
+  );
+
+  it('finds the three workloads', () => {
+    expect(containers.map(([label]) => label).sort()).toEqual([
+      'Service ingest/ingest',
+      'Service persist/persist',
+      'StatefulSet redis/redis',
+    ]);
+  });
+
+  it.each(containers)('%s has requests, limits and probes', (_label, c) => {
+    for (const kind of ['requests', 'limits']) {
+      expect(Object.keys(c.resources?.[kind] ?? {}).sort()).toEqual(['cpu', 'memory']);
+    }
+    expect(c.readinessProbe).toBeDefined();
+    expect(c.livenessProbe).toBeDefined();
+    expect(c.securityContext?.allowPrivilegeEscalation).toBe(false);
+    expect(c.securityContext?.capabilities?.drop).toEqual(['ALL']);
+  });
+
+  it('the functions probe /readyz and /healthz on their port', () => {
+    for (const service of knativeServices) {
+      const c = container(service);
+      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 8080 });
+      expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 8080 });
+      expect(c.securityContext.runAsNonRoot).toBe(true);
+    }
+  });
+
+  it('Redis keeps everything it acknowledged: AOF, a volume, noeviction', () => {
+    const redis = find('StatefulSet', 'redis');
+    const args = container(redis).args.join(' ');
+    expect(args).toContain('--appendonly yes');
+    expect(args).toContain('--appendfsync everysec');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    expect(redis.spec.volumeClaimTemplates[0].metadata.name).toBe(
+      container(redis).volumeMounts[0].name,
+    );
+  });
+});
+
+describe('no plaintext secret anywhere', () => {
+  const SECRET_NAME = /(^|_)(API_KEYS?|SECRETS?|PASSWORDS?|TOKENS?|CREDENTIALS?)$|_URL$/;
+  const ownFiles = ['Dockerfile', '.dockerignore', 'k6/spike-test.js'].concat(
+    ...['knative', 'eventing', 'cluster'].map((dir) =>
+      readdirSync(join(ROOT, dir))
+        .filter((f) => statSync(join(ROOT, dir, f)).isFile())
+        .map((f) => `${dir}/${f}`),
+    ),
+  );
+
+  it('no Secret object is committed', () => {
+    expect(loadManifests().filter((m) => m.object.kind === 'Secret')).toEqual([]);
+  });
+
+  it('credentials and URLs reach the functions only through secretKeyRef', () => {
+    for (const service of knativeServices) {
+      for (const [name, e] of Object.entries(envOf(service))) {
+        if (SECRET_NAME.test(name)) {
+          expect(e.value, name).toBeUndefined();
+          expect(e.valueFrom?.secretKeyRef?.name, name).toBe('spillway-secrets');
+        }
+      }
+    }
+    for (const config of [ingestConfig, persistConfig]) {
+      expect(Object.keys(config).filter((k) => SECRET_NAME.test(k))).toEqual([]);
+    }
+  });
+
+  it('the example secrets file holds no credential', () => {
+    expect(secretKeys.INGEST_API_KEYS).toBe('');
+    for (const url of [secretKeys.REDIS_URL, secretKeys.MONGODB_URL]) {
+      const parsed = new URL(url as string);
+      expect(parsed.username + parsed.password).toBe('');
+    }
+    // where up.sh writes the real one is ignored by git
+    expect(read('.gitignore').split('\n')).toContain('.data/');
+    expect(
+      flagValue(
+        upPlan.find((c) => c.includes('secret') && c.includes('create')) as string[],
+        'generic',
+      ),
+    ).toBe('spillway-secrets');
+  });
+
+  it('the detector finds credentials when there are some', () => {
+    for (const sample of [
+      'MONGODB_URL=mongodb://admin:hunter2@db:27017/',
+      'INGEST_API_KEYS=3f9a1c0b7d2e4f6a8b9c0d1e2f3a4b5c',
+      'password: "s3cretValue12345678"',
+      'Authorization: Bearer abcdef0123456789',
+    ]) {
+      expect(credentialFindings(sample), sample).not.toEqual([]);
+    }
+    expect(
+      credentialFindings('--env-value-from REDIS_URL=secret:spillway-secrets:REDIS_URL'),
+    ).toEqual([]);
+  });
+
+  it.each(ownFiles)('%s contains nothing that looks like a credential', (file) => {
+    expect(credentialFindings(readFileSync(join(ROOT, file), 'utf8'))).toEqual([]);
+  });
+});
+
+describe('images', () => {
+  const image = flagValue(
+    upPlan.find((c) => c[0] === 'docker' && c[1] === 'build') as string[],
+    '--tag',
+  );
+
+  it('the functions run exactly the image up.sh builds and imports into k3d', () => {
+    expect(image).toMatch(/^dev\.local\/spillway:[\w.-]+$/);
+    expect(image.endsWith(':latest')).toBe(false);
+    const imported = upPlan.find((c) => c[0] === 'k3d' && c[1] === 'image') as string[];
+    expect(imported.slice(0, 4)).toEqual(['k3d', 'image', 'import', image]);
+    for (const service of knativeServices) {
+      expect(container(service).image).toBe(image);
+      expect(container(service).imagePullPolicy).toBe('IfNotPresent');
+    }
+    expect(read('cluster/README.md')).toContain(image);
+  });
+
+  it('every image is pinned to a version', () => {
+    const images = loadManifests().flatMap((m) =>
+      (m.object.spec?.template?.spec?.containers ?? []).map((c: Manifest) => c.image as string),
+    );
+    images.push(dockerRun[dockerRun.indexOf('--volume') + 2] as string);
+    const [k3d] = loadYaml('cluster/k3d.yaml') as [Manifest];
+    images.push(k3d.image);
+    expect(images.length).toBe(5);
+    for (const ref of images) expect(ref).toMatch(/^[\w./-]+:v?\d+\.\d+\.\d+[\w.-]*$/);
+  });
+});
+
+describe('MongoDB on the k3d network', () => {
+  it("the EndpointSlice points at the container's fixed address, inside k3d's subnet", () => {
+    const slice = find('EndpointSlice', 'mongodb-1');
+    const [k3d] = loadYaml('cluster/k3d.yaml') as [Manifest];
+    const ip = flagValue(dockerRun, '--ip');
+    expect(slice.endpoints[0].addresses).toEqual([ip]);
+    expect(slice.metadata.labels['kubernetes.io/service-name']).toBe('mongodb');
+    expect(flagValue(dockerRun, '--network')).toBe(k3d.network);
+    expect(k3d.network).toBe(`k3d-${k3d.metadata.name}`);
+    const [net, bits] = (k3d.subnet as string).split('/');
+    const toInt = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+    const mask = 2 ** 32 - 2 ** (32 - Number(bits));
+    expect((toInt(ip) & mask) >>> 0).toBe((toInt(net as string) & mask) >>> 0);
+  });
+});

@@ -1,0 +1,153 @@
+import { Broker } from '@kubernetes-models/knative/eventing.knative.dev/v1/Broker';
+import { Trigger } from '@kubernetes-models/knative/eventing.knative.dev/v1/Trigger';
+import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1/Service';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { EndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { Service } from 'kubernetes-models/v1/Service';
+import { describe, expect, it } from 'vitest';
+import {
+  k3dSimpleConfigSchema,
+  redisStreamSinkSchema,
+  redisStreamSourceSchema,
+  type Schema,
+  validate,
+} from './schemas.js';
+import { loadManifests, loadYaml, type Manifest, yamlFiles } from './support.js';
+
+type Validator = (object: Manifest) => void;
+
+/** Any model class: its constructor's own data type is checked by validate(). */
+function model(Model: new (data: never) => { validate(): void }): Validator {
+  return (object) => new Model(object as never).validate();
+}
+
+function schema(s: Schema): Validator {
+  return (object) => {
+    const errors = validate(object, s);
+    if (errors.length > 0) throw new Error(errors.join('\n'));
+  };
+}
+
+/** apiVersion/kind -> the official model (or the CRD-derived schema). */
+const VALIDATORS: Record<string, Validator> = {
+  'v1/Namespace': model(Namespace),
+  'v1/ConfigMap': model(ConfigMap),
+  'v1/Service': model(Service),
+  'apps/v1/StatefulSet': model(StatefulSet),
+  'discovery.k8s.io/v1/EndpointSlice': model(EndpointSlice),
+  'serving.knative.dev/v1/Service': model(KnativeService),
+  'eventing.knative.dev/v1/Broker': model(Broker),
+  'eventing.knative.dev/v1/Trigger': model(Trigger),
+  'sources.knative.dev/v1alpha1/RedisStreamSource': schema(redisStreamSourceSchema),
+  'sinks.knative.dev/v1alpha1/RedisStreamSink': schema(redisStreamSinkSchema),
+};
+
+const YAML_FILES = yamlFiles('knative', 'eventing', 'cluster');
+
+describe('YAML files', () => {
+  it('finds the deployment files', () => {
+    expect(YAML_FILES).toEqual(
+      expect.arrayContaining([
+        'cluster/k3d.yaml',
+        'cluster/redis.yaml',
+        'cluster/mongodb.yaml',
+        'knative/ingest.yaml',
+        'knative/persist.yaml',
+        'knative/kustomization.yaml',
+        'eventing/redis-stream-source.yaml',
+        'eventing/trigger.yaml',
+      ]),
+    );
+  });
+
+  it.each(YAML_FILES)('%s parses', (file) => {
+    expect(loadYaml(file).length).toBeGreaterThan(0);
+  });
+});
+
+describe('every Kubernetes object validates against its schema', () => {
+  const objects = loadManifests().filter((m) => !m.file.endsWith('kustomization.yaml'));
+
+  it('covers every kind the deployment uses', () => {
+    const kinds = new Set(objects.map((m) => `${m.object.apiVersion}/${m.object.kind}`));
+    expect([...kinds].sort()).toEqual(Object.keys(VALIDATORS).sort());
+  });
+
+  it.each(
+    objects.map(
+      (m) => [`${m.file}: ${m.object.kind} ${m.object.metadata?.name}`, m.object] as const,
+    ),
+  )('%s', (_label, object) => {
+    const validator = VALIDATORS[`${object.apiVersion}/${object.kind}`];
+    expect(validator, `no schema for ${object.apiVersion}/${object.kind}`).toBeDefined();
+    (validator as Validator)(object);
+  });
+
+  it('the strict schemas reject a misspelled field and a missing one', () => {
+    const source = objects.find((m) => m.object.kind === 'RedisStreamSource')?.object as Manifest;
+    const typo = { ...source, spec: { ...source.spec, consumerGroup: 'x' } };
+    expect(validate(typo, redisStreamSourceSchema)).toContain('spec: unknown field consumerGroup');
+    const { stream: _stream, ...noStream } = source.spec;
+    expect(validate({ ...source, spec: noStream }, redisStreamSourceSchema)).toContain(
+      'spec: missing required field stream',
+    );
+  });
+
+  it('the official models reject an invalid object', () => {
+    expect(() =>
+      new ConfigMap({ metadata: { name: 'x' }, data: { N: 1 as never } }).validate(),
+    ).toThrow();
+  });
+});
+
+describe('kustomizations', () => {
+  it.each(['knative/kustomization.yaml', 'eventing/kustomization.yaml'])(
+    '%s lists files that exist in its folder',
+    (file) => {
+      const [kustomization] = loadYaml(file) as [Manifest];
+      expect(kustomization.kind).toBe('Kustomization');
+      const folder = file.split('/')[0] as string;
+      expect(kustomization.resources.map((r: string) => `${folder}/${r}`).sort()).toEqual(
+        YAML_FILES.filter((f) => f.startsWith(`${folder}/`))
+          .filter((f) => !f.endsWith('kustomization.yaml') && f !== 'eventing/config-redis.yaml')
+          .sort(),
+      );
+    },
+  );
+});
+
+describe('cluster/k3d.yaml', () => {
+  const [config] = loadYaml('cluster/k3d.yaml') as [Manifest];
+
+  it("validates against the fields of k3d's v1alpha5 schema", () => {
+    expect(validate(config, k3dSimpleConfigSchema)).toEqual([]);
+  });
+
+  it('has 1 server and 3 agents, without Traefik', () => {
+    expect(config.servers).toBe(1);
+    expect(config.agents).toBe(3);
+    expect(config.options.k3s.extraArgs).toContainEqual({
+      arg: '--disable=traefik',
+      nodeFilters: ['server:*'],
+    });
+  });
+
+  it("maps Kourier's port 80 and the ingest NodePort through the load balancer", () => {
+    const ports = config.ports.map((p: { port: string; nodeFilters: string[] }) => [
+      p.port,
+      p.nodeFilters,
+    ]);
+    const nodePort = loadManifests().find((m) => m.object.metadata.name === 'ingest-nodeport')
+      ?.object.spec.ports[0].nodePort;
+    expect(ports).toContainEqual(['8180:80', ['loadbalancer']]);
+    expect(ports).toContainEqual([`${nodePort}:${nodePort}`, ['loadbalancer']]);
+  });
+
+  it('runs a Kubernetes that Knative knative-v1.22 supports (>= 1.34)', () => {
+    const match = /^rancher\/k3s:v1\.(\d+)\.\d+-k3s\d+$/.exec(config.image);
+    expect(match, config.image).not.toBeNull();
+    expect(Number(match?.[1])).toBeGreaterThanOrEqual(34);
+  });
+});

@@ -1,0 +1,240 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dryRun, ROOT, read } from './support.js';
+
+const SCRIPTS = [
+  'cluster/lib.sh',
+  'cluster/up.sh',
+  'cluster/down.sh',
+  'cluster/replay-dead-letters.sh',
+  'scripts/cluster-tools.sh',
+];
+
+describe('shellcheck', () => {
+  it.each(SCRIPTS)('%s passes', (script) => {
+    // throws with shellcheck's report on any finding
+    execFileSync('shellcheck', ['--external-sources', '--severity=style', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+  });
+
+  it.each(SCRIPTS.filter((s) => s !== 'cluster/lib.sh'))('%s is strict bash', (script) => {
+    const text = read(script);
+    expect(text.startsWith('#!/usr/bin/env bash\n')).toBe(true);
+    expect(text).toContain('\nset -euo pipefail\n');
+  });
+});
+
+describe('cluster/up.sh --dry-run', () => {
+  const env = {
+    MONGO_IOPS_DEVICE: '/dev/vdb',
+    SPILLWAY_SECRETS_ENV: join(tmpdir(), `spillway-absent-${process.pid}.env`),
+  };
+  const plan = dryRun('cluster/up.sh', [], env);
+  const lines = plan.map((words) => words.join(' '));
+  const indexOf = (pattern: RegExp): number => {
+    const at = lines.findIndex((line) => pattern.test(line));
+    expect(at, `no step matches ${pattern}`).toBeGreaterThanOrEqual(0);
+    return at;
+  };
+
+  it('runs nothing and prints one command per line', () => {
+    expect(plan.length).toBeGreaterThan(30);
+    for (const words of plan) {
+      expect(['sysctl', 'sudo', 'k3d', 'kubectl', 'docker', 'install', 'sed']).toContain(words[0]);
+    }
+  });
+
+  it('tunes the kernel as the reference report did, first', () => {
+    expect(plan.slice(0, 3)).toEqual(
+      [
+        'net.core.somaxconn=65535',
+        'net.ipv4.tcp_tw_reuse=1',
+        'net.ipv4.ip_local_port_range=1024 65535',
+      ].map((setting) => [...(process.getuid?.() === 0 ? [] : ['sudo']), 'sysctl', '-w', setting]),
+    );
+    const skipped = dryRun('cluster/up.sh', ['--skip-sysctl'], env);
+    expect(skipped.some((w) => w.includes('sysctl'))).toBe(false);
+    expect(skipped.length).toBe(plan.length - 3);
+  });
+
+  it('creates the cluster from k3d.yaml before installing anything into it', () => {
+    expect(plan[3]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
+  });
+
+  it('installs pinned releases, all of one Knative version, in dependency order', () => {
+    const releases = lines.filter((l) => l.includes('/releases/download/'));
+    const files = releases.map((l) => l.replace(/^.*\/releases\/download\//, ''));
+    expect(files).toEqual([
+      'knative-v1.22.1/serving-crds.yaml',
+      'knative-v1.22.1/serving-core.yaml',
+      'knative-v1.22.1/kourier.yaml',
+      'knative-v1.22.1/eventing-crds.yaml',
+      'knative-v1.22.1/eventing-core.yaml',
+      'knative-v1.22.1/in-memory-channel.yaml',
+      'knative-v1.22.1/mt-channel-broker.yaml',
+      'knative-v1.22.1/redis-source.yaml',
+      'knative-v1.22.1/redis-sink.yaml',
+    ]);
+    expect(releases.join('\n')).not.toMatch(/latest|nightly/);
+    expect(releases[2]).toContain('github.com/knative-extensions/net-kourier/');
+    expect(releases[7]).toContain('github.com/knative-extensions/eventing-redis/');
+    expect(indexOf(/ingress-class.*kourier\.ingress\.networking\.knative\.dev/)).toBeGreaterThan(
+      indexOf(/kourier\.yaml/),
+    );
+  });
+
+  it('starts MongoDB with the 100 IOPS limit on both directions, on the cluster network', () => {
+    const run = plan.find((w) => w[0] === 'docker' && w[1] === 'run') as string[];
+    const flag = (name: string) => run[run.indexOf(name) + 1];
+    expect(flag('--device-read-iops')).toBe('/dev/vdb:100');
+    expect(flag('--device-write-iops')).toBe('/dev/vdb:100');
+    expect(flag('--network')).toBe('k3d-spillway');
+    expect(flag('--volume')).toBe('spillway-mongodb-data:/data/db');
+    expect(indexOf(/^docker run/)).toBeGreaterThan(indexOf(/^k3d cluster create/));
+  });
+
+  it('builds the image, imports it, then deploys, waits and prints the URL', () => {
+    const order = [
+      /^kubectl apply -f .*redis-sink\.yaml$/,
+      /^kubectl apply -f eventing\/config-redis\.yaml$/,
+      /^kubectl apply -f cluster\/redis\.yaml$/,
+      /^kubectl -n spillway rollout status statefulset\/redis/,
+      /^docker run /,
+      /^kubectl apply -f cluster\/mongodb\.yaml$/,
+      /^install -D -m 600 knative\/secrets\.example\.env /,
+      /^kubectl -n spillway create secret generic spillway-secrets --from-env-file=/,
+      /^docker build --tag dev\.local\/spillway:\S+ --file Dockerfile \.$/,
+      /^k3d image import dev\.local\/spillway:\S+ --cluster spillway$/,
+      /^kubectl apply -k knative$/,
+      /^kubectl -n spillway wait --for=condition=Ready ksvc\/ingest ksvc\/persist/,
+      /^kubectl apply -k eventing$/,
+      /^kubectl -n spillway wait --for=condition=Ready broker\/spillway .*trigger\/persist/,
+      /^kubectl -n spillway get ksvc ingest --output jsonpath=\{\.status\.url\}$/,
+    ];
+    const positions = order.map(indexOf);
+    expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    expect(positions.at(-1)).toBe(plan.length - 1);
+  });
+
+  it('never prints a secret: the API key is generated into the file, not the plan', () => {
+    const fill = lines.find((l) => l.startsWith('sed -i')) as string;
+    expect(fill).toContain('INGEST_API_KEYS=<openssl rand -hex 32>');
+    expect(lines.join('\n')).not.toMatch(/--from-literal/);
+  });
+
+  it('rejects unknown arguments', () => {
+    expect(() =>
+      execFileSync('bash', ['cluster/up.sh', '--dry-run', '--bogus'], { cwd: ROOT, stdio: 'pipe' }),
+    ).toThrow(/unknown argument '--bogus'/);
+  });
+});
+
+describe('cluster/down.sh --dry-run', () => {
+  it('removes MongoDB, the cluster, then the data volume', () => {
+    expect(dryRun('cluster/down.sh')).toEqual([
+      ['docker', 'rm', '--force', 'spillway-mongodb'],
+      ['k3d', 'cluster', 'delete', 'spillway'],
+      ['docker', 'volume', 'rm', '--force', 'spillway-mongodb-data'],
+    ]);
+    expect(dryRun('cluster/down.sh', ['--keep-data'])).toHaveLength(2);
+  });
+});
+
+describe('scripts/cluster-tools.sh --dry-run', () => {
+  it('go-installs pinned versions into .data/bin', () => {
+    expect(dryRun('scripts/cluster-tools.sh', ['kustomize', 'k6'])).toEqual([
+      ['mkdir', '-p', join(ROOT, '.data/bin/kustomize-v5.7.1')],
+      [
+        'env',
+        `GOBIN=${join(ROOT, '.data/bin/kustomize-v5.7.1')}`,
+        'go',
+        'install',
+        'sigs.k8s.io/kustomize/kustomize/v5@v5.7.1',
+      ],
+      ['mkdir', '-p', join(ROOT, '.data/bin/k6-v1.8.1')],
+      ['env', `GOBIN=${join(ROOT, '.data/bin/k6-v1.8.1')}`, 'go', 'install', 'go.k6.io/k6@v1.8.1'],
+    ]);
+  });
+});
+
+describe('cluster/replay-dead-letters.sh against a real Redis', () => {
+  const port = 20000 + (process.pid % 20000);
+  const cli = (...args: string[]) =>
+    execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+  let server: ReturnType<typeof spawn>;
+
+  beforeAll(async () => {
+    server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
+      stdio: 'ignore',
+    });
+    for (let i = 0; i < 100; i++) {
+      try {
+        if (cli('PING') === 'PONG') return;
+      } catch {
+        // not up yet
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`redis-server did not start on port ${port}`);
+  });
+
+  afterAll(() => {
+    server?.kill();
+  });
+
+  it('prints its one command in a dry run', () => {
+    const [command, ...rest] = dryRun('cluster/replay-dead-letters.sh', ['--batch', '7']);
+    expect(rest).toEqual([]);
+    expect(command?.slice(0, 8)).toEqual([
+      'kubectl',
+      '-n',
+      'spillway',
+      'exec',
+      'redis-0',
+      '-c',
+      'redis',
+      '--',
+    ]);
+    expect(command?.slice(-4)).toEqual(['2', 'spillway:dead-letters', 'spillway:events', '7']);
+  });
+
+  it('moves every dead letter back into the event stream, fields unchanged', () => {
+    const entries = Array.from({ length: 5 }, (_, i) => [
+      'id',
+      `0190c0de-0000-7000-8000-00000000000${i}`,
+      'type',
+      'demo.created',
+      'source',
+      '/demo',
+      'subject',
+      `s${i}`,
+      'seq',
+      String(i + 1),
+      'data',
+      JSON.stringify({ n: i, text: 'it\'s "quoted"' }),
+    ]);
+    for (const fields of entries) cli('XADD', 'spillway:dead-letters', '*', ...fields);
+    const out = execFileSync('bash', ['cluster/replay-dead-letters.sh', '--batch', '2'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, REDIS_CLI: `redis-cli -p ${port}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    expect(out).toContain('replayed 5 dead letters into spillway:events');
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('0');
+    const replayed = JSON.parse(
+      execFileSync(
+        'redis-cli',
+        ['-p', String(port), '--json', 'XRANGE', 'spillway:events', '-', '+'],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ) as [string, string[]][];
+    expect(replayed.map(([, fields]) => fields)).toEqual(entries);
+  });
+});

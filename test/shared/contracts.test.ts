@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { DocumentError, toDocument } from '../../functions/shared/document.js';
+import {
+  decodeSourceEvent,
+  EntryError,
+  entryFields,
+  parseEntryFields,
+  type StreamEntry,
+} from '../../functions/shared/entry.js';
+import { SOURCE_EVENT_TYPE } from '../../functions/shared/names.js';
+
+const entry: StreamEntry = {
+  id: '0190a5c2-7e4b-7c3d-9f1a-0123456789ab',
+  type: 'order.created',
+  source: '/shop',
+  subject: 'cust-42',
+  time: '2026-11-28T06:00:00.123Z',
+  seq: 7,
+  data: '{"total":42,"items":["a","b"]}',
+  key: 'idem-1',
+};
+
+describe('stream entry codec (contract 1)', () => {
+  it('writes the fields in contract order and reads them back', () => {
+    const fields = entryFields(entry);
+    expect(fields).toEqual([
+      'id',
+      entry.id,
+      'type',
+      'order.created',
+      'source',
+      '/shop',
+      'subject',
+      'cust-42',
+      'time',
+      entry.time,
+      'seq',
+      '7',
+      'data',
+      entry.data,
+      'key',
+      'idem-1',
+    ]);
+    expect(parseEntryFields(fields)).toEqual(entry);
+  });
+
+  it('leaves key out when the client sent none', () => {
+    const { key: _, ...plain } = entry;
+    expect(entryFields(plain)).not.toContain('key');
+    expect(parseEntryFields(entryFields(plain))).toEqual(plain);
+  });
+
+  it.each([
+    [['id', 'x', 'type'], /odd number/],
+    [['id', 'x', 'type', 't'], /"source" is missing/],
+    [entryFields({ ...entry, seq: 0 }), /"seq"/],
+    [[1, 2], /not a pair of strings/],
+  ])('rejects %j', (fields, message) => {
+    expect(() => parseEntryFields(fields)).toThrow(message);
+  });
+});
+
+describe('RedisStreamSource CloudEvent (contract 2) into a document (contract 3)', () => {
+  // Built the way eventing-redis's adapter builds it: type, source `<address>/<stream>`,
+  // id = the stream entry id, data = the entry's fields as one flat JSON array of strings.
+  const sourceEvent = {
+    specversion: '1.0',
+    type: 'dev.knative.sources.redisstream',
+    source: 'redis.spillway.svc.cluster.local:6379/spillway:events',
+    id: '1732770000000-0',
+    datacontenttype: 'application/json',
+    data: JSON.stringify(entryFields(entry)),
+  };
+
+  it('decodes binary-mode data (JSON text) into the right document', () => {
+    const { streamId, entry: decoded } = decodeSourceEvent(sourceEvent);
+    expect(streamId).toBe('1732770000000-0');
+    const persistedAt = new Date('2026-11-28T06:00:01Z');
+    expect(toDocument(decoded, streamId, persistedAt)).toEqual({
+      _id: entry.id,
+      type: 'order.created',
+      source: '/shop',
+      subject: 'cust-42',
+      seq: 7,
+      time: new Date('2026-11-28T06:00:00.123Z'),
+      data: { total: 42, items: ['a', 'b'] },
+      streamId: '1732770000000-0',
+      persistedAt,
+      key: 'idem-1',
+    });
+  });
+
+  it('decodes structured-mode data (an already parsed array) the same way', () => {
+    const structured = { ...sourceEvent, data: entryFields(entry) };
+    expect(decodeSourceEvent(structured)).toEqual(decodeSourceEvent(sourceEvent));
+  });
+
+  it.each([
+    ['another type', { ...sourceEvent, type: 'com.example' }, /expected dev\.knative/],
+    ['an id that is not a stream id', { ...sourceEvent, id: 'abc' }, /not a stream entry id/],
+    ['data that is not JSON', { ...sourceEvent, data: '[not json' }, /not JSON/],
+    ['data that is an object', { ...sourceEvent, data: '{"id":"x"}' }, /flat array/],
+    ['data missing fields', { ...sourceEvent, data: '["id","x"]' }, /missing/],
+    ['no data', { ...sourceEvent, data: undefined }, /flat array/],
+  ])('treats %s as poison (EntryError), not a crash', (_what, event, message) => {
+    expect(() => decodeSourceEvent(event)).toThrow(EntryError);
+    expect(() => decodeSourceEvent(event)).toThrow(message);
+  });
+
+  it('rejects a time that is not RFC 3339 and data that is not JSON text', () => {
+    expect(() => toDocument({ ...entry, time: 'yesterday' }, '1-0', new Date())).toThrow(
+      DocumentError,
+    );
+    expect(() => toDocument({ ...entry, data: '{' }, '1-0', new Date())).toThrow(DocumentError);
+  });
+
+  it('names the source event type once', () => {
+    expect(SOURCE_EVENT_TYPE).toBe(sourceEvent.type);
+  });
+});
