@@ -254,7 +254,8 @@ export async function serve(
       listener(req, res);
     },
   );
-  server.listen(options.port ?? mod.config.port, '0.0.0.0');
+  // A long accept queue for connection spikes (the kernel caps it at net.core.somaxconn).
+  server.listen({ port: options.port ?? mod.config.port, host: '0.0.0.0', backlog: 65_535 });
   await new Promise((resolve) => server.once('listening', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;

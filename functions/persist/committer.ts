@@ -201,6 +201,9 @@ export class Committer {
     const events = batch.filter((item) => !item.dead);
     const deadItems = batch.filter((item) => item.dead);
     if (events.length > 0) {
+      // persistedAt is the commit time of the batch.
+      const persistedAt = new Date();
+      for (const item of events) (item.doc as EventDocument).persistedAt = persistedAt;
       const rejected = await this.insertEvents(events);
       for (const [item, reason] of rejected) {
         item.dead = true;

@@ -103,8 +103,10 @@ export class PullIntake {
       this.config.maxBatchDocs * 2 - this.committer.queued,
     );
     const beyond = await this.beyondCursor(backlog);
-    if (beyond.count > this.config.catchupBacklog) {
-      await this.catchUp(beyond.cursor, room);
+    // Without a group no source reads the stream (it makes its group at `$` when it
+    // comes back): everything in it is left to the pull intake.
+    if (beyond.count > (beyond.grouped ? this.config.catchupBacklog : 0)) {
+      await this.catchUp(beyond.cursor, room, beyond.grouped);
       return;
     }
     this.catchupFrom = undefined;
@@ -116,12 +118,12 @@ export class PullIntake {
   }
 
   /** The group's last-delivered id and the backlog past it (all of it when there is no group). */
-  private async beyondCursor(backlog: number): Promise<{ cursor: string; count: number }> {
+  private async beyondCursor(backlog: number): Promise<{ cursor: string; count: number; grouped: boolean }> {
     let groups: unknown[] = [];
     try {
       groups = (await this.redis.xinfo('GROUPS', this.config.streamKey)) as unknown[];
     } catch {
-      return { cursor: '0-0', count: backlog };
+      return { cursor: '0-0', count: backlog, grouped: false };
     }
     for (const raw of groups) {
       const info = raw as unknown[];
@@ -130,16 +132,16 @@ export class PullIntake {
       const cursor = String(get('last-delivered-id'));
       const lag = get('lag');
       const pending = Number(get('pending') ?? 0);
-      return { cursor, count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending) };
+      return { cursor, count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending), grouped: true };
     }
-    return { cursor: '0-0', count: backlog };
+    return { cursor: '0-0', count: backlog, grouped: false };
   }
 
-  private async catchUp(cursor: string, room: number): Promise<void> {
+  private async catchUp(cursor: string, room: number, grouped: boolean): Promise<void> {
     let start = this.catchupFrom;
     if (start === undefined || compareIds(start, cursor) < 0) {
       // Leave the entries just past the cursor to the source, which is about to send them.
-      const skip = this.config.catchupSkipEntries;
+      const skip = grouped ? this.config.catchupSkipEntries : 0;
       const skipped =
         skip > 0
           ? ((await this.redis.xrange(
