@@ -225,6 +225,8 @@ function listenerFor(target: Target, mod: FunctionModule) {
   };
 }
 
+let workerAggregator: AggregatorRegistry | undefined;
+
 export interface RunningHost {
   server: Server;
   port: number;
@@ -262,7 +264,11 @@ export async function serve(
 
   let metricsServer: Server | undefined;
   if (options.metrics !== false) {
-    if (cluster.isWorker) AggregatorRegistry.setRegistries([mod.registry]);
+    if (cluster.isWorker) {
+      // An AggregatorRegistry made in a worker is what makes it answer the primary's requests.
+      workerAggregator ??= new AggregatorRegistry();
+      AggregatorRegistry.setRegistries([mod.registry]);
+    }
     else
       metricsServer = serveMetrics(
         mod.config.metricsPort,
