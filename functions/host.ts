@@ -225,7 +225,7 @@ function listenerFor(target: Target, mod: FunctionModule) {
   };
 }
 
-let workerAggregator: AggregatorRegistry | undefined;
+let workerAggregator: unknown;
 
 export interface RunningHost {
   server: Server;
