@@ -225,7 +225,8 @@ function listenerFor(target: Target, mod: FunctionModule) {
   };
 }
 
-let workerAggregator: unknown;
+// An AggregatorRegistry made in a worker is what makes it answer the primary's metrics requests.
+const workerAggregator = cluster.isWorker ? new AggregatorRegistry() : undefined;
 
 export interface RunningHost {
   server: Server;
@@ -264,17 +265,15 @@ export async function serve(
 
   let metricsServer: Server | undefined;
   if (options.metrics !== false) {
-    if (cluster.isWorker) {
-      // An AggregatorRegistry made in a worker is what makes it answer the primary's requests.
-      workerAggregator ??= new AggregatorRegistry();
+    if (workerAggregator) {
       AggregatorRegistry.setRegistries([mod.registry]);
-    }
-    else
+    } else {
       metricsServer = serveMetrics(
         mod.config.metricsPort,
         () => mod.registry.metrics(),
         mod.registry.contentType,
       );
+    }
   }
 
   async function stop(): Promise<void> {

@@ -118,7 +118,9 @@ export class PullIntake {
   }
 
   /** The group's last-delivered id and the backlog past it (all of it when there is no group). */
-  private async beyondCursor(backlog: number): Promise<{ cursor: string; count: number; grouped: boolean }> {
+  private async beyondCursor(
+    backlog: number,
+  ): Promise<{ cursor: string; count: number; grouped: boolean }> {
     let groups: unknown[] = [];
     try {
       groups = (await this.redis.xinfo('GROUPS', this.config.streamKey)) as unknown[];
@@ -132,7 +134,11 @@ export class PullIntake {
       const cursor = String(get('last-delivered-id'));
       const lag = get('lag');
       const pending = Number(get('pending') ?? 0);
-      return { cursor, count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending), grouped: true };
+      return {
+        cursor,
+        count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending),
+        grouped: true,
+      };
     }
     return { cursor: '0-0', count: backlog, grouped: false };
   }

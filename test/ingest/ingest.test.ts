@@ -2,28 +2,44 @@ import { request as httpRequest } from 'node:http';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEntryFields } from '../../functions/shared/entry.js';
-import { type FunctionProcess, postJson, redisClient, startFunction, unique } from '../helpers.js';
+import {
+  type FunctionProcess,
+  postJson,
+  redisClient,
+  redisUrl,
+  startFunction,
+  unique,
+} from '../helpers.js';
 
 let redis: Redis;
-beforeAll(() => {
+beforeAll(async () => {
   redis = redisClient();
+  await redis.select(DB);
 });
 afterAll(async () => {
   await redis.quit();
 });
 
-const WRITES = ['set', 'incr', 'xadd', 'hincrby', 'hset', 'del', 'expire', 'pexpire'];
+/** A database of its own (db 5): nothing else in the project or a benchmark writes there. */
+const DB = 5;
+const isolated = { REDIS_URL: `${redisUrl()}/${DB}` };
 
-/** What a request could have changed in Redis: keys (not rate windows, which expire), stream length, write commands run. */
-async function footprint(stream: string): Promise<string> {
-  const keys = (await redis.keys('spillway:*'))
-    .filter((k) => !k.startsWith('spillway:rate:'))
-    .sort();
-  const stats = await redis.info('commandstats');
-  const writes = WRITES.map(
-    (name) => new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? '0',
-  );
-  return JSON.stringify({ keys, len: await redis.xlen(stream), writes });
+/**
+ * Everything a request could have changed in this database: every key with its
+ * value (rate-limit windows left out: they expire by themselves).
+ */
+async function footprint(_stream?: string): Promise<string> {
+  const keys = (await redis.keys('*')).filter((k) => !k.startsWith('spillway:rate:')).sort();
+  const values: unknown[] = [];
+  for (const key of keys) {
+    const type = await redis.type(key);
+    if (type === 'string') values.push(await redis.get(key));
+    else if (type === 'hash') values.push(await redis.hgetall(key));
+    else if (type === 'stream')
+      values.push([await redis.xlen(key), await redis.xrevrange(key, '+', '-', 'COUNT', 1)]);
+    else values.push(type);
+  }
+  return JSON.stringify({ keys, values });
 }
 
 function rawPost(
@@ -47,7 +63,7 @@ describe('ingest', () => {
   const stream = unique('test:ingest');
   let fn: FunctionProcess;
   beforeAll(async () => {
-    fn = await startFunction('ingest', { STREAM_KEY: stream, MAX_BODY_BYTES: '4096' });
+    fn = await startFunction('ingest', { ...isolated, STREAM_KEY: stream, MAX_BODY_BYTES: '4096' });
   });
   afterAll(async () => {
     await fn.kill();
@@ -374,41 +390,33 @@ describe('ingest', () => {
   });
 
   it('makes exactly one Redis round trip (one EVALSHA) per accepted request, doing 5 reads and 5 writes in it', async () => {
-    const before = await redis.info('commandstats');
+    // MONITOR sees every command with its database and client; the script's own
+    // commands show as coming from "lua".
+    const monitor = await redis.monitor();
+    const seen: Array<{ command: string; source: string }> = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string, database: string) => {
+      if (database === String(DB)) seen.push({ command: String(args[0]).toLowerCase(), source });
+    });
     const answers = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
         postJson(`${fn.url}/events`, { type: 't', data: i }, { 'idempotency-key': unique('rt') }),
       ),
     );
     expect(answers.every((a) => a.status === 202)).toBe(true);
-    const after = await redis.info('commandstats');
-    const calls = (text: string) => {
+    await new Promise((r) => setTimeout(r, 200));
+    monitor.disconnect();
+    const tally = (list: typeof seen) => {
       const out: Record<string, number> = {};
-      for (const m of text.matchAll(/cmdstat_(\w+):calls=(\d+)/g))
-        out[m[1] as string] = Number(m[2]);
+      for (const { command } of list) out[command] = (out[command] ?? 0) + 1;
       return out;
     };
-    const a = calls(before);
-    const b = calls(after);
-    const delta = Object.fromEntries(
-      Object.keys(b)
-        .map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)])
-        .filter(([, d]) => d !== 0),
-    );
-    // One EVALSHA per request is the round trip (the INFO took the first reading);
-    // the rest ran inside the script: reads GET×3 (idempotency, rate window,
-    // sequence), HMGET, XLEN; writes SET (sequence), XADD, SET or INCR (rate
-    // window), HINCRBY, SET (idempotency record).
-    const { set = 0, incr = 0, ...rest } = delta;
-    expect(rest).toEqual({
-      evalsha: 50,
-      info: 1,
-      get: 150,
-      hmget: 50,
-      xlen: 50,
-      xadd: 50,
-      hincrby: 50,
-    });
+    // Over the wire: one EVALSHA per request, nothing else.
+    expect(tally(seen.filter((c) => c.source !== 'lua'))).toEqual({ evalsha: 50 });
+    // Inside the script: reads GET×3 (idempotency, rate window, sequence), HMGET,
+    // XLEN; writes SET (sequence), XADD, SET or INCR (rate window), HINCRBY, SET
+    // (idempotency record).
+    const { set = 0, incr = 0, ...rest } = tally(seen.filter((c) => c.source === 'lua'));
+    expect(rest).toEqual({ get: 150, hmget: 50, xlen: 50, xadd: 50, hincrby: 50 });
     expect(set + incr).toBe(150);
     expect(set).toBeGreaterThanOrEqual(100);
   });
@@ -425,7 +433,11 @@ describe('ingest with INGEST_API_KEYS', () => {
   const stream = unique('test:auth');
   let fn: FunctionProcess;
   beforeAll(async () => {
-    fn = await startFunction('ingest', { STREAM_KEY: stream, INGEST_API_KEYS: 'k-one, k-two' });
+    fn = await startFunction('ingest', {
+      ...isolated,
+      STREAM_KEY: stream,
+      INGEST_API_KEYS: 'k-one, k-two',
+    });
   });
   afterAll(async () => {
     await fn.kill();
@@ -469,6 +481,7 @@ describe('ingest limits', () => {
   let fn: FunctionProcess;
   beforeAll(async () => {
     fn = await startFunction('ingest', {
+      ...isolated,
       STREAM_KEY: stream,
       RATE_LIMIT_PER_SEC: '5',
       MAX_BACKLOG: '12',
@@ -535,7 +548,11 @@ describe('ingest when Redis fails', () => {
 
   it('answers 503 when Redis is slower than REDIS_TIMEOUT_MS', async () => {
     const stream = unique('test:slow');
-    const fn = await startFunction('ingest', { STREAM_KEY: stream, REDIS_TIMEOUT_MS: '200' });
+    const fn = await startFunction('ingest', {
+      ...isolated,
+      STREAM_KEY: stream,
+      REDIS_TIMEOUT_MS: '200',
+    });
     try {
       await redis.client('PAUSE', 1000, 'ALL');
       const started = Date.now();
@@ -558,7 +575,11 @@ describe('ingest when Redis fails', () => {
 describe('ingest on SIGTERM', () => {
   it('stops accepting, answers every request in flight, and exits 0', async () => {
     const stream = unique('test:term');
-    const fn = await startFunction('ingest', { STREAM_KEY: stream, REDIS_TIMEOUT_MS: '5000' });
+    const fn = await startFunction('ingest', {
+      ...isolated,
+      STREAM_KEY: stream,
+      REDIS_TIMEOUT_MS: '5000',
+    });
     // Hold Redis so the requests are surely in flight when the signal arrives.
     await redis.client('PAUSE', 700, 'WRITE');
     const pending = Array.from({ length: 100 }, (_, i) =>

@@ -1,0 +1,113 @@
+/**
+ * The functions are Functions Framework functions: the framework's own server
+ * (getTestServer, the server its CLI builds for `--target`) runs the registered
+ * `ingest` and `persist` unchanged.
+ */
+import type { AddressInfo } from 'node:net';
+import { getTestServer } from '@google-cloud/functions-framework/testing';
+import { MongoClient } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entryFields } from '../../functions/shared/entry.js';
+import { mongoUrl, redisClient, unique } from '../helpers.js';
+
+const stream = unique('test:ff');
+const dbName = unique('t_ff').replace(/-/g, '_');
+type Module = { shutdown(): Promise<void> };
+const modules: Module[] = [];
+const redis = redisClient();
+
+async function listen(name: string): Promise<{ url: string; close(): void }> {
+  const server = getTestServer(name);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => server.close(),
+  };
+}
+
+beforeAll(async () => {
+  process.env.STREAM_KEY = stream;
+  process.env.MONGODB_DB = dbName;
+  process.env.LOG_LEVEL = 'warn';
+  process.env.METRICS_PORT = '0';
+  modules.push((await import('../../functions/ingest/index.js')) as Module);
+  modules.push((await import('../../functions/persist/index.js')) as Module);
+});
+
+afterAll(async () => {
+  for (const m of modules) await m.shutdown();
+  await redis.del(stream);
+  const mongo = await new MongoClient(mongoUrl()).connect();
+  await mongo.db(dbName).dropDatabase();
+  await mongo.close();
+  await redis.quit();
+});
+
+describe('under the Functions Framework server', () => {
+  it('ingest answers 202 and appends the entry; bad fields get its JSON 400', async () => {
+    const server = await listen('ingest');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const ok = await fetch(`${server.url}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'ff', data: { a: 1 } }),
+      });
+      expect(ok.status).toBe(202);
+      const { id } = (await ok.json()) as { id: string };
+      const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+        string,
+        string[],
+      ];
+      expect(fields[1]).toBe(id);
+      const bad = await fetch(`${server.url}/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 1 }),
+      });
+      expect(bad.status).toBe(400);
+      expect(await bad.json()).toMatchObject({ error: 'invalid_field' });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('persist commits a RedisStreamSource CloudEvent and answers 2xx', async () => {
+    const server = await listen('persist');
+    try {
+      const fields = entryFields({
+        id: unique('ff'),
+        type: 't',
+        source: '/ff',
+        subject: '',
+        time: new Date().toISOString(),
+        seq: 1,
+        data: '{"b":2}',
+      });
+      const streamId = (await redis.xadd(stream, '*', ...fields)) as string;
+      const res = await fetch(server.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'ce-specversion': '1.0',
+          'ce-id': streamId,
+          'ce-type': 'dev.knative.sources.redisstream',
+          'ce-source': `127.0.0.1:6390/${stream}`,
+        },
+        body: JSON.stringify(fields),
+      });
+      expect(res.status).toBeGreaterThanOrEqual(200);
+      expect(res.status).toBeLessThan(300);
+      const mongo = await new MongoClient(mongoUrl()).connect();
+      expect(
+        await mongo
+          .db(dbName)
+          .collection('events')
+          .findOne({ _id: fields[1] as never }),
+      ).toMatchObject({ data: { b: 2 }, streamId });
+      await mongo.close();
+    } finally {
+      server.close();
+    }
+  });
+});
