@@ -13,13 +13,14 @@
  * Flags: --seconds N (a, a′, b; default 15), --push N (c; default 40000),
  * --backlog N (d; default 1000000), --lag-seconds N (default 30).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { entryFields } from '../functions/shared/entry.js';
 import { maxWritesPerSecond, sampleServerWrites } from '../scripts/db-writes.js';
+import { ensureServices } from '../scripts/services-env.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, fallback: number) => {
@@ -32,14 +33,7 @@ const BACKLOG = flag('backlog', 1_000_000);
 const LAG_SECONDS = flag('lag-seconds', 30);
 const LAG_RATE = 565;
 
-const env: Record<string, string> = {};
-for (const line of execFileSync('bash', ['scripts/services.sh', 'up'], {
-  encoding: 'utf8',
-  stdio: ['ignore', 'pipe', 'inherit'],
-}).split('\n')) {
-  const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
-  if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
-}
+const env = ensureServices();
 if (!env.DB_BLKIO_CGROUP)
   process.stderr.write(
     '\nWARNING: the database is NOT under a blkio IOPS limit: figures are not the 100 IOPS case\n\n',

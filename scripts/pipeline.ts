@@ -6,12 +6,13 @@
  * persist (which commits everything it holds). Whatever is still in the stream
  * is persisted by the sweeper or catch-up at the next start.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { EnvReader } from '../functions/shared/env.js';
 import { STREAM_KEY } from '../functions/shared/names.js';
 import { serverWriteCommands } from './db-writes.js';
+import { ensureServices } from './services-env.js';
 
 const reader = new EnvReader();
 const ingestPort = reader.int('INGEST_PORT', 8080, 1, 65535);
@@ -19,20 +20,7 @@ const persistPort = reader.int('PERSIST_PORT', 8081, 1, 65535);
 const workers = reader.int('INGEST_WORKERS', 3, 1, 64);
 const stream = reader.string('STREAM_KEY', STREAM_KEY);
 
-function services(): Record<string, string> {
-  const out = execFileSync('bash', ['scripts/services.sh', 'up'], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const env: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
-    if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
-  }
-  return env;
-}
-
-const serviceEnv = services();
+const serviceEnv = ensureServices();
 const baseEnv = { ...process.env, ...serviceEnv };
 const children: Array<{ name: string; proc: ChildProcess }> = [];
 

@@ -23,22 +23,13 @@ export interface FunctionProcess {
 
 let nextPort = 18_080 + (process.pid % 200) * 10;
 
-/** Starts `functions/host.ts` (the deployed host) for a target in a child process. */
-export async function startFunction(
-  target: 'ingest' | 'persist',
-  env: Record<string, string> = {},
-  readyPath = '/readyz',
-): Promise<FunctionProcess> {
-  const port = env.PORT ? Number(env.PORT) : nextPort++;
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'functions/host.ts'], {
-    env: {
-      ...process.env,
-      FUNCTION_TARGET: target,
-      PORT: String(port),
-      METRICS_PORT: String(port + 1000),
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+/** Spawns a TypeScript entry point of the project, collecting its output. */
+function spawnTs(
+  entry: string,
+  env: Record<string, string>,
+): FunctionProcess & { exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -47,12 +38,38 @@ export async function startFunction(
   const exited = new Promise<number | null>((resolve) =>
     proc.once('exit', (code) => resolve(code)),
   );
+  return {
+    url: '',
+    proc,
+    exited,
+    output: () => output,
+    kill: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Starts `functions/host.ts` (the deployed host) for a target in a child process. */
+export async function startFunction(
+  target: 'ingest' | 'persist',
+  env: Record<string, string> = {},
+  readyPath = '/readyz',
+): Promise<FunctionProcess> {
+  const port = env.PORT ? Number(env.PORT) : nextPort++;
+  const child = spawnTs('functions/host.ts', {
+    FUNCTION_TARGET: target,
+    PORT: String(port),
+    METRICS_PORT: String(port + 1000),
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   let last = 'no answer';
   for (;;) {
-    if (proc.exitCode !== null)
-      throw new Error(`${target} exited with ${proc.exitCode}:\n${output}`);
+    if (child.proc.exitCode !== null)
+      throw new Error(`${target} exited with ${child.proc.exitCode}:\n${child.output()}`);
     try {
       const res = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(5000) });
       if (res.status === 200) break;
@@ -61,18 +78,10 @@ export async function startFunction(
       last = String(error);
     }
     if (Date.now() > deadline)
-      throw new Error(`${target} not ready after 60 s (last: ${last}):\n${output}`);
+      throw new Error(`${target} not ready after 60 s (last: ${last}):\n${child.output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return {
-    url,
-    proc,
-    output: () => output,
-    kill: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
+  return { ...child, url };
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}) {
@@ -91,39 +100,17 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return { status: res.status, headers: res.headers, body: json };
 }
 
-/** Everything in Redis that a request could have changed: keys and the stream's length. */
-export async function redisSnapshot(redis: Redis, stream: string): Promise<string> {
-  const keys = (await redis.keys('spillway:*')).sort();
-  return JSON.stringify({ keys, len: await redis.xlen(stream), dbsize: await redis.dbsize() });
-}
-
 /** Starts the local relay (eventing/relay/main.ts) in a child process. */
 export async function startRelay(env: Record<string, string>): Promise<FunctionProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'eventing/relay/main.ts'], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  proc.stdout?.on('data', (chunk) => (output += chunk));
-  proc.stderr?.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code) => resolve(code)),
-  );
+  const child = spawnTs('eventing/relay/main.ts', { LOG_LEVEL: 'info', ...env });
   const deadline = Date.now() + 30_000;
-  while (!output.includes('relay started')) {
-    if (proc.exitCode !== null) throw new Error(`relay exited with ${proc.exitCode}:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`relay not started after 30 s:\n${output}`);
+  while (!child.output().includes('relay started')) {
+    if (child.proc.exitCode !== null)
+      throw new Error(`relay exited with ${child.proc.exitCode}:\n${child.output()}`);
+    if (Date.now() > deadline) throw new Error(`relay not started after 30 s:\n${child.output()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return {
-    url: '',
-    proc,
-    output: () => output,
-    kill: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null) proc.kill(signal);
-      return exited;
-    },
-  };
+  return child;
 }
 
 /** Polls until check() is true, or fails with what() after timeoutMs. */
