@@ -1,0 +1,454 @@
+/**
+ * The local load generator, run as a child process (node:child_process fork): it
+ * receives one RunnerConfig over IPC, runs it, and answers one RunnerResult.
+ *
+ * Two load models, never mixed up (DESIGN.md, "Performance model"):
+ *   paced   k6's model: each VU owns one keep-alive connection, sends one event,
+ *           waits for the answer, then sleeps a think time (the profile's mean ±
+ *           jitter, uniform). Connections are opened first, VU start times are then
+ *           spread uniformly over one mean think time, and the measurement starts
+ *           one think time later, when the offered load is steady.
+ *   closed  saturation: every connection sends its next request as soon as the
+ *           answer to the previous one arrives (no think time). Its latency is
+ *           queueing (connections / throughput), not service time.
+ *
+ * Lean on purpose (it shares 2 cores with the server): raw net sockets, one
+ * pre-built HTTP/1.1 request per VU whose Idempotency-Key counter, iteration and
+ * sentAt are rewritten in place, a minimal response parser (status line,
+ * Content-Length or chunked), latency from process.hrtime.bigint() at the write
+ * to the last byte of the answer, samples in a growable Float64Array.
+ */
+import { connect, type Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { firstThinkMs, thinkTimeMs } from './profile.js';
+
+export interface RunnerConfig {
+  mode: 'paced' | 'closed';
+  host: string;
+  port: number;
+  /** VUs (paced) or connections (closed); one keep-alive connection each. */
+  connections: number;
+  /** Connections opened per tick while ramping up, and the tick. */
+  connectPerTick: number;
+  connectTickMs: number;
+  /** Paced: the profile's think time. */
+  thinkMeanMs: number;
+  thinkJitter: number;
+  /** Closed: time between the last connection opened and the measurement. */
+  warmupSec: number;
+  measureSec: number;
+  /** A request with no full answer after this long is an error (its socket is closed). */
+  timeoutMs: number;
+  event: { type: string; source: string; subjectPrefix: string };
+  /** Unique per run: Idempotency-Key is `<keyPrefix>-<vu>-<iteration>`. */
+  keyPrefix: string;
+  path: string;
+}
+
+export interface LatencySummary {
+  count: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p95: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+export interface RunnerResult {
+  mode: RunnerConfig['mode'];
+  connections: number;
+  /** Connections open when the measurement started. */
+  connectedAtStart: number;
+  measuredSec: number;
+  /** Answers received within the measurement window, and their rate. */
+  completed: number;
+  rps: number;
+  /** ms, answers within the window. */
+  latencyMs: LatencySummary;
+  /** Counted over the whole run (ramp, warm-up and window). */
+  errors: {
+    total: number;
+    non2xx: number;
+    socket: number;
+    timeout: number;
+    connect: number;
+  };
+  errorCodes: Record<string, number>;
+  statuses: Record<string, number>;
+  /** Requests sent over the whole run, and reconnects after a server-side close. */
+  sent: number;
+  reconnects: number;
+  /** This generator during the window: CPU share of one core, event-loop delay (ms). */
+  generator: { cpuPercent: number; loopDelayP99Ms: number; loopDelayMaxMs: number };
+}
+
+export type RunnerMessage =
+  | { type: 'progress'; text: string }
+  | { type: 'window'; edge: 'start' | 'end' }
+  | { type: 'result'; result: RunnerResult }
+  | { type: 'failed'; error: string };
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const CHUNKED_END = Buffer.from('\n0\r\n\r\n');
+const ITER_WIDTH = 10;
+const LOOP_RESOLUTION_MS = 10;
+const SENT_AT_WIDTH = 24; // 2024-01-01T00:00:00.000Z
+
+class Vu {
+  socket: Socket | null = null;
+  connected = false;
+  connecting = false;
+  connectStartedMs = 0;
+  inFlight = false;
+  sendOnConnect = false;
+  sentAt = 0n;
+  iteration = 0;
+  pending: Buffer | null = null;
+  timer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly index: number,
+    /** The request bytes; key, iteration and sentAt are rewritten before each send. */
+    readonly request: Buffer,
+    readonly keyAt: number,
+    readonly iterationAt: number,
+    readonly sentAtAt: number,
+  ) {}
+}
+
+/** Writes `value` right-aligned into `width` bytes at `at`, padded with `pad`. */
+function writeDigits(buf: Buffer, at: number, width: number, value: number, pad: number) {
+  let v = value;
+  for (let i = at + width - 1; i >= at; i--) {
+    if (v > 0 || i === at + width - 1) {
+      buf[i] = 48 + (v % 10);
+      v = Math.floor(v / 10);
+    } else buf[i] = pad;
+  }
+}
+
+function buildVu(config: RunnerConfig, index: number): Vu {
+  const { event } = config;
+  const iterationSlot = ' '.repeat(ITER_WIDTH);
+  const sentAtSlot = 'x'.repeat(SENT_AT_WIDTH);
+  // k6/spike-test.js's event: profile type/source, subject <prefix><vu>, data {vu, iteration, sentAt}.
+  // The iteration is right-aligned in spaces (valid JSON whitespace) so its width never changes.
+  const head = JSON.stringify({
+    type: event.type,
+    source: event.source,
+    subject: `${event.subjectPrefix}${index}`,
+  }).slice(0, -1);
+  const body = `${head},"data":{"vu":${index},"iteration":${iterationSlot},"sentAt":"${sentAtSlot}"}}`;
+  const key = `${config.keyPrefix}-${index}-`;
+  const text =
+    `POST ${config.path} HTTP/1.1\r\n` +
+    `Host: ${config.host}:${config.port}\r\n` +
+    'Connection: keep-alive\r\n' +
+    'Content-Type: application/json\r\n' +
+    `Idempotency-Key: ${key}${'0'.repeat(ITER_WIDTH)}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    '\r\n' +
+    body;
+  const request = Buffer.from(text, 'utf8');
+  const keyAt = request.indexOf(`${key}${'0'.repeat(ITER_WIDTH)}`) + Buffer.byteLength(key);
+  const iterationAt = request.indexOf(`"iteration":${iterationSlot}`) + '"iteration":'.length;
+  const sentAtAt = request.indexOf(sentAtSlot);
+  return new Vu(index, request, keyAt, iterationAt, sentAtAt);
+}
+
+/** Latency samples in µs: a growable Float64Array, sorted once at the end. */
+class Samples {
+  private data = new Float64Array(1 << 16);
+  length = 0;
+  push(value: number) {
+    if (this.length === this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = value;
+  }
+  summaryMs(): LatencySummary {
+    const sorted = this.data.subarray(0, this.length).sort();
+    const n = sorted.length;
+    const at = (q: number) => (n === 0 ? 0 : (sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? 0));
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += sorted[i] as number;
+    const ms = (us: number) => Math.round(us) / 1000;
+    return {
+      count: n,
+      mean: n === 0 ? 0 : ms(sum / n),
+      p50: ms(at(0.5)),
+      p90: ms(at(0.9)),
+      p95: ms(at(0.95)),
+      p99: ms(at(0.99)),
+      p999: ms(at(0.999)),
+      max: n === 0 ? 0 : ms(sorted[n - 1] as number),
+    };
+  }
+}
+
+export async function run(
+  config: RunnerConfig,
+  report: (message: RunnerMessage) => void = () => {},
+): Promise<RunnerResult> {
+  const vus: Vu[] = [];
+  for (let i = 0; i < config.connections; i++) vus.push(buildVu(config, i + 1));
+  const paced = config.mode === 'paced';
+  const samples = new Samples();
+  const statuses = new Map<number, number>();
+  const errorCodes = new Map<string, number>();
+  const errors = { non2xx: 0, socket: 0, timeout: 0, connect: 0 };
+  let stopping = false;
+  let measuring = false;
+  let completed = 0;
+  let sent = 0;
+  let reconnects = 0;
+  let connected = 0;
+
+  const countCode = (code: string) => errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
+
+  function send(vu: Vu) {
+    vu.timer = null;
+    if (stopping) return;
+    if (!vu.connected || vu.socket === null) {
+      vu.sendOnConnect = true;
+      return;
+    }
+    const iteration = ++vu.iteration;
+    const req = vu.request;
+    writeDigits(req, vu.keyAt, ITER_WIDTH, iteration, 48);
+    writeDigits(req, vu.iterationAt, ITER_WIDTH, iteration, 32);
+    req.write(new Date().toISOString(), vu.sentAtAt, SENT_AT_WIDTH, 'latin1');
+    vu.inFlight = true;
+    vu.pending = null;
+    vu.sentAt = process.hrtime.bigint();
+    sent++;
+    // The previous write is complete (its answer arrived), so rewriting req is safe.
+    vu.socket.write(req);
+  }
+
+  function next(vu: Vu) {
+    if (stopping) return;
+    if (paced) vu.timer = setTimeout(send, thinkTimeMs(config.thinkMeanMs, config.thinkJitter), vu);
+    else send(vu);
+  }
+
+  function complete(vu: Vu, status: number, close: boolean) {
+    const end = process.hrtime.bigint();
+    vu.inFlight = false;
+    if (measuring) {
+      samples.push(Number(end - vu.sentAt) / 1000);
+      completed++;
+    }
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    if (status < 200 || status > 299) errors.non2xx++;
+    if (close) {
+      vu.socket?.destroy();
+      return; // the close handler reconnects and schedules the next request
+    }
+    next(vu);
+  }
+
+  function onData(vu: Vu, chunk: Buffer) {
+    if (!vu.inFlight) {
+      countCode('unexpected_data');
+      return;
+    }
+    const data = vu.pending === null ? chunk : Buffer.concat([vu.pending, chunk]);
+    const headEnd = data.indexOf(CRLFCRLF);
+    if (headEnd < 0) {
+      vu.pending = data;
+      return;
+    }
+    const head = data.toString('latin1', 0, headEnd).toLowerCase();
+    let total: number;
+    const cl = head.indexOf('\r\ncontent-length:');
+    if (cl >= 0) {
+      const eol = head.indexOf('\r\n', cl + 17);
+      total = headEnd + 4 + Number.parseInt(head.slice(cl + 17, eol < 0 ? head.length : eol), 10);
+    } else if (head.includes('\r\ntransfer-encoding: chunked')) {
+      const last = data.indexOf(CHUNKED_END, headEnd + 3);
+      total = last < 0 ? Number.POSITIVE_INFINITY : last + CHUNKED_END.length;
+    } else total = headEnd + 4;
+    if (data.length < total) {
+      vu.pending = data;
+      return;
+    }
+    vu.pending = null;
+    const status =
+      ((data[9] as number) - 48) * 100 +
+      ((data[10] as number) - 48) * 10 +
+      (data[11] as number) -
+      48;
+    complete(vu, status, head.includes('\r\nconnection: close'));
+  }
+
+  function open(vu: Vu) {
+    if (stopping) return;
+    vu.connecting = true;
+    vu.connectStartedMs = Date.now();
+    const socket = connect({ host: config.host, port: config.port, noDelay: true });
+    vu.socket = socket;
+    socket.on('connect', () => {
+      vu.connecting = false;
+      vu.connected = true;
+      connected++;
+      if (vu.sendOnConnect || !paced) {
+        vu.sendOnConnect = false;
+        send(vu);
+      }
+    });
+    socket.on('data', (chunk: Buffer) => onData(vu, chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => countCode(error.code ?? error.message));
+    socket.on('close', () => {
+      if (vu.socket !== socket) return;
+      vu.socket = null;
+      if (vu.connected) connected--;
+      else if (!stopping) errors.connect++;
+      const wasConnected = vu.connected;
+      vu.connected = false;
+      vu.connecting = false;
+      if (stopping) return;
+      if (vu.inFlight) {
+        vu.inFlight = false;
+        errors.socket++;
+        vu.sendOnConnect = !paced;
+        if (paced) next(vu);
+      } else if (!paced) vu.sendOnConnect = true;
+      if (wasConnected) reconnects++;
+      // A refused or failed connection retries after a pause; a closed one at once.
+      if (wasConnected) open(vu);
+      else setTimeout(open, 500, vu).unref();
+    });
+  }
+
+  // Requests (closed) or request timeouts and stuck connects: checked every 500 ms.
+  const sweeper = setInterval(() => {
+    const now = process.hrtime.bigint();
+    const limit = BigInt(config.timeoutMs) * 1_000_000n;
+    const nowMs = Date.now();
+    for (const vu of vus) {
+      if (vu.inFlight && now - vu.sentAt > limit) {
+        errors.timeout++;
+        vu.inFlight = false;
+        countCode('timeout');
+        vu.sendOnConnect = !paced;
+        if (paced) next(vu);
+        vu.socket?.destroy();
+      } else if (vu.connecting && nowMs - vu.connectStartedMs > config.timeoutMs) {
+        countCode('connect_timeout');
+        vu.socket?.destroy();
+      }
+    }
+  }, 500);
+
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // 1. Ramp: open connections gradually (a burst of 10,000 SYNs overflows listen queues).
+  //    Closed mode: each connection starts its loop as soon as it is open.
+  const rampStart = Date.now();
+  for (let i = 0; i < vus.length; i += config.connectPerTick) {
+    for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
+    await sleep(config.connectTickMs);
+  }
+  for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
+  report({
+    type: 'progress',
+    text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
+  });
+
+  // 2. Paced: stagger the VUs' first requests so that their sum is steady at once
+  //    (each VU starts after a stationary residual think time: stratified, so the
+  //    starts are smooth; ~7/8 of them fall within one mean think time), then warm
+  //    up for one mean think time before measuring. Closed: warm up.
+  if (paced) {
+    const n = vus.length;
+    const order = vus.map((_, i) => (i + Math.random()) / n);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [order[i], order[j]] = [order[j] as number, order[i] as number];
+    }
+    vus.forEach((vu, i) => {
+      const delay = firstThinkMs(config.thinkMeanMs, config.thinkJitter, order[i]);
+      vu.timer = setTimeout(send, delay, vu);
+    });
+    report({
+      type: 'progress',
+      text: `VUs starting (steady ≈${((n * 1000) / config.thinkMeanMs).toFixed(0)} req/s offered); warming up for one mean think time, ${(config.thinkMeanMs / 1000).toFixed(1)} s`,
+    });
+    await sleep(config.thinkMeanMs);
+  } else await sleep(config.warmupSec * 1000);
+
+  // 3. Measure.
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  loopDelay.enable();
+  const connectedAtStart = connected;
+  const cpuStart = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  measuring = true;
+  report({ type: 'window', edge: 'start' });
+  const progress = setInterval(() => {
+    const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+    report({
+      type: 'progress',
+      text: `${elapsed.toFixed(0)} s: ${completed} answers (${(completed / elapsed).toFixed(0)} req/s), ${connected} connections`,
+    });
+  }, 15_000);
+  await sleep(config.measureSec * 1000);
+  measuring = false;
+  const t1 = process.hrtime.bigint();
+  const cpu = process.cpuUsage(cpuStart);
+  loopDelay.disable();
+  report({ type: 'window', edge: 'end' });
+  clearInterval(progress);
+
+  // 4. Stop.
+  stopping = true;
+  clearInterval(sweeper);
+  for (const vu of vus) {
+    if (vu.timer) clearTimeout(vu.timer);
+    vu.socket?.destroy();
+  }
+  const measuredSec = Number(t1 - t0) / 1e9;
+  const errorTotal = errors.non2xx + errors.socket + errors.timeout + errors.connect;
+  return {
+    mode: config.mode,
+    connections: vus.length,
+    connectedAtStart,
+    measuredSec,
+    completed,
+    rps: completed / measuredSec,
+    latencyMs: samples.summaryMs(),
+    errors: { total: errorTotal, ...errors },
+    errorCodes: Object.fromEntries(errorCodes),
+    statuses: Object.fromEntries([...statuses].map(([k, v]) => [String(k), v])),
+    sent,
+    reconnects,
+    generator: {
+      cpuPercent: ((cpu.user + cpu.system) / 1e6 / measuredSec) * 100,
+      // The histogram holds whole timer intervals: the delay is what exceeds the resolution.
+      loopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS),
+      loopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - LOOP_RESOLUTION_MS),
+    },
+  };
+}
+
+// As a child process: one config in, one result out.
+if (process.send !== undefined) {
+  const reply = (message: RunnerMessage) => process.send?.(message);
+  process.once('message', (config: RunnerConfig) => {
+    run(config, reply).then(
+      (result) => {
+        reply({ type: 'result', result });
+        process.disconnect?.();
+        setTimeout(() => process.exit(0), 200).unref();
+      },
+      (error: unknown) => {
+        reply({ type: 'failed', error: String((error as Error)?.stack ?? error) });
+        process.exit(1);
+      },
+    );
+  });
+}
