@@ -74,10 +74,10 @@ describe('catch-up drains a backlog with the relay stopped', () => {
       async () => `stream ${await redis.xlen(stream)}, documents ${await events.countDocuments()}`,
     );
     expect(await events.countDocuments()).toBe(n);
-    // _id is the event id: n documents with n distinct ids, all of the backlog's.
-    const ids = new Set((await events.distinct('_id')) as unknown as string[]);
-    expect(ids.size).toBe(n);
-    for (let i = 0; i < n; i += 997) expect(ids.has(`ev-${i}`)).toBe(true);
+    // _id is the event id and unique: n documents made from n distinct ids are each
+    // event exactly once. A sample across the whole backlog is present.
+    const sample = Array.from({ length: 200 }, (_, k) => `ev-${k * 997}`);
+    expect(await events.countDocuments({ _id: { $in: sample as never[] } })).toBe(sample.length);
     expect(await events.findOne({ _id: 'ev-123456' as never })).toMatchObject({
       type: 'backlog',
       subject: 's-56',
