@@ -26,7 +26,7 @@ export interface LoadedManifest {
 export function yamlFiles(...folders: string[]): string[] {
   return folders.flatMap((folder) =>
     readdirSync(join(ROOT, folder), { encoding: 'utf8' })
-      .filter((name) => /\.ya?ml$/.test(name))
+      .filter((name) => name.endsWith('.yaml') || name.endsWith('.yml'))
       .map((name) => relative(ROOT, join(ROOT, folder, name)))
       .sort(),
   );
