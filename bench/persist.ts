@@ -351,7 +351,7 @@ try {
       },
       `${BACKLOG} entries`,
     );
-    const count = await mongo.db(dbName).collection('events').countDocuments();
+    const count = await mongo.db(dbName).collection('events').estimatedDocumentCount();
     if (count !== BACKLOG)
       process.stdout.write(`  MISMATCH: ${count} documents for ${BACKLOG} entries\n`);
     await stopChild(persist);
