@@ -22,6 +22,18 @@ export interface FunctionProcess {
 }
 
 let nextPort = 18_080 + (process.pid % 200) * 10;
+const METRICS_OFFSET = 1000;
+
+/** The ports of a running function, to start its replacement on the same ones. */
+export function portsOf(fn: FunctionProcess): { PORT: string; METRICS_PORT: string } {
+  const port = Number(new URL(fn.url).port);
+  return { PORT: String(port), METRICS_PORT: String(port + METRICS_OFFSET) };
+}
+
+/** The Prometheus text a function serves on its metrics port. */
+export async function metricsOf(fn: FunctionProcess): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${portsOf(fn).METRICS_PORT}/metrics`)).text();
+}
 
 /** Spawns a TypeScript entry point of the project, collecting its output. */
 function spawnTs(
@@ -60,7 +72,7 @@ export async function startFunction(
   const child = spawnTs('functions/host.ts', {
     FUNCTION_TARGET: target,
     PORT: String(port),
-    METRICS_PORT: String(port + 1000),
+    METRICS_PORT: String(port + METRICS_OFFSET),
     LOG_LEVEL: 'warn',
     ...env,
   });

@@ -8,6 +8,11 @@ import { entryFields, type StreamEntry } from '../shared/entry.js';
 
 const SCRIPT = readFileSync(new URL('./ingest-6.lua', import.meta.url), 'utf8');
 const RATE_WINDOW_TTL_MS = 2000;
+/** Where the entry's `seq` value sits in its field list (the codec's fixed order). */
+const SEQ_VALUE_INDEX =
+  entryFields({ id: '', type: '', source: '', subject: '', time: '', seq: 0, data: '' }).indexOf(
+    'seq',
+  ) + 1;
 
 export type AcceptOutcome =
   | { kind: 'ok'; id: string; seq: number; streamId: string }
@@ -54,7 +59,6 @@ export class EventStore {
     nowMs: number,
   ): Promise<AcceptOutcome> {
     const fields = entryFields({ ...entry, seq: 0 });
-    const seqIndex = fields.indexOf('seq') + 1;
     const second = Math.floor(nowMs / 1000);
     const reply = await this.redis.spillwayIngest(
       `spillway:idem:${entry.key ?? ''}`,
@@ -69,7 +73,7 @@ export class EventStore {
       String(RATE_WINDOW_TTL_MS),
       String(this.limits.maxBacklog),
       entry.id,
-      String(8 + seqIndex),
+      String(8 + SEQ_VALUE_INDEX),
       ...fields,
     );
     switch (reply[0]) {

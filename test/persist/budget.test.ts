@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maxWritesPerSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 import {
   type FunctionProcess,
+  metricsOf,
   mongoUrl,
   postMany,
   redisClient,
@@ -74,9 +75,7 @@ describe('persist keeps to its write budget during a burst', () => {
     expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(200);
     expect((samples.at(-1)?.writes ?? 0) - (samples[0]?.writes ?? 0)).toBeGreaterThan(budget);
     expect(sliding).toBeLessThanOrEqual(budget);
-    const metrics = await (
-      await fetch(`http://127.0.0.1:${Number(new URL(persist.url).port) + 1000}/metrics`)
-    ).text();
+    const metrics = await metricsOf(persist);
     const batches = Number(/spillway_persist_batch_docs_count (\d+)/.exec(metrics)?.[1]);
     const docs = Number(/spillway_persist_batch_docs_sum (\d+)/.exec(metrics)?.[1]);
     expect(docs).toBeGreaterThanOrEqual(n);

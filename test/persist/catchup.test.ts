@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFields } from '../../functions/shared/entry.js';
 import {
   type FunctionProcess,
+  metricsOf,
   mongoUrl,
   redisClient,
   startFunction,
@@ -83,9 +84,7 @@ describe('catch-up drains a backlog with the relay stopped', () => {
       subject: 's-56',
       data: { i: 123456 },
     });
-    const metrics = await (
-      await fetch(`http://127.0.0.1:${Number(new URL(persist.url).port) + 1000}/metrics`)
-    ).text();
+    const metrics = await metricsOf(persist);
     expect(Number(/spillway_persist_events_total\{intake="pull"\} (\d+)/.exec(metrics)?.[1])).toBe(
       n,
     );

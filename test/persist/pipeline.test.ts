@@ -10,7 +10,9 @@ import { entryFields } from '../../functions/shared/entry.js';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
 import {
   type FunctionProcess,
+  metricsOf,
   mongoUrl,
+  portsOf,
   postMany,
   redisClient,
   startFunction,
@@ -213,9 +215,7 @@ describe('pipeline: 10,000 events through ingest, relay and persist', () => {
       30_000,
       async () => `stream ${await redis.xlen(s.stream)}`,
     );
-    const metrics = await (
-      await fetch(`http://127.0.0.1:${Number(new URL(persist.url).port) + 1000}/metrics`)
-    ).text();
+    const metrics = await metricsOf(persist);
     const batches = Number(/spillway_persist_batch_docs_count (\d+)/.exec(metrics)?.[1]);
     // Group commit: far fewer write commands than events.
     expect(batches).toBeLessThan(n / 5);
@@ -232,7 +232,7 @@ describe('pipeline: persist down during a burst', () => {
   it('the relay drops what it cannot send (acking it), and the sweeper persists every acknowledged event', async () => {
     const env = { ...s.env, STALE_AFTER_MS: '2000', SWEEP_INTERVAL_MS: '500' };
     persist = await startFunction('persist', env);
-    const persistPort = new URL(persist.url).port;
+    const persistPorts = portsOf(persist);
     ingest = await startFunction('ingest', env);
     // As many consumers as config-redis's default numConsumers.
     relay = await startRelay({ ...env, PERSIST_URL: `${persist.url}/`, RELAY_CONSUMERS: '500' });
@@ -267,11 +267,7 @@ describe('pipeline: persist down during a burst', () => {
     );
     // Acked by the source, yet still in the stream: only persist deletes.
     expect(await redis.xlen(s.stream)).toBe(1500);
-    persist = await startFunction('persist', {
-      ...env,
-      PORT: persistPort,
-      METRICS_PORT: String(Number(persistPort) + 1000),
-    });
+    persist = await startFunction('persist', { ...env, ...persistPorts });
     await waitFor(
       async () => (await count(s.db())) === 2000,
       120_000,
@@ -301,7 +297,7 @@ describe('pipeline: persist killed with SIGKILL in the middle of a batch', () =>
   it('loses nothing acknowledged and duplicates nothing after a restart', async () => {
     const env = { ...s.env, STALE_AFTER_MS: '3000', SWEEP_INTERVAL_MS: '500' };
     persist = await startFunction('persist', env);
-    const port = new URL(persist.url).port;
+    const persistPorts = portsOf(persist);
     ingest = await startFunction('ingest', env);
     relay = await startRelay({ ...env, PERSIST_URL: `${persist.url}/`, RELAY_CONSUMERS: '200' });
     const posting = postMany(ingest.url, 8000, 64, (i) => ({
@@ -317,12 +313,7 @@ describe('pipeline: persist killed with SIGKILL in the middle of a batch', () =>
     );
     await persist.kill('SIGKILL');
     const answers = await posting;
-    persist = await startFunction('persist', {
-      ...env,
-      PORT: port,
-      METRICS_PORT: String(Number(port) + 1000),
-      LOG_LEVEL: 'info',
-    });
+    persist = await startFunction('persist', { ...env, ...persistPorts, LOG_LEVEL: 'info' });
     await waitFor(
       async () => (await count(s.db())) >= 8000,
       180_000,
