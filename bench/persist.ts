@@ -39,6 +39,7 @@ if (!env.DB_BLKIO_CGROUP)
     '\nWARNING: the database is NOT under a blkio IOPS limit: figures are not the 100 IOPS case\n\n',
   );
 const redis = new Redis(env.REDIS_URL as string);
+redis.on('error', () => undefined); // a failed command fails the run
 const mongo = await new MongoClient(env.MONGODB_URL as string).connect();
 const runId = Date.now().toString(36);
 

@@ -48,6 +48,10 @@ interface FunctionModule {
   maxBodyBytes: number;
   log: { info(obj: object, msg: string): void; error(obj: object, msg: string): void };
   ready(): Promise<boolean>;
+  /** Resolves once the function's backing services answer (bounded); listening starts then. */
+  whenReady?(timeoutMs: number): Promise<void>;
+  /** Finishes the work the function holds (bounded by its shutdown timeout). */
+  drain?(): Promise<void>;
   shutdown(): Promise<void>;
 }
 
@@ -257,6 +261,7 @@ export async function serve(
       listener(req, res);
     },
   );
+  await mod.whenReady?.(10_000);
   // A long accept queue for connection spikes (the kernel caps it at net.core.somaxconn).
   server.listen({ port: options.port ?? mod.config.port, host: '0.0.0.0', backlog: 65_535 });
   await new Promise((resolve) => server.once('listening', resolve));
@@ -280,15 +285,23 @@ export async function serve(
     stopping = true;
     server.close();
     server.closeIdleConnections();
-    if (inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, mod.config.shutdownTimeoutMs);
-        idle = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    // The function finishes what it holds while in-flight requests are answered
+    // (persist's deliveries wait on its commits); both within the shutdown timeout.
+    const drained = mod.drain?.() ?? Promise.resolve();
+    const answered =
+      inFlight === 0
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            idle = resolve;
+          });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([drained, answered]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, mod.config.shutdownTimeoutMs + 1000);
+      }),
+    ]);
+    clearTimeout(timer);
     server.closeAllConnections();
     metricsServer?.close();
     await mod.shutdown();

@@ -22,7 +22,7 @@ export async function serverWriteCommands(
   metricsUrl = process.env.DB_METRICS_URL,
 ): Promise<number> {
   if (metricsUrl) {
-    const text = await (await fetch(metricsUrl)).text();
+    const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(1000) })).text();
     let total = 0;
     for (const m of text.matchAll(
       /^ferretdb_client_requests_total\{command="(\w+)",[^}]*\} (\d+)/gm,

@@ -1,117 +1,56 @@
 /**
  * `npm start`: the whole pipeline on one machine. Ensures Redis and the database
- * (scripts/services.sh), starts persist, the local relay and ingest (INGEST_WORKERS
- * processes, 3 by default, like min-scale 3), prints the URLs and one status line
- * a second. Ctrl-C stops ingest first (no new events), then the relay, then
- * persist (which commits everything it holds). Whatever is still in the stream
- * is persisted by the sweeper or catch-up at the next start.
+ * (scripts/services.sh; they are detached and keep running until `npm run
+ * services:stop`), then runs persist, the local relay and ingest (INGEST_WORKERS
+ * processes, 3 by default, like min-scale 3) under a supervisor that restarts
+ * whatever dies, prints the URLs and a status line whenever the figures change.
+ *
+ * Ctrl-C (SIGINT) or SIGTERM stops ingest first (no new events), then the relay,
+ * then persist (which commits what it holds within its SHUTDOWN_TIMEOUT_MS and
+ * leaves the rest in the stream); each is killed if it overruns. A second
+ * Ctrl-C kills everything at once. Whatever is still in the stream is persisted
+ * by the sweeper or catch-up at the next start.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { EnvReader } from '../functions/shared/env.js';
 import { STREAM_KEY } from '../functions/shared/names.js';
+import { createRedis } from '../functions/shared/redis.js';
 import { serverWriteCommands } from './db-writes.js';
 import { ensureServices } from './services-env.js';
+import { Supervisor } from './supervisor.js';
 
-const reader = new EnvReader();
-const ingestPort = reader.int('INGEST_PORT', 8080, 1, 65535);
-const persistPort = reader.int('PERSIST_PORT', 8081, 1, 65535);
-const workers = reader.int('INGEST_WORKERS', 3, 1, 64);
-const stream = reader.string('STREAM_KEY', STREAM_KEY);
-
-const serviceEnv = ensureServices();
-const baseEnv = { ...process.env, ...serviceEnv };
-const children: Array<{ name: string; proc: ChildProcess }> = [];
-
-function start(name: string, args: string[], env: Record<string, string>): ChildProcess {
-  const proc = spawn(process.execPath, args, {
-    env: { ...baseEnv, ...env },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  proc.on('exit', (code, signal) => {
-    if (!stopping) {
-      process.stderr.write(`${name} exited (${code ?? signal}); stopping the pipeline\n`);
-      void stop(1);
-    }
-  });
-  children.push({ name, proc });
-  return proc;
+export interface PipelineOptions {
+  host: string;
+  ingestPort: number;
+  persistPort: number;
+  ingestMetricsPort: number;
+  persistMetricsPort: number;
+  ingestWorkers: number;
+  streamKey: string;
+  /** Each child's SHUTDOWN_TIMEOUT_MS: how long it may take to finish what it holds. */
+  shutdownTimeoutMs: number;
 }
 
-async function waitReady(url: string, name: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      if ((await fetch(url, { signal: AbortSignal.timeout(2000) })).status === 200) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`${name} not ready at ${url} after 60 s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+export function loadPipelineOptions(env = process.env): PipelineOptions {
+  const r = new EnvReader(env);
+  const ingestPort = r.int('PORT', 8080, 1, 65535);
+  const ingestMetricsPort = r.int('METRICS_PORT', 9090, 1, 65535);
+  return {
+    host: r.string('HOST', '127.0.0.1'),
+    ingestPort,
+    persistPort: r.int('PERSIST_PORT', ingestPort + 1, 1, 65535),
+    ingestMetricsPort,
+    persistMetricsPort: r.int('PERSIST_METRICS_PORT', ingestMetricsPort + 1, 1, 65535),
+    ingestWorkers: r.int('INGEST_WORKERS', 3, 1, 64),
+    streamKey: r.string('STREAM_KEY', STREAM_KEY),
+    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  };
 }
 
-let stopping = false;
-async function stop(code = 0): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  clearInterval(statusTimer);
-  process.stderr.write(
-    '\nstopping: ingest, then the relay, then persist (it commits what it holds)\n',
-  );
-  for (const name of ['ingest', 'relay', 'persist']) {
-    const child = children.find((c) => c.name === name);
-    if (!child || child.proc.exitCode !== null) continue;
-    const exited = new Promise((resolve) => child.proc.once('exit', resolve));
-    child.proc.kill('SIGTERM');
-    await exited;
-  }
-  redis?.disconnect();
-  await mongo?.close();
-  process.exit(code);
-}
-process.on('SIGINT', () => void stop());
-process.on('SIGTERM', () => void stop());
+const say = (line: string) => process.stderr.write(`pipeline: ${line}\n`);
 
-const host = ['dist/functions/host.js'];
-start('persist', host, {
-  FUNCTION_TARGET: 'persist',
-  PORT: String(persistPort),
-  METRICS_PORT: '9091',
-});
-await waitReady(`http://127.0.0.1:${persistPort}/readyz`, 'persist');
-start('relay', ['dist/eventing/relay/main.js'], {
-  PERSIST_URL: `http://127.0.0.1:${persistPort}/`,
-});
-start('ingest', host, {
-  FUNCTION_TARGET: 'ingest',
-  PORT: String(ingestPort),
-  METRICS_PORT: '9090',
-  INGEST_WORKERS: String(workers),
-});
-await waitReady(`http://127.0.0.1:${ingestPort}/readyz`, 'ingest');
-
-const redis: Redis = new Redis(serviceEnv.REDIS_URL as string, {
-  lazyConnect: false,
-  maxRetriesPerRequest: 1,
-});
-const mongo: MongoClient = await new MongoClient(serviceEnv.MONGODB_URL as string).connect();
-
-process.stdout.write(
-  [
-    '',
-    `ingest   http://127.0.0.1:${ingestPort}/events   (${workers} workers; metrics :9090/metrics)`,
-    `persist  http://127.0.0.1:${persistPort}/         (metrics :9091/metrics)`,
-    `redis    ${serviceEnv.REDIS_URL}   stream ${stream}`,
-    `mongodb  ${serviceEnv.MONGODB_URL}  database spillway`,
-    '',
-    `try: curl -i -X POST http://127.0.0.1:${ingestPort}/events -H 'content-type: application/json' -d '{"type":"demo","data":{"hello":"world"}}'`,
-    '',
-  ].join('\n'),
-);
-
-async function metric(url: string, pattern: RegExp): Promise<number> {
+/** Sums the values of every series matching `pattern` on a Prometheus endpoint (NaN when down). */
+async function scrape(url: string, pattern: RegExp): Promise<number> {
   try {
     const text = await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
     let total = 0;
@@ -122,23 +61,149 @@ async function metric(url: string, pattern: RegExp): Promise<number> {
   }
 }
 
-let last: { accepted: number; persisted: number; writes: number } | undefined;
-async function status(): Promise<void> {
-  const [accepted, persisted, dead, writes, backlog] = await Promise.all([
-    metric(
-      'http://127.0.0.1:9090/metrics',
-      /^spillway_ingest_requests_total\{status="202"\} (\d+)/gm,
-    ),
-    metric('http://127.0.0.1:9091/metrics', /^spillway_persist_events_total\{[^}]*\} (\d+)/gm),
-    metric('http://127.0.0.1:9091/metrics', /^spillway_persist_dead_letters_total (\d+)/gm),
-    serverWriteCommands(mongo, serviceEnv.DB_METRICS_URL).catch(() => Number.NaN),
-    redis.xlen(stream).catch(() => Number.NaN),
-  ]);
-  if (last) {
-    process.stdout.write(
-      `${new Date().toISOString().slice(11, 19)}  accepted/s ${accepted - last.accepted}  backlog ${backlog}  persisted/s ${persisted - last.persisted}  db writes/s ${writes - last.writes}  dead letters ${dead}\n`,
-    );
+async function main(): Promise<void> {
+  const options = loadPipelineOptions();
+  const services = ensureServices();
+  const local = '127.0.0.1';
+  const common = {
+    ...services,
+    HOST: options.host,
+    SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs),
+  };
+  // A child that overruns its own shutdown timeout is killed a little later.
+  const stopTimeoutMs = options.shutdownTimeoutMs + 5000;
+  let exitCode = 0;
+  let stopping: Promise<void> | undefined;
+
+  const supervisor = new Supervisor({
+    maxRestarts: 5,
+    restartWindowMs: 60_000,
+    firstDelayMs: 250,
+    maxDelayMs: 8000,
+    readyTimeoutMs: 60_000,
+    log: say,
+    onGiveUp: (_name, reason) => {
+      say(`stopping the pipeline: ${reason}`);
+      exitCode = 1;
+      void stop();
+    },
+  });
+  const host = new URL('../functions/host.js', import.meta.url);
+  const relay = new URL('../eventing/relay/main.js', import.meta.url);
+  const typed = (url: URL) =>
+    import.meta.url.endsWith('.ts') ? new URL(url.href.replace(/\.js$/, '.ts')) : url;
+
+  let statusTimer: NodeJS.Timeout | undefined;
+  const redis = createRedis(services.REDIS_URL as string, { enableOfflineQueue: false });
+  redis.on('error', () => undefined); // the status line shows Redis as down
+  const mongo = new MongoClient(services.MONGODB_URL as string, {
+    serverSelectionTimeoutMS: 1000,
+  });
+
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      clearInterval(statusTimer);
+      say('stopping: ingest, then the relay, then persist (it commits what it holds)');
+      await supervisor.stopAll(['ingest', 'relay', 'persist']);
+      redis.disconnect();
+      await mongo.close(true).catch(() => undefined);
+      say('stopped');
+      process.exit(exitCode);
+    })();
+    return stopping;
   }
-  last = { accepted, persisted, writes };
+  let interrupts = 0;
+  const onSignal = () => {
+    if (++interrupts > 1) {
+      say('second signal: killing every process now');
+      supervisor.killAll();
+      process.exit(130);
+    }
+    void stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    await supervisor.start({
+      name: 'persist',
+      entry: typed(host),
+      env: {
+        ...common,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(options.persistPort),
+        METRICS_PORT: String(options.persistMetricsPort),
+      },
+      readyUrl: `http://${local}:${options.persistPort}/readyz`,
+      stopTimeoutMs,
+    });
+    await supervisor.start({
+      name: 'relay',
+      entry: typed(relay),
+      env: { ...common, PERSIST_URL: `http://${local}:${options.persistPort}/` },
+      stopTimeoutMs,
+    });
+    await supervisor.start({
+      name: 'ingest',
+      entry: typed(host),
+      env: {
+        ...common,
+        FUNCTION_TARGET: 'ingest',
+        PORT: String(options.ingestPort),
+        METRICS_PORT: String(options.ingestMetricsPort),
+        INGEST_WORKERS: String(options.ingestWorkers),
+      },
+      readyUrl: `http://${local}:${options.ingestPort}/readyz`,
+      stopTimeoutMs,
+    });
+  } catch (error) {
+    say(`could not start: ${(error as Error).message}`);
+    exitCode = 1;
+    await stop();
+    return;
+  }
+
+  const shown = options.host === '0.0.0.0' ? local : options.host;
+  process.stdout.write(
+    [
+      '',
+      `ingest   http://${shown}:${options.ingestPort}/events   (${options.ingestWorkers} workers; metrics :${options.ingestMetricsPort}/metrics)`,
+      `persist  http://${shown}:${options.persistPort}/         (metrics :${options.persistMetricsPort}/metrics)`,
+      `redis    ${services.REDIS_URL}   stream ${options.streamKey}`,
+      `mongodb  ${services.MONGODB_URL}  database spillway`,
+      '',
+      `try: curl -i -X POST http://${shown}:${options.ingestPort}/events -H 'content-type: application/json' -d '{"type":"demo","data":{"hello":"world"}}'`,
+      '',
+    ].join('\n'),
+  );
+
+  const ingestMetrics = `http://${local}:${options.ingestMetricsPort}/metrics`;
+  const persistMetrics = `http://${local}:${options.persistMetricsPort}/metrics`;
+  let last: { accepted: number; persisted: number; writes: number } | undefined;
+  let lastLine = '';
+  async function status(): Promise<void> {
+    const [accepted, persisted, dead, writes, backlog] = await Promise.all([
+      scrape(ingestMetrics, /^spillway_ingest_requests_total\{status="202"\} (\d+)/gm),
+      scrape(persistMetrics, /^spillway_persist_events_total\{[^}]*\} (\d+)/gm),
+      scrape(persistMetrics, /^spillway_persist_dead_letters_total (\d+)/gm),
+      serverWriteCommands(mongo, services.DB_METRICS_URL).catch(() => Number.NaN),
+      redis.xlen(options.streamKey).catch(() => Number.NaN),
+    ]);
+    if (last) {
+      const rate = (now: number, before: number) =>
+        Number.isNaN(now - before) ? '?' : String(now - before);
+      const line = `accepted/s ${rate(accepted, last.accepted)}  backlog ${Number.isNaN(backlog) ? 'redis down' : backlog}  persisted/s ${rate(persisted, last.persisted)}  db writes/s ${rate(writes, last.writes)}  dead letters ${Number.isNaN(dead) ? '?' : dead}`;
+      // Only when something changed: an idle pipeline prints nothing.
+      if (line !== lastLine)
+        process.stdout.write(`${new Date().toISOString().slice(11, 19)}  ${line}\n`);
+      lastLine = line;
+    }
+    last = { accepted, persisted, writes };
+  }
+  statusTimer = setInterval(() => void status(), 1000);
 }
-const statusTimer = setInterval(() => void status(), 1000);
+
+main().catch((error: unknown) => {
+  say(`failed: ${String((error as Error)?.stack ?? error)}`);
+  process.exit(1);
+});

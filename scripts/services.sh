@@ -18,6 +18,11 @@ DB_PORT=${SPILLWAY_DB_PORT:-27030}
 DB_DEBUG_PORT=${SPILLWAY_DB_DEBUG_PORT:-27031}
 DB_IOPS=${DB_IOPS:-100}
 REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-4gb}
+# everysec: a killed Redis loses nothing it acknowledged, a machine crash up to about
+# a second of it; always: nothing even then, at a cost in latency (npm run bench:ingest).
+REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
+# Built tools are shared by every data dir of this checkout (one FerretDB build).
+BIN=${SPILLWAY_BIN_DIR:-$ROOT/.data/bin}
 FERRETDB_VERSION=v1.24.2
 CGROUP_NAME=${SPILLWAY_DB_CGROUP:-spillway-db-$DB_PORT}
 CGROUP=/sys/fs/cgroup/blkio/$CGROUP_NAME
@@ -56,9 +61,10 @@ ensure_redis() {
   fi
   command -v redis-server >/dev/null || apt_install redis-server
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set SPILLWAY_REDIS_PORT"
-  log "starting redis on 127.0.0.1:$REDIS_PORT (AOF everysec, noeviction, maxmemory $REDIS_MAXMEMORY)"
+  case $REDIS_APPENDFSYNC in everysec | always) ;; *) die "REDIS_APPENDFSYNC must be everysec or always" ;; esac
+  log "starting redis on 127.0.0.1:$REDIS_PORT (AOF $REDIS_APPENDFSYNC, noeviction, maxmemory $REDIS_MAXMEMORY)"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA/redis" \
-    --appendonly yes --appendfsync everysec --save '' \
+    --appendonly yes --appendfsync "$REDIS_APPENDFSYNC" --save '' \
     --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction \
     --maxclients 20000 --tcp-backlog 4096 \
     --daemonize yes --pidfile "$pidfile" --logfile "$DATA/redis.log" >&2 9>&-
@@ -77,7 +83,7 @@ stop_redis() {
 # --- MongoDB-wire server ------------------------------------------------------
 
 ferretdb_bin() {
-  local bin=$DATA/bin/ferretdb-$FERRETDB_VERSION
+  local bin=$BIN/ferretdb-$FERRETDB_VERSION
   if [ ! -x "$bin" ]; then
     command -v go >/dev/null || die "Go is needed to install FerretDB $FERRETDB_VERSION (or put mongod on PATH)"
     log "installing FerretDB $FERRETDB_VERSION from the Go module proxy (one-off, about a minute)"
@@ -89,7 +95,7 @@ ferretdb_bin() {
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
     [ -n "$mod" ] || die "go mod download of FerretDB $FERRETDB_VERSION failed"
     src=$DATA/build/ferretdb-$FERRETDB_VERSION
-    rm -rf "$src" && mkdir -p "$DATA/build" "$DATA/bin"
+    rm -rf "$src" && mkdir -p "$DATA/build" "$BIN"
     cp -r "$mod" "$src" && chmod -R u+w "$src"
     echo "$FERRETDB_VERSION" >"$src/build/version/version.txt"
     (cd "$src" && go build -o "$bin" ./cmd/ferretdb) >&2
@@ -145,10 +151,11 @@ ensure_db() {
     log "starting FerretDB $FERRETDB_VERSION (SQLite) on 127.0.0.1:$DB_PORT, metrics on :$DB_DEBUG_PORT"
   fi
   # The subshell joins the blkio group before exec, so every thread of the
-  # database is limited from its first I/O.
+  # database is limited from its first I/O. setsid detaches it from the caller's
+  # terminal: a Ctrl-C meant for `npm start` must not reach the database.
   (
     [ -n "$cgroup" ] && echo "$BASHPID" >"$cgroup/cgroup.procs"
-    exec "${cmd[@]}"
+    exec setsid "${cmd[@]}"
   ) >>"$DATA/db.log" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
   disown || true

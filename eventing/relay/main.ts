@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { createLogger } from '../../functions/shared/logger.js';
-import { createRedis } from '../../functions/shared/redis.js';
+import { createRedis, watchConnection } from '../../functions/shared/redis.js';
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 
@@ -14,7 +14,7 @@ const redis = createRedis(config.redisUrl, {
   enableOfflineQueue: true,
   maxRetriesPerRequest: null,
 });
-redis.on('error', (error) => log.warn({ err: error }, 'redis connection error'));
+watchConnection(redis, log);
 const url = new URL(config.redisUrl);
 const relay = new Relay({
   redis,

@@ -8,6 +8,7 @@ import { Agent, request } from 'node:http';
 import type { Redis } from 'ioredis';
 import { sourceEventFor } from '../../functions/shared/entry.js';
 import type { Logger } from '../../functions/shared/logger.js';
+import { watchConnection } from '../../functions/shared/redis.js';
 
 export interface RelayOptions {
   redis: Redis;
@@ -52,6 +53,7 @@ export class Relay {
     this.sink = new URL(o.sinkUrl);
     // Blocking reads get their own connection, like each consumer of the source.
     this.reader = o.redis.duplicate();
+    watchConnection(this.reader, o.log, 'redis (reader)');
   }
 
   /** Creates the group the way the source does: at `$`, so older entries are never delivered by it. */

@@ -6,7 +6,7 @@
 import { http } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { createLogger } from '../shared/logger.js';
-import { createRedis } from '../shared/redis.js';
+import { createRedis, waitReady, watchConnection } from '../shared/redis.js';
 import { loadIngestConfig } from './config.js';
 import { createIngest } from './handler.js';
 
@@ -14,7 +14,7 @@ export const config = loadIngestConfig();
 export const log = createLogger('ingest', config.logLevel);
 export const registry = new Registry();
 const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
-redis.on('error', (error) => log.warn({ err: error }, 'redis connection error'));
+watchConnection(redis, log);
 const ingest = createIngest(config, redis, registry, log);
 // Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
 redis.on('ready', () => {
@@ -29,6 +29,12 @@ http('ingest', (req, res) => ingest.handle(req, res));
 export const maxBodyBytes = config.maxBodyBytes;
 export const shutdownTimeoutMs = config.shutdownTimeoutMs;
 export const ready = () => ingest.ready();
+/** Resolves once Redis is ready (or after timeoutMs): a new worker takes no request before. */
+export async function whenReady(timeoutMs: number): Promise<void> {
+  await waitReady(redis, timeoutMs).catch((error: Error) =>
+    log.warn({ err: error }, 'serving before Redis is ready'),
+  );
+}
 export async function shutdown(): Promise<void> {
   await redis.quit().catch(() => redis.disconnect());
 }

@@ -2,61 +2,93 @@
  * Group commit. Deliveries (push) and pulled entries (pull) wait in one queue; a
  * single flusher takes a token from the write budget, then writes everything
  * queued (up to MAX_BATCH_DOCS / MAX_BATCH_BYTES) as ONE unordered insertMany
- * with {w: 1, j: true}. While the budget is spent, the queue grows, so batches
+ * with {w: 1, j: true}. While the budget is spent the queue grows, so batches
  * grow by themselves under load. One bulk write is in flight at a time.
  *
- * After a batch commits, its stream entries are acked for the source's group and
- * deleted (ack-delete-1.lua), then every waiting delivery is answered.
+ * A document counts as committed only when the database said so (verdict.ts).
+ * Committed entries are acked for the source's group and deleted from the stream
+ * (ack-delete-1.lua); only then are their deliveries answered 2xx.
+ *
+ * No single event blocks the others:
+ *   - a document the database refuses for its content becomes a dead letter,
+ *     stored as text (its raw stream entry), which any database takes;
+ *   - a batch refused as a whole for a reason a document may explain is split in
+ *     halves until the offender is alone;
+ *   - anything else is retried with backoff, and an entry that still is not
+ *     committed after MAX_COMMIT_ATTEMPTS is parked: its deliveries get 503, it
+ *     stays in the stream, and the pull intake tries it again after PARK_MS while
+ *     newer work goes through.
+ * A stop is bounded: what is not committed by SHUTDOWN_TIMEOUT_MS stays in the
+ * stream for the next start (nothing is acked that was not committed).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { type Collection, MongoBulkWriteError, MongoServerError } from 'mongodb';
+import type { Collection } from 'mongodb';
 import type { EventDocument } from '../shared/document.js';
 import type { Logger } from '../shared/logger.js';
 import type { TokenBucket } from './bucket.js';
 import type { PersistMetrics } from './metrics.js';
+import { type InsertVerdict, insertVerdict } from './verdict.js';
 
 const ACK_DELETE = readFileSync(new URL('./ack-delete-1.lua', import.meta.url), 'utf8');
-const DUPLICATE_KEY = 11000;
 const ACK_CHUNK = 1000;
 const WRITE_CONCERN = { w: 1, j: true } as const;
+const MAX_REASON_CHARS = 2000;
 
-/** A document of `events_dead`: what could not become an event, and why. */
+/**
+ * A document of `events_dead`: what could not become an event, and why. `raw` is
+ * text (the stream entry's field list, or the CloudEvent, as JSON), so that a
+ * dead letter is storable whatever its content.
+ */
 export interface DeadDocument {
   _id: string;
   reason: string;
   streamId: string | null;
-  raw: unknown;
+  raw: string;
   deadAt: Date;
 }
 
-export type Intake = 'push' | 'pull';
+/** What a queued item writes: an event, or a dead letter. */
+export type Work =
+  | { kind: 'event'; doc: EventDocument; fields: readonly string[] }
+  | { kind: 'dead'; doc: DeadDocument };
 
-interface Item {
-  doc: EventDocument | DeadDocument;
-  dead: boolean;
-  /** The stream entry to forget once this item is committed. */
-  streamId: string | null;
-  bytes: number;
-  intake: Intake;
-  waiter?: { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout };
-  settled?: boolean;
-}
+export type Intake = 'push' | 'pull';
 
 /** A delivery that was not committed in time: the Trigger should redeliver it. */
 export class DeadlineError extends Error {
   readonly status = 503;
 }
 
+interface Waiter {
+  resolve(): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+  settled: boolean;
+}
+
+interface Item {
+  work: Work;
+  /** The stream entry to forget once this item is committed. */
+  streamId: string | null;
+  bytes: number;
+  intake: Intake;
+  waiters: Waiter[];
+  /** Write attempts that did not commit it. */
+  attempts: number;
+}
+
+interface Retry {
+  items: Item[];
+  dueAt: number;
+}
+
 /** Builds the dead-letter document; its _id is stable so a retried write is idempotent. */
-export function deadDocument(reason: string, streamId: string | null, raw: unknown): DeadDocument {
-  const id =
-    streamId ??
-    createHash('sha256')
-      .update(JSON.stringify(raw) ?? 'undefined')
-      .digest('hex');
-  return { _id: id, reason, streamId, raw, deadAt: new Date() };
+export function deadDocument(reason: string, streamId: string | null, raw: string): DeadDocument {
+  const id = streamId ?? createHash('sha256').update(raw).digest('hex');
+  const short = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}…` : reason;
+  return { _id: id, reason: short, streamId, raw, deadAt: new Date() };
 }
 
 export interface CommitterOptions {
@@ -69,90 +101,194 @@ export interface CommitterOptions {
   maxBatchDocs: number;
   maxBatchBytes: number;
   deliveryDeadlineMs: number;
+  maxCommitAttempts: number;
+  parkMs: number;
   log: Logger;
   metrics: PersistMetrics;
 }
 
+const now = () => performance.now();
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 export class Committer {
   private queue: Item[] = [];
   private head = 0;
+  private retries: Retry[] = [];
+  /** Committed entries whose ack-delete failed; retried without writing again. */
+  private unforgotten: string[] = [];
+  private forgetDueAt = 0;
+  /** Items queued, retrying or being written, by stream id: one item per entry. */
+  private readonly held = new Map<string, Item>();
+  /** Entries given up for now, and when they may be tried again. */
+  private readonly parked = new Map<string, number>();
   private wake: (() => void) | undefined;
   private stopping = false;
+  private abandoned = false;
+  private inFlight: Item[] = [];
   private loop: Promise<void> | undefined;
+  private failing = false;
   /** When the last batch committed (performance.now()), for readiness. */
   lastCommitAt = Number.NEGATIVE_INFINITY;
-  /** Stream ids queued or being written: the pull intake does not read them twice. */
-  readonly holding = new Set<string>();
   private readonly redis: Redis & {
     spillwayAckDelete(...args: string[]): Promise<[number, number]>;
   };
 
-  constructor(private readonly o: CommitterOptions) {
-    o.redis.defineCommand('spillwayAckDelete', { numberOfKeys: 1, lua: ACK_DELETE });
-    this.redis = o.redis as typeof this.redis;
+  constructor(private readonly options: CommitterOptions) {
+    options.redis.defineCommand('spillwayAckDelete', { numberOfKeys: 1, lua: ACK_DELETE });
+    this.redis = options.redis as typeof this.redis;
   }
 
+  /** Items waiting for a write (fresh and retrying). */
   get queued(): number {
-    return this.queue.length - this.head;
+    let retrying = 0;
+    for (const retry of this.retries) retrying += retry.items.length;
+    return this.queue.length - this.head + retrying;
+  }
+
+  /** The pull intake leaves alone what is held here or parked. */
+  isBusy(streamId: string): boolean {
+    if (this.held.has(streamId)) return true;
+    const until = this.parked.get(streamId);
+    if (until === undefined) return false;
+    if (until > now()) return true;
+    this.parked.delete(streamId);
+    return false;
   }
 
   start(): void {
     this.loop ??= this.run();
   }
 
-  /** Push: resolves once the event is committed, rejects with DeadlineError past the deadline. */
-  submit(
-    doc: EventDocument | DeadDocument,
-    dead: boolean,
-    streamId: string | null,
-    bytes: number,
-  ): Promise<void> {
+  /** Push: resolves once the event is committed, rejects with DeadlineError when it is not. */
+  submit(work: Work, streamId: string | null, bytes: number): Promise<void> {
     if (this.stopping)
       return Promise.reject(new DeadlineError('persist is shutting down; redeliver'));
     return new Promise((resolve, reject) => {
-      const item: Item = { doc, dead, streamId, bytes, intake: 'push' };
-      const timer = setTimeout(() => {
-        if (item.settled) return;
-        item.settled = true;
-        this.o.metrics.deadlines.inc();
+      const waiter: Waiter = { resolve, reject, timer: undefined as never, settled: false };
+      waiter.timer = setTimeout(() => {
+        if (waiter.settled) return;
+        waiter.settled = true;
+        this.options.metrics.deadlines.inc();
         reject(
           new DeadlineError(
-            `not committed within DELIVERY_DEADLINE_MS (${this.o.deliveryDeadlineMs} ms); redeliver`,
+            `not committed within DELIVERY_DEADLINE_MS (${this.options.deliveryDeadlineMs} ms); redeliver`,
           ),
         );
-      }, this.o.deliveryDeadlineMs);
-      item.waiter = { resolve, reject, timer };
-      this.push(item);
+      }, this.options.deliveryDeadlineMs);
+      // A redelivery of an entry already held waits for the same write.
+      const existing = streamId === null ? undefined : this.held.get(streamId);
+      if (existing) {
+        existing.waiters.push(waiter);
+        return;
+      }
+      if (streamId !== null) this.parked.delete(streamId);
+      this.push({ work, streamId, bytes, intake: 'push', waiters: [waiter], attempts: 0 });
     });
   }
 
-  /** Pull: queues entries read straight from the stream; nobody waits for them. */
-  enqueue(doc: EventDocument | DeadDocument, dead: boolean, streamId: string, bytes: number): void {
-    if (this.holding.has(streamId)) return;
-    this.push({ doc, dead, streamId, bytes, intake: 'pull' });
+  /** Pull: queues an entry read straight from the stream; nobody waits for it. */
+  enqueue(work: Work, streamId: string, bytes: number): void {
+    if (this.stopping || this.isBusy(streamId)) return;
+    this.push({ work, streamId, bytes, intake: 'pull', waiters: [], attempts: 0 });
   }
 
   private push(item: Item): void {
-    if (item.streamId) this.holding.add(item.streamId);
+    if (item.streamId !== null) this.held.set(item.streamId, item);
     this.queue.push(item);
     this.wake?.();
   }
 
-  /** Stops taking work, writes everything queued, answers every waiter. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking work and commits what is held, for at most timeoutMs; then
+   * answers every delivery still waiting with 503 and leaves its entry in the
+   * stream. Resolves with the number of entries left uncommitted.
+   */
+  async stop(timeoutMs: number): Promise<number> {
     this.stopping = true;
     this.wake?.();
-    await this.loop;
+    const done = await Promise.race([
+      (this.loop ?? Promise.resolve()).then(() => true),
+      sleep(timeoutMs).then(() => false),
+    ]);
+    if (done) return 0;
+    return this.abandon();
   }
 
-  private takeBatch(): Item[] {
+  private abandon(): number {
+    this.abandoned = true;
+    const left = [
+      ...this.queue.slice(this.head),
+      ...this.retries.flatMap((r) => r.items),
+      ...this.inFlight,
+    ];
+    const error = new DeadlineError(
+      'persist is shutting down before this was committed; redeliver',
+    );
+    for (const item of left) this.reject(item, error);
+    this.queue = [];
+    this.head = 0;
+    this.retries = [];
+    this.wake?.();
+    if (left.length > 0)
+      this.options.log.warn(
+        { entries: left.length },
+        'stopping with entries not committed: they stay in the stream and are persisted after the next start',
+      );
+    return left.length;
+  }
+
+  private idle(): boolean {
+    return this.queued === 0 && this.unforgotten.length === 0;
+  }
+
+  private async run(): Promise<void> {
+    while (!this.abandoned) {
+      if (this.unforgotten.length > 0 && now() >= this.forgetDueAt) await this.retryForget();
+      const group = this.next();
+      if (!group) {
+        if (this.stopping && this.idle()) return;
+        await this.idleWait();
+        continue;
+      }
+      await this.options.bucket.take();
+      if (this.abandoned) return;
+      this.inFlight = group;
+      try {
+        await this.attempt(group);
+      } catch (error) {
+        // Nothing here is known to be committed: the whole group is tried again.
+        this.failed(group, `unexpected: ${String((error as Error)?.stack ?? error)}`, 'unexpected');
+      } finally {
+        this.inFlight = [];
+      }
+    }
+  }
+
+  /** Waits for new work, or until the earliest retry (or forget) is due. */
+  private async idleWait(): Promise<void> {
+    let dueAt = Number.POSITIVE_INFINITY;
+    for (const retry of this.retries) dueAt = Math.min(dueAt, retry.dueAt);
+    if (this.unforgotten.length > 0) dueAt = Math.min(dueAt, this.forgetDueAt);
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      if (dueAt !== Number.POSITIVE_INFINITY)
+        setTimeout(resolve, Math.max(1, Math.ceil(dueAt - now())));
+    });
+    this.wake = undefined;
+  }
+
+  /** A retry that is due, else a fresh batch of everything queued (up to the caps). */
+  private next(): Item[] | undefined {
+    const t = now();
+    const due = this.retries.findIndex((retry) => retry.dueAt <= t);
+    if (due !== -1) return this.retries.splice(due, 1)[0]?.items;
+    if (this.head >= this.queue.length) return undefined;
     const batch: Item[] = [];
     let bytes = 0;
-    while (this.head < this.queue.length && batch.length < this.o.maxBatchDocs) {
+    while (this.head < this.queue.length && batch.length < this.options.maxBatchDocs) {
       const item = this.queue[this.head] as Item;
-      if (batch.length > 0 && bytes + item.bytes > this.o.maxBatchBytes) break;
+      if (batch.length > 0 && bytes + item.bytes > this.options.maxBatchBytes) break;
       this.head++;
-      // A delivery already answered 5xx still gets written: the entry is in the stream.
       batch.push(item);
       bytes += item.bytes;
     }
@@ -163,139 +299,241 @@ export class Committer {
     return batch;
   }
 
-  private async run(): Promise<void> {
-    let failures = 0;
-    let retry: Item[] = [];
-    for (;;) {
-      if (retry.length === 0 && this.queued === 0) {
-        if (this.stopping) return;
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        this.wake = undefined;
-        continue;
-      }
-      await this.o.bucket.take();
-      // Everything that arrived while waiting for the token joins this batch.
-      const batch = retry.length > 0 ? retry : this.takeBatch();
-      retry = [];
-      try {
-        await this.commit(batch);
-        failures = 0;
-      } catch (error) {
-        failures++;
-        const backoff = Math.min(100 * 2 ** failures, 5000);
-        this.o.log.warn(
-          { err: error, docs: batch.length, retryInMs: backoff },
-          'batch not committed; retrying',
-        );
-        this.o.metrics.batchFailures.inc();
-        retry = batch;
-        await new Promise((resolve) => setTimeout(resolve, backoff));
-      }
-    }
-  }
-
-  private async commit(batch: Item[]): Promise<void> {
-    const started = performance.now();
-    const events = batch.filter((item) => !item.dead);
-    const deadItems = batch.filter((item) => item.dead);
+  /** One write attempt for a group: events first, then dead letters (another token). */
+  private async attempt(group: Item[]): Promise<void> {
+    const started = now();
+    const events = group.filter((item) => item.work.kind === 'event');
+    const dead = group.filter((item) => item.work.kind === 'dead');
+    const committed: Item[] = [];
     if (events.length > 0) {
-      // persistedAt is the commit time of the batch.
       const persistedAt = new Date();
-      for (const item of events) (item.doc as EventDocument).persistedAt = persistedAt;
-      const rejected = await this.insertEvents(events);
-      for (const [item, reason] of rejected) {
-        item.dead = true;
-        item.doc = deadDocument(
-          `the database rejected the document: ${reason}`,
-          item.streamId,
-          item.doc,
+      for (const item of events) (item.work.doc as EventDocument).persistedAt = persistedAt;
+      const outcome = await this.write(this.options.events, events, 'events');
+      committed.push(...outcome.committed);
+      for (const [item, reason] of outcome.refused) {
+        const fields = (item.work as Extract<Work, { kind: 'event' }>).fields;
+        item.work = {
+          kind: 'dead',
+          doc: deadDocument(
+            `the database refused the document: ${reason}`,
+            item.streamId,
+            JSON.stringify(fields),
+          ),
+        };
+        dead.push(item);
+      }
+      if (outcome.unavailable) {
+        // The database is not answering: the dead letters would not get through either.
+        if (dead.length > 0) this.failed(dead, 'the database is unavailable', 'unavailable');
+        dead.length = 0;
+      }
+    }
+    if (dead.length > 0) {
+      if (events.length > 0) await this.options.bucket.take();
+      const outcome = await this.write(this.options.dead, dead, 'events_dead');
+      committed.push(...outcome.committed);
+      this.options.metrics.deadLetters.inc(outcome.committed.length);
+      // A dead letter is text: a refusal of its content is not expected, so it is retried.
+      if (outcome.refused.length > 0)
+        this.failed(
+          outcome.refused.map(([item]) => item),
+          `dead letter refused: ${outcome.refused[0]?.[1]}`,
+          'refused',
         );
-        deadItems.push(item);
-      }
     }
-    if (deadItems.length > 0) {
-      if (events.length > 0) await this.o.bucket.take();
-      await this.insertDead(deadItems);
+    if (committed.length === 0) return;
+    this.lastCommitAt = now();
+    await this.forget(committed);
+    this.settle(committed);
+    this.options.metrics.batchDocs.observe(committed.length);
+    this.options.metrics.commitSeconds.observe((now() - started) / 1000);
+    if (this.failing) {
+      this.failing = false;
+      this.options.log.info('writes commit again');
     }
-    await this.forget(batch);
-    this.lastCommitAt = performance.now();
-    const now = Date.now();
-    for (const item of batch) {
-      if (item.streamId) {
-        this.holding.delete(item.streamId);
-        if (!item.dead)
-          this.o.metrics.lag.observe(
-            (now - Number(item.streamId.slice(0, item.streamId.indexOf('-')))) / 1000,
-          );
-      }
-      if (!item.dead) this.o.metrics.persisted.inc({ intake: item.intake });
-      if (item.waiter && !item.settled) {
-        item.settled = true;
-        clearTimeout(item.waiter.timer);
-        item.waiter.resolve();
-      }
-    }
-    this.o.metrics.batchDocs.observe(batch.length);
-    this.o.metrics.commitSeconds.observe((performance.now() - started) / 1000);
   }
 
-  /** One insertMany; returns the items the server rejected for a reason other than a duplicate _id. */
-  private async insertEvents(items: Item[]): Promise<Array<[Item, string]>> {
-    this.o.metrics.writeCommands.inc({ collection: 'events' });
+  /**
+   * One insertMany of the items' documents. Returns the committed items and those
+   * refused for their content; every other item is already rescheduled (retry,
+   * split or park).
+   */
+  private async write(
+    collection: Collection<EventDocument> | Collection<DeadDocument>,
+    items: Item[],
+    name: 'events' | 'events_dead',
+  ): Promise<{ committed: Item[]; refused: Array<[Item, string]>; unavailable: boolean }> {
+    this.options.metrics.writeCommands.inc({ collection: name });
+    let verdict: InsertVerdict;
     try {
-      await this.o.events.insertMany(
-        items.map((item) => item.doc as EventDocument),
+      await (collection as Collection<EventDocument | DeadDocument>).insertMany(
+        items.map((item) => item.work.doc),
         { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
       );
-      return [];
+      verdict = { kind: 'committed', duplicates: 0 };
     } catch (error) {
-      if (!(error instanceof MongoBulkWriteError) || error.writeConcernError) throw error;
-      const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-      const rejected: Array<[Item, string]> = [];
-      for (const writeError of errors) {
-        if (writeError.code === DUPLICATE_KEY) continue;
-        const item = items[writeError.index];
-        if (item) rejected.push([item, `${writeError.code}: ${writeError.errmsg ?? 'rejected'}`]);
+      verdict = insertVerdict(error, items.length);
+    }
+    const result = {
+      committed: [] as Item[],
+      refused: [] as Array<[Item, string]>,
+      unavailable: false,
+    };
+    switch (verdict.kind) {
+      case 'committed':
+        this.options.metrics.duplicates.inc(verdict.duplicates);
+        result.committed = items;
+        break;
+      case 'partial': {
+        this.options.metrics.duplicates.inc(verdict.duplicates);
+        const retry: Item[] = [];
+        items.forEach((item, index) => {
+          const refusal = verdict.refused.get(index);
+          if (!refusal) result.committed.push(item);
+          else if (refusal.content)
+            result.refused.push([item, `${refusal.code}: ${refusal.message}`]);
+          else retry.push(item);
+        });
+        if (retry.length > 0)
+          this.failed(retry, `refused for a reason not known to be the document's`, 'refused');
+        break;
       }
-      return rejected;
+      case 'unavailable':
+        result.unavailable = true;
+        this.failed(items, verdict.reason, 'unavailable');
+        break;
+      case 'split':
+        if (items.length === 1 && verdict.content) {
+          result.refused = items.map((item) => [item, verdict.reason]);
+        } else if (verdict.content) {
+          // A document explains it: halves are tried at once, until the offender is alone.
+          this.options.metrics.batchFailures.inc({ reason: 'split' });
+          const half = Math.ceil(items.length / 2);
+          this.retries.unshift(
+            { items: items.slice(0, half), dueAt: 0 },
+            { items: items.slice(half), dueAt: 0 },
+          );
+        } else {
+          // Unforeseen: not committed; retried in halves with backoff, parked after its attempts.
+          this.failed(items, verdict.reason, 'unknown', true);
+        }
+        break;
     }
+    return result;
   }
 
-  private async insertDead(items: Item[]): Promise<void> {
-    this.o.metrics.writeCommands.inc({ collection: 'events_dead' });
-    this.o.metrics.deadLetters.inc(items.length);
-    try {
-      await this.o.dead.insertMany(
-        items.map((item) => item.doc as DeadDocument),
-        { ordered: false, writeConcern: WRITE_CONCERN },
+  /** Not committed: retried with backoff, or parked once it has had its attempts. */
+  private failed(items: Item[], reason: string, kind: string, split = false): void {
+    this.options.metrics.batchFailures.inc({ reason: kind });
+    const park: Item[] = [];
+    const retry: Item[] = [];
+    let attempts = 0;
+    for (const item of items) {
+      item.attempts++;
+      if (item.attempts >= this.options.maxCommitAttempts) park.push(item);
+      else {
+        retry.push(item);
+        attempts = Math.max(attempts, item.attempts);
+      }
+    }
+    if (!this.failing || park.length > 0) {
+      this.failing = true;
+      this.options.log.warn(
+        { docs: items.length, retrying: retry.length, parking: park.length, reason },
+        'write not committed',
       );
-    } catch (error) {
-      const duplicatesOnly =
-        error instanceof MongoBulkWriteError &&
-        !error.writeConcernError &&
-        (Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors]).every(
-          (e) => e.code === DUPLICATE_KEY,
-        );
-      if (!duplicatesOnly && !(error instanceof MongoServerError && error.code === DUPLICATE_KEY))
-        throw error;
+    }
+    if (retry.length > 0) {
+      const dueAt = now() + Math.min(100 * 2 ** attempts, 5000) * (0.75 + Math.random() / 2);
+      const half = split && retry.length > 1 ? Math.ceil(retry.length / 2) : retry.length;
+      this.retries.push({ items: retry.slice(0, half), dueAt });
+      if (half < retry.length) this.retries.push({ items: retry.slice(half), dueAt });
+    }
+    if (park.length > 0) this.park(park, reason);
+  }
+
+  private park(items: Item[], reason: string): void {
+    const until = now() + this.options.parkMs;
+    const error = new DeadlineError(
+      `not committed after ${this.options.maxCommitAttempts} attempts (${reason}); it stays in the stream and is retried later`,
+    );
+    for (const item of items) {
+      if (item.streamId !== null) this.parked.set(item.streamId, until);
+      this.reject(item, error);
+    }
+    this.options.metrics.parked.inc(items.length);
+  }
+
+  private reject(item: Item, error: Error): void {
+    if (item.streamId !== null && this.held.get(item.streamId) === item)
+      this.held.delete(item.streamId);
+    for (const waiter of item.waiters) {
+      if (waiter.settled) continue;
+      waiter.settled = true;
+      clearTimeout(waiter.timer);
+      waiter.reject(error);
     }
   }
 
-  /** XACK then XDEL the committed entries, atomically per chunk. */
-  private async forget(batch: Item[]): Promise<void> {
-    const ids = batch.flatMap((item) => (item.streamId ? [item.streamId] : []));
-    const chunks: Promise<unknown>[] = [];
+  /** Answers the deliveries of committed items and records them. */
+  private settle(items: Item[]): void {
+    const t = Date.now();
+    for (const item of items) {
+      if (item.streamId !== null && this.held.get(item.streamId) === item)
+        this.held.delete(item.streamId);
+      if (item.work.kind === 'event') {
+        this.options.metrics.persisted.inc({ intake: item.intake });
+        if (item.streamId !== null)
+          this.options.metrics.lag.observe(
+            (t - Number(item.streamId.slice(0, item.streamId.indexOf('-')))) / 1000,
+          );
+      }
+      for (const waiter of item.waiters) {
+        if (waiter.settled) continue;
+        waiter.settled = true;
+        clearTimeout(waiter.timer);
+        waiter.resolve();
+      }
+    }
+  }
+
+  /**
+   * XACK then XDEL the committed entries, atomically per chunk. What fails here is
+   * committed all the same; it is retried later without writing again (and, if
+   * persist stops first, the sweeper finds it stored: a duplicate, then deleted).
+   */
+  private async forget(items: Item[]): Promise<void> {
+    const ids = items.flatMap((item) => (item.streamId === null ? [] : [item.streamId]));
+    await this.ackDelete(ids);
+  }
+
+  private async ackDelete(ids: string[]): Promise<void> {
+    const chunks: Promise<void>[] = [];
     for (let i = 0; i < ids.length; i += ACK_CHUNK) {
+      const chunk = ids.slice(i, i + ACK_CHUNK);
       chunks.push(
-        this.redis.spillwayAckDelete(
-          this.o.streamKey,
-          this.o.consumerGroup,
-          ...ids.slice(i, i + ACK_CHUNK),
-        ),
+        this.redis
+          .spillwayAckDelete(this.options.streamKey, this.options.consumerGroup, ...chunk)
+          .then(
+            () => undefined,
+            (error: unknown) => {
+              if (this.unforgotten.length === 0)
+                this.options.log.warn(
+                  { err: error },
+                  'could not delete committed entries; will retry',
+                );
+              this.unforgotten.push(...chunk);
+              this.forgetDueAt = now() + 1000;
+            },
+          ),
       );
     }
     await Promise.all(chunks);
+  }
+
+  private async retryForget(): Promise<void> {
+    const ids = this.unforgotten;
+    this.unforgotten = [];
+    await this.ackDelete(ids);
   }
 }

@@ -16,6 +16,10 @@ export interface PersistConfig {
   /** A push delivery not committed by then gets a 5xx (the Trigger redelivers). */
   deliveryDeadlineMs: number;
   mongoTimeoutMs: number;
+  /** Write attempts an entry gets before it is parked (left in the stream for later). */
+  maxCommitAttempts: number;
+  /** How long a parked entry is left alone before the pull intake tries it again. */
+  parkMs: number;
   sweepIntervalMs: number;
   staleAfterMs: number;
   /** Backlog beyond the source's cursor above which the pull intake catches up. */
@@ -44,6 +48,8 @@ export function loadPersistConfig(env: Env = process.env): PersistConfig {
     maxBatchBytes: r.int('MAX_BATCH_BYTES', 16 * 1024 * 1024, 1024, 46 * 1024 * 1024),
     deliveryDeadlineMs: r.int('DELIVERY_DEADLINE_MS', 30_000, 100),
     mongoTimeoutMs: r.int('MONGO_TIMEOUT_MS', 20_000, 100),
+    maxCommitAttempts: r.int('MAX_COMMIT_ATTEMPTS', 6, 1, 100),
+    parkMs: r.int('PARK_MS', 60_000, 0),
     sweepIntervalMs: r.int('SWEEP_INTERVAL_MS', 5000, 50),
     staleAfterMs: r.int('STALE_AFTER_MS', 30_000, 0),
     catchupBacklog: r.int('CATCHUP_BACKLOG', 10_000, 0),

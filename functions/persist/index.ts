@@ -8,7 +8,7 @@ import { cloudEvent } from '@google-cloud/functions-framework';
 import type { CloudEventV1 } from 'cloudevents';
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
-import { DocumentError, type EventDocument, toDocument } from '../shared/document.js';
+import type { EventDocument } from '../shared/document.js';
 import {
   decodeSourceEvent,
   EntryError,
@@ -19,12 +19,12 @@ import {
 import { redactUrl } from '../shared/env.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
-import { createRedis } from '../shared/redis.js';
+import { createRedis, watchConnection } from '../shared/redis.js';
 import { TokenBucket } from './bucket.js';
 import { Committer, type DeadDocument, deadDocument } from './committer.js';
 import { loadPersistConfig } from './config.js';
 import { createPersistMetrics } from './metrics.js';
-import { entryBytes, PullIntake } from './pull.js';
+import { entryBytes, PullIntake, workOf } from './pull.js';
 
 export const config = loadPersistConfig();
 export const log = createLogger('persist', config.logLevel);
@@ -32,7 +32,7 @@ export const registry = new Registry();
 const metrics = createPersistMetrics(registry);
 
 const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 3 });
-redis.on('error', (error) => log.warn({ err: error }, 'redis connection error'));
+watchConnection(redis, log);
 const mongo = new MongoClient(config.mongodbUrl, {
   maxPoolSize: 4,
   serverSelectionTimeoutMS: 5000,
@@ -50,6 +50,8 @@ const committer = new Committer({
   maxBatchDocs: config.maxBatchDocs,
   maxBatchBytes: config.maxBatchBytes,
   deliveryDeadlineMs: config.deliveryDeadlineMs,
+  maxCommitAttempts: config.maxCommitAttempts,
+  parkMs: config.parkMs,
   log,
   metrics,
 });
@@ -85,22 +87,21 @@ started.catch((error) => {
 cloudEvent('persist', async (event: CloudEventV1<unknown>) => {
   await started;
   const raw = event as unknown as SourceEvent;
-  let doc: EventDocument;
-  let streamId: string;
-  let bytes: number;
+  let decoded: ReturnType<typeof decodeSourceEvent>;
   try {
-    const decoded = decodeSourceEvent(raw);
-    streamId = decoded.streamId;
-    doc = toDocument(decoded.entry, streamId, new Date());
-    bytes = entryBytes(entryFields(decoded.entry));
+    decoded = decodeSourceEvent(raw);
   } catch (error) {
-    if (!(error instanceof EntryError || error instanceof DocumentError)) throw error;
-    // Poison: kept with its reason, then acknowledged; it never blocks the queue.
+    if (!(error instanceof EntryError)) throw error;
+    // Poison: kept with its reason as text, then acknowledged; it never blocks the queue.
     const id = isStreamId(raw.id) ? raw.id : null;
-    const dead = deadDocument(`not a RedisStreamSource event: ${error.message}`, id, { ...raw });
-    return committer.submit(dead, true, id, 1024);
+    const data =
+      raw.data instanceof Uint8Array ? Buffer.from(raw.data).toString('base64') : raw.data;
+    const text = JSON.stringify({ ...raw, data });
+    const dead = deadDocument(`not a RedisStreamSource event: ${error.message}`, id, text);
+    return committer.submit({ kind: 'dead', doc: dead }, id, text.length + 64);
   }
-  return committer.submit(doc, false, streamId, bytes);
+  const fields = entryFields(decoded.entry);
+  return committer.submit(workOf(decoded.streamId, fields), decoded.streamId, entryBytes(fields));
 });
 
 /** For the host. */
@@ -123,10 +124,17 @@ export async function ready(): Promise<boolean> {
     return false;
   }
 }
-/** Stops pulling, commits and answers everything held, closes the clients. */
+/**
+ * Stops pulling and taking deliveries, and commits and answers what is held
+ * within SHUTDOWN_TIMEOUT_MS; what is not committed by then stays in the stream.
+ */
+export async function drain(): Promise<void> {
+  const deadline = performance.now() + config.shutdownTimeoutMs;
+  await Promise.race([pull.stop(), new Promise((r) => setTimeout(r, config.shutdownTimeoutMs))]);
+  await committer.stop(Math.max(0, deadline - performance.now()));
+}
+/** Closes the clients, without waiting on a database that does not answer. */
 export async function shutdown(): Promise<void> {
-  await pull.stop();
-  await committer.stop();
   await redis.quit().catch(() => redis.disconnect());
-  await mongo.close();
+  await mongo.close(true).catch(() => undefined);
 }

@@ -27,7 +27,18 @@ export function createPersistMetrics(registry: Registry) {
     }),
     batchFailures: new Counter({
       name: 'spillway_persist_batch_failures_total',
-      help: 'Batches that failed and were retried',
+      help: 'Write attempts that did not commit (retried, split or parked), by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    duplicates: new Counter({
+      name: 'spillway_persist_duplicates_total',
+      help: 'Documents the database already held (a redelivery): counted as committed',
+      registers,
+    }),
+    parked: new Counter({
+      name: 'spillway_persist_parked_total',
+      help: 'Entries not committed after MAX_COMMIT_ATTEMPTS: left in the stream, retried after PARK_MS',
       registers,
     }),
     batchDocs: new Histogram({

@@ -13,10 +13,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { toDocument } from '../shared/document.js';
-import { parseEntryFields } from '../shared/entry.js';
+import { DocumentError, toDocument } from '../shared/document.js';
+import { EntryError, parseEntryFields } from '../shared/entry.js';
 import type { Logger } from '../shared/logger.js';
-import { type Committer, deadDocument } from './committer.js';
+import { type Committer, deadDocument, type Work } from './committer.js';
 import type { PersistConfig } from './config.js';
 import type { PersistMetrics } from './metrics.js';
 
@@ -44,7 +44,10 @@ export class PullIntake {
   private running: Promise<void> | undefined;
   private stopped = false;
   private leased = false;
+  private failing = false;
   private nextSweep = 0;
+  /** Where the sweeper goes on from (exclusive), so entries it cannot commit do not hold it. */
+  private sweepFrom: string | undefined;
   /** Where the catch-up goes on from (exclusive), while it keeps finding entries. */
   private catchupFrom: string | undefined;
 
@@ -62,7 +65,17 @@ export class PullIntake {
     const tick = () => {
       if (this.stopped) return;
       this.running = this.round()
-        .catch((error) => this.log.warn({ err: error }, 'pull round failed'))
+        .then(
+          () => {
+            if (this.failing) this.log.info('pull rounds work again');
+            this.failing = false;
+          },
+          (error) => {
+            // One line when it starts failing (e.g. Redis down), not one per round.
+            if (!this.failing) this.log.warn({ err: error }, 'pull round failed; retrying');
+            this.failing = true;
+          },
+        )
         .finally(() => {
           if (!this.stopped)
             this.timer = setTimeout(tick, this.leased && this.catchupFrom ? 20 : 250);
@@ -176,40 +189,47 @@ export class PullIntake {
     const end = String(Math.max(0, Date.now() - this.config.staleAfterMs));
     const entries = (await this.redis.xrange(
       this.config.streamKey,
-      '-',
+      this.sweepFrom === undefined ? '-' : after(this.sweepFrom),
       end,
       'COUNT',
       room,
     )) as Entries;
+    // A full chunk: go on past it next time; else start from the oldest again.
+    this.sweepFrom = entries.length >= room ? (entries.at(-1) as [string, string[]])[0] : undefined;
     const queued = this.queue(entries);
     if (queued > 0) this.log.info({ entries: queued }, 'sweeper found entries left behind');
     return entries.length;
   }
 
   private queue(entries: Entries): number {
-    const now = new Date();
     let queued = 0;
     for (const [streamId, fields] of entries) {
-      if (this.committer.holding.has(streamId)) continue;
+      if (this.committer.isBusy(streamId)) continue;
       queued++;
-      try {
-        const entry = parseEntryFields(fields);
-        this.committer.enqueue(
-          toDocument(entry, streamId, now),
-          false,
-          streamId,
-          entryBytes(fields),
-        );
-      } catch (error) {
-        const doc = deadDocument(
-          `stream entry is not an event: ${(error as Error).message}`,
-          streamId,
-          fields,
-        );
-        this.committer.enqueue(doc, true, streamId, entryBytes(fields));
-      }
+      this.committer.enqueue(workOf(streamId, fields), streamId, entryBytes(fields));
     }
     return queued;
+  }
+}
+
+/** The work a stream entry gives: its event, or a dead letter when it is not one. */
+export function workOf(streamId: string, fields: readonly string[]): Work {
+  try {
+    return {
+      kind: 'event',
+      doc: toDocument(parseEntryFields(fields), streamId, new Date()),
+      fields,
+    };
+  } catch (error) {
+    if (!(error instanceof EntryError || error instanceof DocumentError)) throw error;
+    return {
+      kind: 'dead',
+      doc: deadDocument(
+        `stream entry is not an event: ${(error as Error).message}`,
+        streamId,
+        JSON.stringify(fields),
+      ),
+    };
   }
 }
 

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from './logger.js';
 
 /**
  * A Redis client that fails fast instead of queueing: a command sent while the
@@ -33,4 +34,24 @@ export async function waitReady(redis: Redis, timeoutMs: number): Promise<void> 
     };
     redis.on('ready', onReady);
   });
+}
+
+/**
+ * Every client gets an error listener (ioredis reports an unhandled error event
+ * otherwise); the log says once that the connection is lost and once that it is
+ * back, not once per reconnect attempt.
+ */
+export function watchConnection(redis: Redis, log: Logger, what = 'redis'): Redis {
+  let lost = false;
+  redis.on('error', (error: Error) => {
+    if (lost) return;
+    lost = true;
+    log.warn({ err: error }, `${what} connection lost; reconnecting`);
+  });
+  redis.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    log.info(`${what} connection back`);
+  });
+  return redis;
 }

@@ -1,0 +1,176 @@
+/**
+ * Runs the pipeline's processes the way a platform runs containers: a child that
+ * exits while it should run is started again (with a growing delay, like a
+ * crash-loop back-off), a child that keeps dying gives up the whole pipeline, and
+ * a stop is bounded: SIGTERM, then SIGKILL after the child's stop timeout.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface ChildSpec {
+  name: string;
+  /** The module to run (a .js file, or a .ts file when the supervisor itself runs under tsx). */
+  entry: URL;
+  env: Record<string, string>;
+  /** Started (and restarted) once this answers 200; none = as soon as it is spawned. */
+  readyUrl?: string;
+  /** Longest wait after SIGTERM before SIGKILL. */
+  stopTimeoutMs: number;
+}
+
+export interface SupervisorOptions {
+  /** Restarts allowed within restartWindowMs; one more gives up the pipeline. */
+  maxRestarts: number;
+  restartWindowMs: number;
+  /** First restart delay, doubled for each restart within the window, capped at maxDelayMs. */
+  firstDelayMs: number;
+  maxDelayMs: number;
+  readyTimeoutMs: number;
+  log(line: string): void;
+  /** Called once when a child died too often; the supervisor does nothing more. */
+  onGiveUp(name: string, reason: string): void;
+}
+
+interface Running {
+  spec: ChildSpec;
+  proc: ChildProcess | undefined;
+  startedAt: number;
+  restarts: number[];
+  exited: Promise<void>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** How a child ended, for a log line: a signal when it was killed, else its exit code. */
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `code ${code}`;
+}
+
+export class Supervisor {
+  private readonly children = new Map<string, Running>();
+  private stopping = false;
+
+  constructor(private readonly options: SupervisorOptions) {}
+
+  /** The pid of a running child. */
+  pid(name: string): number | undefined {
+    return this.children.get(name)?.proc?.pid;
+  }
+
+  /** Spawns the child and resolves once it is ready. */
+  async start(spec: ChildSpec): Promise<void> {
+    const running: Running = {
+      spec,
+      proc: undefined,
+      startedAt: 0,
+      restarts: [],
+      exited: Promise.resolve(),
+      timer: undefined,
+    };
+    this.children.set(spec.name, running);
+    this.spawn(running);
+    await this.waitReady(running);
+  }
+
+  private spawn(running: Running): void {
+    const { spec } = running;
+    const file = fileURLToPath(spec.entry);
+    // Under tsx the children run the TypeScript sources the same way.
+    const args = file.endsWith('.ts') ? ['--import', 'tsx', file] : [file];
+    const proc = spawn(process.execPath, args, {
+      env: { ...process.env, ...spec.env },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    running.proc = proc;
+    running.startedAt = performance.now();
+    running.exited = new Promise((resolve) => {
+      proc.once('exit', (code, signal) => {
+        resolve();
+        if (!this.stopping && running.proc === proc) this.died(running, describeExit(code, signal));
+      });
+    });
+    this.options.log(`${spec.name} running (pid ${proc.pid})`);
+  }
+
+  private died(running: Running, how: string): void {
+    const now = performance.now();
+    const { name } = running.spec;
+    running.restarts = running.restarts.filter((at) => now - at < this.options.restartWindowMs);
+    running.restarts.push(now);
+    const lived = ((now - running.startedAt) / 1000).toFixed(1);
+    if (running.restarts.length > this.options.maxRestarts) {
+      const reason = `${name} exited (${how}) ${running.restarts.length} times within ${this.options.restartWindowMs / 1000} s; see its log above`;
+      this.options.log(`${reason}; giving up`);
+      this.options.onGiveUp(name, reason);
+      return;
+    }
+    const delay = Math.min(
+      this.options.firstDelayMs * 2 ** (running.restarts.length - 1),
+      this.options.maxDelayMs,
+    );
+    this.options.log(
+      `${name} exited (${how}) after ${lived} s; restarting it in ${delay} ms (restart ${running.restarts.length}, at most ${this.options.maxRestarts} a minute)`,
+    );
+    running.timer = setTimeout(() => {
+      if (this.stopping) return;
+      this.spawn(running);
+      this.waitReady(running).catch((error: Error) => this.options.log(error.message));
+    }, delay);
+  }
+
+  private async waitReady(running: Running): Promise<void> {
+    const { readyUrl, name } = running.spec;
+    if (!readyUrl) return;
+    const proc = running.proc;
+    const deadline = performance.now() + this.options.readyTimeoutMs;
+    for (;;) {
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null)
+        throw new Error(`${name} exited before it was ready`);
+      try {
+        const res = await fetch(readyUrl, { signal: AbortSignal.timeout(2000) });
+        await res.body?.cancel();
+        if (res.status === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (performance.now() > deadline)
+        throw new Error(`${name} not ready at ${readyUrl} after ${this.options.readyTimeoutMs} ms`);
+      await sleep(200);
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after the child's stop timeout; resolves once it exited. */
+  async stop(name: string): Promise<void> {
+    const running = this.children.get(name);
+    if (!running) return;
+    clearTimeout(running.timer);
+    const proc = running.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      this.options.log(
+        `${name} did not stop within ${running.spec.stopTimeoutMs} ms of SIGTERM; killing it`,
+      );
+      proc.kill('SIGKILL');
+    }, running.spec.stopTimeoutMs);
+    await running.exited;
+    clearTimeout(timer);
+  }
+
+  /** Stops every child, one after another in `order` (the rest after them). */
+  async stopAll(order: readonly string[]): Promise<void> {
+    this.stopping = true;
+    const names = [...order, ...[...this.children.keys()].filter((n) => !order.includes(n))];
+    for (const name of names) await this.stop(name);
+  }
+
+  /** Kills every child at once (a second Ctrl-C). */
+  killAll(): void {
+    this.stopping = true;
+    for (const running of this.children.values()) {
+      clearTimeout(running.timer);
+      running.proc?.kill('SIGKILL');
+    }
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * The fault suite's harness: services of its own (scripts/services.sh with their
+ * own data dir and ports, so that killing them disturbs no other test), the
+ * whole pipeline as users run it (scripts/pipeline.ts under its supervisor),
+ * paced load that records every acknowledged event, faults on the real
+ * processes, and the checks that nothing acknowledged was lost.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import type { MongoClient } from 'mongodb';
+import { CONSUMER_GROUP } from '../../functions/shared/names.js';
+import {
+  maxWritesPerSecond,
+  serverWriteCommands,
+  type WriteSample,
+} from '../../scripts/db-writes.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Services of the fault suite: Redis and the database on ports of their own. */
+export class ChaosServices {
+  readonly dataDir = join(ROOT, '.data', 'chaos');
+  readonly redisPort = 6391;
+  readonly dbPort = 27032;
+  private readonly env = {
+    SPILLWAY_DATA_DIR: this.dataDir,
+    SPILLWAY_BIN_DIR: join(ROOT, '.data', 'bin'),
+    SPILLWAY_REDIS_PORT: String(this.redisPort),
+    SPILLWAY_DB_PORT: String(this.dbPort),
+    SPILLWAY_DB_DEBUG_PORT: String(this.dbPort + 1),
+  };
+  urls: Record<string, string> = {};
+
+  private run(command: 'up' | 'stop'): string {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.env };
+    delete env.REDIS_URL;
+    delete env.MONGODB_URL;
+    return execFileSync('bash', [join(ROOT, 'scripts/services.sh'), command], {
+      env,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  }
+
+  /** Starts whatever is not running (both at first; a killed one after a fault). */
+  up(): Record<string, string> {
+    const out = this.run('up');
+    for (const line of out.split('\n')) {
+      const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
+      if (m?.[1] && m[2] !== undefined) this.urls[m[1]] = m[2];
+    }
+    return this.urls;
+  }
+
+  stop(): void {
+    this.run('stop');
+  }
+
+  private pidFrom(file: string): number {
+    return Number(readFileSync(join(this.dataDir, file), 'utf8').trim());
+  }
+
+  dbPid(): number {
+    return this.pidFrom('db.pid');
+  }
+
+  redisPid(): number {
+    return this.pidFrom('redis/redis.pid');
+  }
+
+  /** Sets the database's blkio read and write IOPS limit (the cgroup services.sh made). */
+  setDbIops(iops: number): void {
+    const cgroup = this.urls.DB_BLKIO_CGROUP;
+    if (!cgroup) throw new Error('the database runs without a blkio group: cannot change its IOPS');
+    for (const file of ['blkio.throttle.write_iops_device', 'blkio.throttle.read_iops_device']) {
+      const path = join(cgroup, file);
+      const device = readFileSync(path, 'utf8').trim().split(/\s+/)[0];
+      if (!device) throw new Error(`${path} names no device`);
+      writeFileSync(path, `${device} ${iops}\n`);
+    }
+  }
+}
+
+/** Sends a signal and waits until the process is gone (or the timeout passes). */
+export async function killAndWait(pid: number, signal: NodeJS.Signals, timeoutMs = 15_000) {
+  process.kill(pid, signal);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await sleep(50);
+  }
+  throw new Error(`pid ${pid} still alive ${timeoutMs} ms after ${signal}`);
+}
+
+/** The child pids of a process (ingest's workers under its primary). */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** `scripts/pipeline.ts` in a child process, as `npm start` runs it. */
+export class PipelineRun {
+  private text = '';
+  private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(
+    readonly proc: ChildProcess,
+    readonly ingestUrl: string,
+  ) {
+    proc.stdout?.on('data', (chunk) => (this.text += chunk));
+    proc.stderr?.on('data', (chunk) => (this.text += chunk));
+    this.exited = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+  }
+
+  static async start(env: Record<string, string>, port: number): Promise<PipelineRun> {
+    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/pipeline.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, PORT: String(port), METRICS_PORT: String(port + 1000) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const run = new PipelineRun(proc, `http://127.0.0.1:${port}`);
+    const deadline = Date.now() + 90_000;
+    while (!run.text.includes('/events   (')) {
+      if (proc.exitCode !== null) throw new Error(`pipeline exited early:\n${run.text}`);
+      if (Date.now() > deadline) throw new Error(`pipeline not up after 90 s:\n${run.text}`);
+      await sleep(100);
+    }
+    return run;
+  }
+
+  output(): string {
+    return this.text;
+  }
+
+  /** The pid the supervisor last reported for a child ("<name> running (pid N)"). */
+  pid(name: 'ingest' | 'relay' | 'persist'): number {
+    const matches = [
+      ...this.text.matchAll(new RegExp(`pipeline: ${name} running \\(pid (\\d+)\\)`, 'g')),
+    ];
+    const pid = Number(matches.at(-1)?.[1]);
+    if (!pid) throw new Error(`no pid reported for ${name}:\n${this.text}`);
+    return pid;
+  }
+
+  /** Waits until the supervisor reports a new pid for `name` (it restarted it). */
+  async restarted(name: 'ingest' | 'relay' | 'persist', oldPid: number, timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pid(name) === oldPid) {
+      if (Date.now() > deadline)
+        throw new Error(`${name} not restarted:\n${this.text.slice(-3000)}`);
+      await sleep(100);
+    }
+  }
+
+  /** SIGINT, as Ctrl-C; resolves with how it ended and how long it took. */
+  async interrupt(timeoutMs = 60_000) {
+    const started = Date.now();
+    this.proc.kill('SIGINT');
+    const result = await Promise.race([this.exited, sleep(timeoutMs).then(() => undefined)]);
+    if (!result) {
+      this.proc.kill('SIGKILL');
+      for (const name of ['ingest', 'relay', 'persist'] as const) {
+        try {
+          process.kill(this.pid(name), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      throw new Error(
+        `pipeline still running ${timeoutMs} ms after SIGINT:\n${this.text.slice(-3000)}`,
+      );
+    }
+    return { ...result, elapsedMs: Date.now() - started };
+  }
+}
+
+export interface PostedEvent {
+  type: string;
+  source: string;
+  subject: string;
+  data: { run: string; i: number; pad: string };
+}
+
+export interface LoadResult {
+  /** Event id → what was posted, for every 202. */
+  accepted: Map<string, PostedEvent>;
+  statuses: Record<string, number>;
+  /** Answers that were not 202, with when they came (ms since the load started). */
+  failures: Array<{ atMs: number; status: string }>;
+  sent: number;
+}
+
+/**
+ * Open-loop paced load: request i is due at i / ratePerSec, sent on one of
+ * `connections` keep-alive connections (it waits for a free one). Every request
+ * has its own Idempotency-Key; nothing is retried, so a failure stays a failure.
+ */
+export async function paceLoad(options: {
+  url: string;
+  ratePerSec: number;
+  seconds: number;
+  connections: number;
+  run: string;
+}): Promise<LoadResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
+  const result: LoadResult = { accepted: new Map(), statuses: {}, failures: [], sent: 0 };
+  const total = Math.round(options.ratePerSec * options.seconds);
+  const started = performance.now();
+  const target = new URL('/events', options.url);
+  const inFlight = new Set<Promise<void>>();
+
+  const post = (i: number): Promise<void> => {
+    const event: PostedEvent = {
+      type: 'chaos.tick',
+      source: '/chaos',
+      subject: `s-${i % 50}`,
+      data: { run: options.run, i, pad: 'x'.repeat(i % 64) },
+    };
+    const body = JSON.stringify(event);
+    return new Promise<void>((resolve) => {
+      const done = (status: string, id?: string) => {
+        result.statuses[status] = (result.statuses[status] ?? 0) + 1;
+        if (status === '202' && id) result.accepted.set(id, event);
+        else result.failures.push({ atMs: performance.now() - started, status });
+        resolve();
+      };
+      const req = request(
+        target,
+        {
+          method: 'POST',
+          agent,
+          timeout: 15_000,
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            'idempotency-key': `${options.run}-${i}`,
+          },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk) => (text += chunk));
+          res.on('end', () => {
+            let id: string | undefined;
+            try {
+              id = (JSON.parse(text) as { id?: string }).id;
+            } catch {
+              // not JSON: counted by status
+            }
+            done(String(res.statusCode), id);
+          });
+          res.on('error', () => done('response-error'));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (error: NodeJS.ErrnoException) => done(error.code ?? error.message));
+      req.end(body);
+    });
+  };
+
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / options.ratePerSec;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+    while (inFlight.size >= options.connections) await Promise.race(inFlight);
+    const p = post(i).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    result.sent++;
+  }
+  await Promise.all(inFlight);
+  agent.destroy();
+  return result;
+}
+
+/**
+ * Samples the server's write-command counter; a restarted database starts its
+ * counter from zero again, which the samples carry over so they stay cumulative.
+ */
+export function sampleWrites(mongo: MongoClient, metricsUrl: string | undefined) {
+  const samples: WriteSample[] = [];
+  let stopped = false;
+  let offset = 0;
+  let previous = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const atMs = performance.now();
+      const raw = await serverWriteCommands(mongo, metricsUrl).catch(() => undefined);
+      if (raw !== undefined) {
+        if (raw < previous) offset += previous;
+        previous = raw;
+        samples.push({ atMs, writes: raw + offset });
+      }
+      await sleep(50);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return { samples, maxPerSecond: maxWritesPerSecond(samples) };
+    },
+  };
+}
+
+export interface Verdict {
+  accepted: number;
+  documents: number;
+  missing: string[];
+  mismatched: string[];
+  deadLetters: number;
+  streamLength: number;
+  streamExists: boolean;
+  pendingMissing: string[];
+}
+
+/** Every acknowledged event in `events` exactly once, as posted; nothing else anywhere. */
+export async function verify(options: {
+  mongo: MongoClient;
+  database: string;
+  redis: Redis;
+  stream: string;
+  accepted: Map<string, PostedEvent>;
+}): Promise<Verdict> {
+  const db = options.mongo.db(options.database);
+  const events = db.collection<{ _id: string } & Record<string, unknown>>('events');
+  const ids = [...options.accepted.keys()];
+  const found = new Map<string, Record<string, unknown>>();
+  for (let i = 0; i < ids.length; i += 2000) {
+    const chunk = ids.slice(i, i + 2000);
+    for (const doc of await events.find({ _id: { $in: chunk } }).toArray()) found.set(doc._id, doc);
+  }
+  const missing = ids.filter((id) => !found.has(id));
+  const mismatched: string[] = [];
+  for (const [id, posted] of options.accepted) {
+    const doc = found.get(id);
+    if (!doc) continue;
+    const same =
+      doc.type === posted.type &&
+      doc.source === posted.source &&
+      doc.subject === posted.subject &&
+      JSON.stringify(doc.data) === JSON.stringify(posted.data);
+    if (!same) mismatched.push(id);
+  }
+  const pending = (await options.redis
+    .xpending(options.stream, CONSUMER_GROUP, '-', '+', 100_000)
+    .catch(() => [])) as Array<[string]>;
+  const pendingMissing: string[] = [];
+  for (const [id] of pending) {
+    if ((await options.redis.xrange(options.stream, id, id)).length === 0) pendingMissing.push(id);
+  }
+  return {
+    accepted: ids.length,
+    documents: await events.countDocuments(),
+    missing,
+    mismatched,
+    deadLetters: await db.collection('events_dead').countDocuments(),
+    streamLength: await options.redis.xlen(options.stream),
+    streamExists: (await options.redis.exists(options.stream)) === 1,
+    pendingMissing,
+  };
+}

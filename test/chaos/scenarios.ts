@@ -1,0 +1,147 @@
+/**
+ * The faults of the fault suite: each is injected on a real process of the
+ * running pipeline (or its services) while paced load goes on.
+ */
+import { type ChaosServices, childPids, killAndWait, type PipelineRun, sleep } from './harness.js';
+
+export interface FaultContext {
+  services: ChaosServices;
+  pipeline: PipelineRun;
+  /** Long faults (`npm run chaos`) or short ones (the subset in `npm test`). */
+  long: boolean;
+}
+
+export interface Scenario {
+  name: string;
+  what: string;
+  /** Runs in `npm test` as well as in `npm run chaos`. */
+  core: boolean;
+  /** Extra environment for the pipeline. */
+  env?: Record<string, string>;
+  /** Injects the fault; resolves once it is over (process back, disk fast again). */
+  fault(ctx: FaultContext): Promise<void>;
+}
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'db-kill',
+    what: 'database SIGKILL, restarted later',
+    core: true,
+    async fault({ services, long }) {
+      await killAndWait(services.dbPid(), 'SIGKILL');
+      await sleep(long ? 20_000 : 8000);
+      services.up();
+    },
+  },
+  {
+    name: 'db-term',
+    what: 'database SIGTERM (a clean stop), restarted later',
+    core: false,
+    async fault({ services, long }) {
+      await killAndWait(services.dbPid(), 'SIGTERM');
+      await sleep(long ? 10_000 : 5000);
+      services.up();
+    },
+  },
+  {
+    name: 'db-stop',
+    what: 'database SIGSTOP (a hung disk), SIGCONT later',
+    core: false,
+    async fault({ services, long }) {
+      const pid = services.dbPid();
+      process.kill(pid, 'SIGSTOP');
+      await sleep(long ? 30_000 : 10_000);
+      process.kill(pid, 'SIGCONT');
+    },
+  },
+  {
+    name: 'db-iops',
+    what: "the database's IOPS cut from 100 to 5, then restored",
+    core: false,
+    async fault({ services, long }) {
+      services.setDbIops(5);
+      try {
+        await sleep(long ? 30_000 : 10_000);
+      } finally {
+        services.setDbIops(100);
+      }
+    },
+  },
+  {
+    name: 'redis-kill',
+    what: 'Redis SIGKILL, restarted from its AOF',
+    core: true,
+    async fault({ services }) {
+      await killAndWait(services.redisPid(), 'SIGKILL');
+      await sleep(3000);
+      services.up();
+    },
+  },
+  {
+    name: 'ingest-worker-kill',
+    what: 'one ingest worker SIGKILL',
+    core: false,
+    async fault({ pipeline }) {
+      const workers = childPids(pipeline.pid('ingest'));
+      const victim = workers[0];
+      if (victim === undefined) throw new Error('ingest has no worker processes');
+      await killAndWait(victim, 'SIGKILL');
+    },
+  },
+  {
+    name: 'persist-kill',
+    what: 'persist SIGKILL in the middle of batches',
+    core: true,
+    async fault({ pipeline }) {
+      const pid = pipeline.pid('persist');
+      await killAndWait(pid, 'SIGKILL');
+      await pipeline.restarted('persist', pid);
+    },
+  },
+  {
+    name: 'relay-kill',
+    what: 'relay SIGKILL',
+    core: false,
+    async fault({ pipeline }) {
+      const pid = pipeline.pid('relay');
+      await killAndWait(pid, 'SIGKILL');
+      await pipeline.restarted('relay', pid);
+    },
+  },
+  {
+    name: 'relay-restart',
+    what: 'relay graceful restart (its consumer group destroyed, as the source does)',
+    core: false,
+    async fault({ pipeline }) {
+      const pid = pipeline.pid('relay');
+      await killAndWait(pid, 'SIGTERM');
+      await pipeline.restarted('relay', pid);
+    },
+  },
+  {
+    name: 'persist-restart',
+    what: 'persist graceful restart while it holds a backlog',
+    core: false,
+    // A small budget makes persist hold large batches and lets the stream back up.
+    env: { WRITE_OPS_PER_SEC: '4' },
+    async fault({ pipeline }) {
+      const pid = pipeline.pid('persist');
+      await killAndWait(pid, 'SIGTERM', 30_000);
+      await pipeline.restarted('persist', pid);
+    },
+  },
+  {
+    name: 'persist-relay-kill',
+    what: 'persist and relay both SIGKILL',
+    core: false,
+    async fault({ pipeline }) {
+      const persist = pipeline.pid('persist');
+      const relay = pipeline.pid('relay');
+      await Promise.all([killAndWait(persist, 'SIGKILL'), killAndWait(relay, 'SIGKILL')]);
+      await Promise.all([
+        pipeline.restarted('persist', persist),
+        pipeline.restarted('relay', relay),
+      ]);
+    },
+  },
+];
