@@ -125,6 +125,15 @@ describe('cluster/k3d.yaml', () => {
     expect(validate(config, k3dSimpleConfigSchema)).toEqual([]);
   });
 
+  it('never names a network while fixing its subnet', () => {
+    // k3d-io/k3d pkg/config/transform.go: a named network is marked external;
+    // pkg/client/cluster.go (ClusterPrepNetwork) then refuses any subnet for it
+    // ("cannot specify subnet for exiting network"). Unnamed, k3d creates
+    // k3d-<cluster name> itself, with the subnet.
+    expect(config.subnet).toBeDefined();
+    expect(config.network).toBeUndefined();
+  });
+
   it('has 1 server and 3 agents, without Traefik', () => {
     expect(config.servers).toBe(1);
     expect(config.agents).toBe(3);
