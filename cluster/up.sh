@@ -137,8 +137,12 @@ install_eventing() {
   run kubectl apply -f "${REDIS_RELEASE}/redis-sink.yaml"
   run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
   run kubectl apply -f eventing/config-redis.yaml
-  run kubectl wait --for=condition=Available deployment --all -n knative-sources "${WAIT_TIMEOUT}"
-  run kubectl wait --for=condition=Available deployment --all -n knative-sinks "${WAIT_TIMEOUT}"
+  # eventing-redis's controllers are StatefulSets (config/source/500-controller.yaml,
+  # config/sink/500-controller.yaml): their namespaces hold no Deployment for
+  # `kubectl wait deployment --all` to find, and a StatefulSet has no Available
+  # condition, so each is waited for by its rollout.
+  run kubectl -n knative-sources rollout status statefulset/redis-controller-manager "${WAIT_TIMEOUT}"
+  run kubectl -n knative-sinks rollout status statefulset/redis-controller-manager "${WAIT_TIMEOUT}"
 }
 
 deploy_redis() {

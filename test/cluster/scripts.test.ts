@@ -2,7 +2,51 @@ import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dryRun, ROOT, read } from './support.js';
+import { dryRun, loadManifests, ROOT, read } from './support.js';
+
+/**
+ * The workloads of the releases up.sh applies (knative-v1.22.1), by namespace:
+ * knative/serving config/core/deployments/*.yaml; knative-extensions/net-kourier
+ * config/300-controller.yaml and config/300-gateway.yaml; knative/eventing
+ * config/core/deployments/*.yaml, config/channels/in-memory-channel/deployments/,
+ * config/brokers/mt-channel-broker/deployments/; knative-extensions/eventing-redis
+ * config/source/500-controller.yaml and config/sink/500-controller.yaml (both
+ * StatefulSets: their namespaces hold no Deployment at all).
+ */
+const RELEASE_WORKLOADS: Record<string, string[]> = {
+  'knative-serving': [
+    'deployment/activator',
+    'deployment/autoscaler',
+    'deployment/controller',
+    'deployment/webhook',
+    'deployment/net-kourier-controller',
+  ],
+  'kourier-system': ['deployment/3scale-kourier-gateway'],
+  'knative-eventing': [
+    'deployment/eventing-controller',
+    'deployment/eventing-webhook',
+    'deployment/job-sink',
+    'deployment/pingsource-mt-adapter',
+    'deployment/imc-controller',
+    'deployment/imc-dispatcher',
+    'deployment/mt-broker-controller',
+    'deployment/mt-broker-filter',
+    'deployment/mt-broker-ingress',
+    'statefulset/request-reply',
+  ],
+  'knative-sources': ['statefulset/redis-controller-manager'],
+  'knative-sinks': ['statefulset/redis-controller-manager'],
+};
+
+/** kubectl's names for the kinds up.sh waits for in the spillway namespace. */
+const SHORT_KINDS: Record<string, string> = {
+  ksvc: 'Service',
+  broker: 'Broker',
+  trigger: 'Trigger',
+  redisstreamsource: 'RedisStreamSource',
+  redisstreamsink: 'RedisStreamSink',
+  statefulset: 'StatefulSet',
+};
 
 const SCRIPTS = [
   'cluster/lib.sh',
@@ -95,6 +139,52 @@ describe('cluster/up.sh --dry-run', () => {
     expect(flag('--network')).toBe('k3d-spillway');
     expect(flag('--volume')).toBe('spillway-mongodb-data:/data/db');
     expect(indexOf(/^docker run/)).toBeGreaterThan(indexOf(/^k3d cluster create/));
+  });
+
+  it('waits only for workloads the applied releases really have, each the way its kind allows', () => {
+    const waits = plan.filter(
+      (w) => w[0] === 'kubectl' && (w.includes('wait') || w.join(' ').includes('rollout status')),
+    );
+    const checked = new Set<string>();
+    for (const command of waits) {
+      const namespace = command[command.indexOf('-n') + 1] as string;
+      const at = command.includes('wait') ? command.indexOf('wait') : command.indexOf('status');
+      const targets = command.slice(at + 1).filter((w) => !w.startsWith('-') && w !== namespace);
+      const line = command.join(' ');
+      if (targets.includes('crd')) continue;
+      if (namespace === 'spillway') {
+        // the project's own objects: each one a manifest defines
+        for (const target of targets) {
+          const [short, name] = target.split('/') as [string, string];
+          const kind = SHORT_KINDS[short];
+          expect(kind, `${line}: unknown kind ${short}`).toBeDefined();
+          expect(
+            loadManifests().filter(
+              (m) => m.object.kind === kind && m.object.metadata.name === name,
+            ),
+            `${line}: no ${kind} ${name} in the manifests`,
+          ).toHaveLength(1);
+        }
+        continue;
+      }
+      const release = RELEASE_WORKLOADS[namespace];
+      expect(release, `${line}: no release workloads known in ${namespace}`).toBeDefined();
+      expect(targets, line).toHaveLength(1);
+      const [target] = targets as [string];
+      if (target.includes('/')) {
+        expect(release, line).toContain(target);
+      } else {
+        expect(command, line).toContain('--all');
+        expect(
+          release?.some((w) => w.startsWith(`${target}/`)),
+          `${line}: the release has no ${target} in ${namespace}`,
+        ).toBe(true);
+      }
+      // a StatefulSet has no Available condition: it is waited for by rollout status
+      if (line.includes('--for=condition=Available')) expect(target).toMatch(/^deployment\b/);
+      checked.add(namespace);
+    }
+    expect([...checked].sort()).toEqual(Object.keys(RELEASE_WORKLOADS).sort());
   });
 
   it('builds the image, imports it, then deploys, waits and prints the URL', () => {
