@@ -137,6 +137,20 @@ install_eventing() {
   run kubectl apply -f "${REDIS_RELEASE}/redis-sink.yaml"
   run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
   run kubectl apply -f eventing/config-redis.yaml
+  # The source release's tls-secret (config/source/tls-secret.yaml) holds a
+  # placeholder certificate with no body. The controller reads it once, at start
+  # (pkg/source/reconciler/streamsource/controller.go), and passes it to every
+  # adapter, whose connection pool panics when it cannot parse it
+  # (pkg/source/adapter/adapter.go, newPool): the source never becomes Ready.
+  # Emptying it is no way out: updateTLSSecret (streamsource.go) dereferences the
+  # nil config GetTLSSecret returns for an empty TLS_CERT and the controller
+  # crashes. Deleted, it is skipped (NotFound) and the adapters dial plain TCP,
+  # as Spillway's in-cluster Redis needs. The restart makes the controller read
+  # the Secret's absence; it comes before any RedisStreamSource exists.
+  # (The sink's receiver uses TLS only for an address with a password,
+  # pkg/sink/receiver/receiver.go, so its placeholder is harmless here.)
+  run kubectl -n knative-sources delete secret tls-secret --ignore-not-found
+  run kubectl -n knative-sources rollout restart statefulset/redis-controller-manager
   # eventing-redis's controllers are StatefulSets (config/source/500-controller.yaml,
   # config/sink/500-controller.yaml): their namespaces hold no Deployment for
   # `kubectl wait deployment --all` to find, and a StatefulSet has no Available

@@ -187,6 +187,33 @@ describe('cluster/up.sh --dry-run', () => {
     expect([...checked].sort()).toEqual(Object.keys(RELEASE_WORKLOADS).sort());
   });
 
+  it("removes the source release's placeholder tls-secret, and restarts its controller, before the source exists", () => {
+    // eventing-redis knative-v1.22.1: config/source/tls-secret.yaml ships a
+    // certificate with no body; the controller reads the Secret once, at start
+    // (pkg/source/reconciler/streamsource/controller.go), and hands it to every
+    // adapter, whose pool panics when the PEM does not parse
+    // (pkg/source/adapter/adapter.go, newPool). An empty TLS_CERT is no way out:
+    // updateTLSSecret dereferences the nil config GetTLSSecret returns for it.
+    // Without the Secret the controller passes "" and the adapter dials plain TCP.
+    const applied = indexOf(/^kubectl apply -f \S+\/redis-source\.yaml$/);
+    const removed = indexOf(
+      /^kubectl -n knative-sources delete secret tls-secret --ignore-not-found$/,
+    );
+    const restarted = indexOf(
+      /^kubectl -n knative-sources rollout restart statefulset\/redis-controller-manager$/,
+    );
+    const rolledOut = lines.findLastIndex((l) =>
+      /^kubectl -n knative-sources rollout status statefulset\/redis-controller-manager /.test(l),
+    );
+    const sourceCreated = indexOf(/^kubectl apply -k eventing$/);
+    expect(removed).toBeGreaterThan(applied);
+    expect(lines.slice(removed).some((l) => l.includes('redis-source.yaml'))).toBe(false);
+    expect(restarted).toBeGreaterThan(removed);
+    expect(rolledOut).toBeGreaterThan(restarted);
+    expect(sourceCreated).toBeGreaterThan(rolledOut);
+    expect(lines.filter((l) => / tls-secret/.test(l) && !l.includes(' delete '))).toEqual([]);
+  });
+
   it('builds the image, imports it, then deploys, waits and prints the URL', () => {
     const order = [
       /^kubectl apply -f .*redis-sink\.yaml$/,
