@@ -137,6 +137,7 @@ install_eventing() {
   run kubectl apply -f "${REDIS_RELEASE}/redis-sink.yaml"
   run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
   run kubectl apply -f eventing/config-redis.yaml
+  run kubectl apply -f eventing/redisstreamsink-addressable-resolver.yaml
   # The source release's tls-secret (config/source/tls-secret.yaml) holds a
   # placeholder certificate with no body. The controller reads it once, at start
   # (pkg/source/reconciler/streamsource/controller.go), and passes it to every

@@ -177,6 +177,93 @@ describe('the source, the functions and the Trigger agree', () => {
   });
 });
 
+/**
+ * What knative/eventing's own addressable-resolver aggregation already grants
+ * (knative-v1.22.1 config/core/roles/addressable-resolvers-clusterrole.yaml):
+ * group -> resources. The eventing controller (which runs the Trigger
+ * reconciler, mt-broker-controller included) resolves destinations with the
+ * aggregated ClusterRole "addressable-resolver", i.e. every ClusterRole
+ * labelled duck.knative.dev/addressable: "true".
+ */
+const EVENTING_ADDRESSABLES: Record<string, string[]> = {
+  '': ['services'],
+  'serving.knative.dev': ['routes', 'services'],
+  'messaging.knative.dev': ['channels'],
+  'eventing.knative.dev': ['brokers', 'eventtransforms'],
+  'flows.knative.dev': ['sequences', 'parallels'],
+  'sinks.knative.dev': ['jobsinks', 'integrationsinks'],
+};
+
+/** Every destination ref (sink, subscriber, deadLetterSink) in the manifests. */
+function destinationRefs(): { file: string; apiVersion: string; kind: string; name: string }[] {
+  const refs: { file: string; apiVersion: string; kind: string; name: string }[] = [];
+  const walk = (file: string, value: unknown, key: string) => {
+    if (Array.isArray(value)) {
+      for (const item of value) walk(file, item, key);
+    } else if (typeof value === 'object' && value !== null) {
+      const record = value as Record<string, unknown>;
+      if (
+        key === 'ref' &&
+        typeof record.kind === 'string' &&
+        typeof record.apiVersion === 'string'
+      ) {
+        refs.push({ file, ...(record as { apiVersion: string; kind: string; name: string }) });
+      }
+      for (const [k, v] of Object.entries(record)) walk(file, v, k);
+    }
+  };
+  for (const m of loadManifests()) walk(m.file, m.object.spec, 'spec');
+  return refs;
+}
+
+describe('addressable resolution', () => {
+  const roles = loadManifests().filter(
+    (m) =>
+      m.object.kind === 'ClusterRole' &&
+      m.object.metadata.labels?.['duck.knative.dev/addressable'] === 'true',
+  );
+
+  function granted(group: string, resource: string): boolean {
+    if (EVENTING_ADDRESSABLES[group]?.includes(resource)) return true;
+    return roles.some((role) =>
+      (role.object.rules as Manifest[]).some(
+        (rule) =>
+          rule.apiGroups.includes(group) &&
+          rule.resources.includes(resource) &&
+          ['get', 'list', 'watch'].every((verb) => rule.verbs.includes(verb)),
+      ),
+    );
+  }
+
+  it('finds the Broker, persist and the dead-letter sink as destinations', () => {
+    expect(
+      destinationRefs()
+        .map((r) => r.kind)
+        .sort(),
+    ).toEqual(['Broker', 'RedisStreamSink', 'Service']);
+  });
+
+  it.each(destinationRefs().map((r) => [`${r.file}: ${r.kind} ${r.name}`, r] as const))(
+    '%s is readable through a ClusterRole labelled addressable',
+    (_label, ref) => {
+      const group = ref.apiVersion.includes('/') ? (ref.apiVersion.split('/')[0] as string) : '';
+      const resource = `${ref.kind.toLowerCase()}s`;
+      expect(granted(group, resource), `${group}/${resource}`).toBe(true);
+    },
+  );
+
+  it("up.sh applies the project's addressable ClusterRoles, after the CRDs, before the eventing wiring", () => {
+    const lines = upPlan.map((w) => w.join(' '));
+    const wiring = lines.indexOf('kubectl apply -k eventing');
+    const sinkRelease = lines.findIndex((l) => l.endsWith('/redis-sink.yaml'));
+    for (const role of roles) {
+      const at = lines.indexOf(`kubectl apply -f ${role.file}`);
+      expect(at, role.file).toBeGreaterThan(sinkRelease);
+      expect(at, role.file).toBeLessThan(wiring);
+    }
+  });
+});
+
 describe('the functions', () => {
   it('each Service runs its own function', () => {
     for (const service of knativeServices) {
