@@ -119,9 +119,17 @@ install_serving() {
   run kubectl apply -f "${KOURIER_RELEASE}/kourier.yaml"
   run kubectl patch configmap/config-network -n knative-serving --type merge \
     --patch '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
-  # <service>.<namespace>.127.0.0.1.sslip.io resolves to this host.
+  # <service>.<namespace>.127.0.0.1.sslip.io resolves to this host. Routes of
+  # eventing-redis's sink receivers get the cluster domain instead, which makes
+  # them cluster-local: the receiver is a Knative Service the sink controller
+  # creates with no visibility label and never updates
+  # (pkg/sink/reconciler/streamsink/resources/receiver.go, pkg/reconciler/kservice.go),
+  # so public it would let anyone XADD into the dead-letter stream. Its labels
+  # (streamsink/resources/labels.go) reach its Route, and a selector under
+  # svc.cluster.local in config-domain is Serving's own way to keep matching
+  # Routes in the cluster (serving config/core/configmaps/domain.yaml).
   run kubectl patch configmap/config-domain -n knative-serving --type merge \
-    --patch '{"data":{"127.0.0.1.sslip.io":""}}'
+    --patch '{"data":{"127.0.0.1.sslip.io":"","svc.cluster.local":"selector:\n  eventing.knative.dev/sink: redisstream-sink-controller\n"}}'
   run kubectl wait --for=condition=Available deployment --all -n knative-serving "${WAIT_TIMEOUT}"
   run kubectl wait --for=condition=Available deployment --all -n kourier-system "${WAIT_TIMEOUT}"
 }

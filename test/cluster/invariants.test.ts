@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { CONSUMER_GROUP, SOURCE_EVENT_TYPE, STREAM_KEY } from '../../functions/shared/names.js';
 import {
   container,
@@ -101,6 +102,98 @@ describe('scaling', () => {
     const slots = persist.spec.template.spec.containerConcurrency;
     expect(inFlight).toBeLessThanOrEqual(annotation(persist, 'max-scale') * slots);
     expect(inFlight).toBeGreaterThanOrEqual(annotation(persist, 'min-scale') * slots);
+  });
+});
+
+/**
+ * The domain Knative Serving gives a Route with these labels, from config-domain's
+ * data (knative/serving pkg/reconciler/route/config/domain.go: the visibility
+ * label wins; else the most specific matching selector, ties to the smaller
+ * name; no selector-less domain means svc.cluster.local is the default). A Route
+ * carries its Service's labels (pkg/reconciler/service/resources/route.go), and
+ * a Route whose domain is svc.cluster.local is cluster-local
+ * (pkg/reconciler/route/visibility/visibility.go).
+ */
+function routeDomain(labels: Record<string, string>, domains: Record<string, string>): string {
+  if (labels['networking.knative.dev/visibility'] === 'cluster-local') return 'svc.cluster.local';
+  const options = Object.entries(domains)
+    .filter(([name]) => name !== '_example')
+    .map(([name, text]) => {
+      const parsed = (text.trim() === '' ? {} : parse(text)) as {
+        selector?: Record<string, string>;
+      };
+      return [name, parsed.selector ?? {}] as const;
+    });
+  if (!options.some(([, selector]) => Object.keys(selector).length === 0)) {
+    options.push(['svc.cluster.local', {}]);
+  }
+  let best = '';
+  let specificity = -1;
+  for (const [name, selector] of options) {
+    const size = Object.keys(selector).length;
+    if (!Object.entries(selector).every(([k, v]) => labels[k] === v) || size < specificity)
+      continue;
+    if (size > specificity || name < best) {
+      best = name;
+      specificity = size;
+    }
+  }
+  return best;
+}
+
+describe('visibility', () => {
+  const domainPatch = upPlan.find((c) => c.includes('configmap/config-domain')) as string[];
+  const domains = JSON.parse(flagValue(domainPatch, '--patch')).data as Record<string, string>;
+  // Every Knative Service the deployment creates: the functions, and the
+  // receiver eventing-redis's sink controller creates for each RedisStreamSink,
+  // labelled as pkg/sink/reconciler/streamsink/resources/labels.go says.
+  const services = [
+    ...loadManifests()
+      .filter(
+        (m) => m.object.apiVersion === 'serving.knative.dev/v1' && m.object.kind === 'Service',
+      )
+      .map((m) => [m.object.metadata.name, m.object.metadata.labels ?? {}] as const),
+    ...loadManifests()
+      .filter((m) => m.object.kind === 'RedisStreamSink')
+      .map(
+        (m) =>
+          [
+            `redistreamsink${m.object.metadata.name}`,
+            {
+              'eventing.knative.dev/sink': 'redisstream-sink-controller',
+              'eventing.knative.dev/sinkName': m.object.metadata.name,
+            },
+          ] as const,
+      ),
+  ];
+
+  it('finds ingest, persist and the dead-letter receiver', () => {
+    expect(services.map(([name]) => name).sort()).toEqual([
+      'ingest',
+      'persist',
+      'redistreamsinkspillway-dead-letters',
+    ]);
+  });
+
+  it.each(services)('%s is cluster-local unless it is ingest', (name, labels) => {
+    const domain = routeDomain(labels, domains);
+    if (name === 'ingest') {
+      expect(domain).toBe('127.0.0.1.sslip.io');
+    } else {
+      expect(domain).toBe('svc.cluster.local');
+    }
+  });
+
+  it('the domain rules follow Knative Serving', () => {
+    const d = { 'example.com': '', 'svc.cluster.local': 'selector:\n  app: secret\n' };
+    expect(routeDomain({}, d)).toBe('example.com');
+    expect(routeDomain({ app: 'secret' }, d)).toBe('svc.cluster.local');
+    expect(routeDomain({ 'networking.knative.dev/visibility': 'cluster-local' }, d)).toBe(
+      'svc.cluster.local',
+    );
+    expect(routeDomain({}, { 'svc.cluster.local': 'selector:\n  app: secret\n' })).toBe(
+      'svc.cluster.local',
+    );
   });
 });
 
