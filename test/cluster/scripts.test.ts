@@ -1,7 +1,9 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type FunctionProcess, startFunction } from '../helpers.js';
 import { dryRun, loadManifests, ROOT, read } from './support.js';
 
 /**
@@ -278,11 +280,13 @@ describe('scripts/cluster-tools.sh --dry-run', () => {
   });
 });
 
-describe('cluster/replay-dead-letters.sh against a real Redis', () => {
+describe('cluster/replay-dead-letters.sh through a real ingest and Redis', () => {
   const port = 20000 + (process.pid % 20000);
+  const KEY = 'replay-test-key-0123456789';
   const cli = (...args: string[]) =>
     execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
   let server: ReturnType<typeof spawn>;
+  let ingest: FunctionProcess;
 
   beforeAll(async () => {
     server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
@@ -290,23 +294,86 @@ describe('cluster/replay-dead-letters.sh against a real Redis', () => {
     });
     for (let i = 0; i < 100; i++) {
       try {
-        if (cli('PING') === 'PONG') return;
+        if (cli('PING') === 'PONG') break;
       } catch {
         // not up yet
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`redis-server did not start on port ${port}`);
+    expect(cli('PING')).toBe('PONG');
+    ingest = await startFunction('ingest', {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      INGEST_API_KEYS: KEY,
+    });
   });
 
-  afterAll(() => {
+  afterAll(async () => {
+    await ingest?.kill();
     server?.kill();
   });
 
-  it('prints its one command in a dry run', () => {
-    const [command, ...rest] = dryRun('cluster/replay-dead-letters.sh', ['--batch', '7']);
-    expect(rest).toEqual([]);
-    expect(command?.slice(0, 8)).toEqual([
+  beforeEach(() => {
+    cli('FLUSHALL');
+  });
+
+  /** Runs the script against the test's ingest and Redis; never throws. */
+  function replay(env: Record<string, string> = {}, args: string[] = []) {
+    const result = spawnSync('bash', ['cluster/replay-dead-letters.sh', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        REDIS_CLI: `redis-cli -p ${port}`,
+        INGEST_URL: ingest.url,
+        INGEST_API_KEY: KEY,
+        ...env,
+      },
+    });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Dead letters as the RedisStreamSink writes them: ingest's fields, unchanged. */
+  function deadLetter(i: number, extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      id: `0190c0de-0000-7000-8000-00000000000${i}`,
+      type: 'demo.created',
+      source: '/demo',
+      subject: i === 0 ? '' : `s${i}`,
+      time: `2024-11-28T10:00:0${i}.000Z`,
+      seq: String(i + 1),
+      data: JSON.stringify({ n: i, text: 'it\'s "quoted" / ü' }),
+      ...extra,
+    };
+  }
+
+  function add(fields: Record<string, string>): string {
+    return cli('XADD', 'spillway:dead-letters', '*', ...Object.entries(fields).flat());
+  }
+
+  function events(): Record<string, string>[] {
+    const entries = JSON.parse(
+      execFileSync(
+        'redis-cli',
+        ['-p', String(port), '--json', 'XRANGE', 'spillway:events', '-', '+'],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ) as [string, string[]][];
+    return entries.map(([, fields]) =>
+      Object.fromEntries(
+        Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]),
+      ),
+    );
+  }
+
+  it('prints its plan in a dry run: read, post to ingest, delete; no key', () => {
+    const plan = dryRun('cluster/replay-dead-letters.sh', ['--batch', '7'], {
+      INGEST_API_KEY: KEY,
+    });
+    expect(plan).toHaveLength(3);
+    const [fetch, post, remove] = plan as [string[], string[], string[]];
+    expect(fetch.slice(0, 8)).toEqual([
       'kubectl',
       '-n',
       'spillway',
@@ -316,42 +383,84 @@ describe('cluster/replay-dead-letters.sh against a real Redis', () => {
       'redis',
       '--',
     ]);
-    expect(command?.slice(-4)).toEqual(['2', 'spillway:dead-letters', 'spillway:events', '7']);
+    expect(fetch.slice(-4)).toEqual(['1', 'spillway:dead-letters', '-', '7']);
+    expect(post[0]).toBe('curl');
+    expect(post).toContain('Content-Type: application/cloudevents+json');
+    expect(post.at(-1)).toBe('http://localhost:30000/events');
+    expect(remove.slice(-3, -1)).toEqual(['XDEL', 'spillway:dead-letters']);
+    expect(plan.flat().join(' ')).not.toContain(KEY);
   });
 
-  it('moves every dead letter back into the event stream, fields unchanged', () => {
-    const entries = Array.from({ length: 5 }, (_, i) => [
-      'id',
-      `0190c0de-0000-7000-8000-00000000000${i}`,
-      'type',
-      'demo.created',
-      'source',
-      '/demo',
-      'subject',
-      `s${i}`,
-      'seq',
-      String(i + 1),
-      'data',
-      JSON.stringify({ n: i, text: 'it\'s "quoted"' }),
-    ]);
-    for (const fields of entries) cli('XADD', 'spillway:dead-letters', '*', ...fields);
-    const out = execFileSync('bash', ['cluster/replay-dead-letters.sh', '--batch', '2'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      env: { ...process.env, REDIS_CLI: `redis-cli -p ${port}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    expect(out).toContain('replayed 5 dead letters into spillway:events');
+  it('posts every dead letter through ingest, which appends it as the same event', () => {
+    const letters = Array.from({ length: 5 }, (_, i) => deadLetter(i));
+    letters[1] = deadLetter(1, { key: 'the-client-key' });
+    // a pretty-printed data value is still one JSON value
+    letters[2] = deadLetter(2, { data: '{\n  "n": 2\n}' });
+    const ids = letters.map(add);
+    const out = replay({}, ['--batch', '2']);
+    expect(out.stderr).not.toContain(KEY);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout).toContain(`replayed 5 dead letters through ingest (${ingest.url}/events)`);
     expect(cli('XLEN', 'spillway:dead-letters')).toBe('0');
-    const replayed = JSON.parse(
-      execFileSync(
-        'redis-cli',
-        ['-p', String(port), '--json', 'XRANGE', 'spillway:events', '-', '+'],
-        {
-          encoding: 'utf8',
-        },
-      ),
-    ) as [string, string[]][];
-    expect(replayed.map(([, fields]) => fields)).toEqual(entries);
+    const appended = events();
+    expect(appended).toHaveLength(5);
+    appended.forEach((event, i) => {
+      const letter = letters[i] as Record<string, string>;
+      for (const name of ['id', 'type', 'source', 'subject', 'time']) {
+        expect(event[name], name).toBe(letter[name]);
+      }
+      expect(JSON.parse(event.data as string)).toEqual(JSON.parse(letter.data as string));
+      // numbered and keyed by ingest, not copied from the dead letter
+      expect(event.key).toBe(`spillway:dead-letters/${ids[i]}`);
+    });
+    expect(appended.map((e) => e.seq)).toEqual(['1', '1', '1', '1', '1']);
+  });
+
+  it('leaves what ingest refuses in the dead-letter stream, reports it and fails', () => {
+    const good = add(deadLetter(1));
+    const noType = add(deadLetter(2, { type: '' }));
+    const notJson = add(deadLetter(3, { data: '{"n":' }));
+    // data that would smuggle in attributes if it were copied as text
+    const smuggler = add(deadLetter(4, { data: '1,"type":"admin.granted"' }));
+    const tooLong = add(deadLetter(5, { subject: 'x'.repeat(2000) }));
+    const out = replay();
+    expect(out.status).toBe(1);
+    expect(out.stdout).toContain('replayed 1 dead letters');
+    for (const id of [noType, notJson, smuggler, tooLong]) expect(out.stderr).toContain(id);
+    expect(out.stderr).toMatch(/4 refused; they stay in spillway:dead-letters/);
+    expect(events().map((e) => e.id)).toEqual([deadLetter(1).id]);
+    const left = cli('XRANGE', 'spillway:dead-letters', '-', '+');
+    expect(left).not.toContain(good);
+    for (const id of [noType, notJson, smuggler, tooLong]) expect(left).toContain(id);
+    expect(cli('XLEN', 'spillway:events')).toBe('1');
+  });
+
+  it('stops at a wrong API key and moves nothing', () => {
+    add(deadLetter(1));
+    const out = replay({ INGEST_API_KEY: 'not-the-key' });
+    expect(out.status).toBe(1);
+    expect(out.stderr).toContain('ingest refused the API key (401)');
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('1');
+    expect(cli('EXISTS', 'spillway:events')).toBe('0');
+  });
+
+  it('appends nothing twice when it is interrupted between the post and the delete', () => {
+    for (let i = 0; i < 3; i++) add(deadLetter(i));
+    const dir = mkdtempSync(join(tmpdir(), 'spillway-replay-'));
+    const wrapper = join(dir, 'redis-cli');
+    writeFileSync(
+      wrapper,
+      `#!/usr/bin/env bash\nif [[ $1 == XDEL && ! -e ${dir}/failed ]]; then touch ${dir}/failed; exit 1; fi\nexec redis-cli -p ${port} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const first = replay({ REDIS_CLI: wrapper });
+    expect(first.status).not.toBe(0);
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('3');
+    expect(cli('XLEN', 'spillway:events')).toBe('3');
+    const second = replay({ REDIS_CLI: wrapper });
+    expect(second.status, second.stderr).toBe(0);
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('0');
+    expect(cli('XLEN', 'spillway:events')).toBe('3');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
