@@ -97,8 +97,18 @@ describe('scaling', () => {
     expect(annotation(persist, 'target')).toBeLessThanOrEqual(slots);
   });
 
+  it('a named consumer group gets one adapter pod', () => {
+    // eventing-redis pkg/source/adapter/adapter.go: every pod names its readers
+    // "<group>-<n>", and each pod's graceful shutdown deletes those consumers
+    // and runs XGROUP DESTROY on the group, so a second pod on the same named
+    // group shares consumer names and loses the group under it (NOGROUP).
+    // spec.consumers is the StatefulSet's replicas (its default, unset, is 1).
+    expect(source.spec.group).toBeTruthy();
+    expect(source.spec.consumers ?? 1).toBe(1);
+  });
+
   it("the source's readers fit persist's concurrency", () => {
-    const inFlight = source.spec.consumers * Number(configRedis.numConsumers);
+    const inFlight = (source.spec.consumers ?? 1) * Number(configRedis.numConsumers);
     const slots = persist.spec.template.spec.containerConcurrency;
     expect(inFlight).toBeLessThanOrEqual(annotation(persist, 'max-scale') * slots);
     expect(inFlight).toBeGreaterThanOrEqual(annotation(persist, 'min-scale') * slots);
