@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Creates the Spillway cluster on k3d and deploys everything, in this order:
-# host kernel tuning, the k3d cluster, Knative Serving + Kourier, Knative
-# Eventing + the MT channel broker, eventing-redis's source and sink, Redis,
-# MongoDB (a Docker container with a 100 IOPS disk limit), the secrets, the
-# image (built and imported), the functions and the eventing wiring; then it
-# waits until all are ready and prints ingest's URLs.
+# a check that this host can hold MongoDB to 100 IOPS, host kernel tuning, the
+# k3d cluster, Knative Serving + Kourier, Knative Eventing + the MT channel
+# broker, eventing-redis's source and sink, Redis, MongoDB (a Docker container
+# with a 100 IOPS disk limit), the secrets, the image (built and imported), the
+# functions and the eventing wiring; then it waits until all are ready and
+# prints ingest's URLs.
 #
-#   cluster/up.sh [--dry-run] [--skip-sysctl]
+#   cluster/up.sh [--dry-run] [--skip-sysctl] [--allow-unlimited-iops]
 #
-# --dry-run      print the exact command plan, one command a line; run nothing
-# --skip-sysctl  leave the host's kernel settings alone
+# --dry-run               print the exact command plan, one command a line; run nothing
+# --skip-sysctl           leave the host's kernel settings alone
+# --allow-unlimited-iops  when this host cannot enforce the 100 IOPS limit
+#                         (cgroup v1, no throttleable disk), deploy anyway with
+#                         MongoDB unlimited, and say so loudly; without it up.sh
+#                         stops before creating anything
 # Environment:
 #   MONGO_IOPS_DEVICE     block device to limit (default: the disk holding
-#                         Docker's data root, found with docker info/df/lsblk)
+#                         Docker's data root, found by cluster/iops-device.sh)
 #   SPILLWAY_SECRETS_ENV  secrets file (default .data/cluster/secrets.env)
 set -euo pipefail
 
@@ -46,16 +51,18 @@ SECRETS_ENV="${SPILLWAY_SECRETS_ENV:-.data/cluster/secrets.env}"
 WAIT_TIMEOUT="--timeout=600s"
 
 SKIP_SYSCTL=0
+ALLOW_UNLIMITED_IOPS=0
 for arg in "$@"; do
   case "${arg}" in
     --dry-run) DRY_RUN=1 ;;
     --skip-sysctl) SKIP_SYSCTL=1 ;;
+    --allow-unlimited-iops) ALLOW_UNLIMITED_IOPS=1 ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}"
+      sed -n '2,21p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *)
-      echo "up.sh: unknown argument '${arg}' (known: --dry-run, --skip-sysctl)" >&2
+      echo "up.sh: unknown argument '${arg}' (known: --dry-run, --skip-sysctl, --allow-unlimited-iops)" >&2
       exit 2
       ;;
   esac
@@ -78,27 +85,70 @@ preflight() {
   fi
 }
 
-# The disk under Docker's data root: Docker's IOPS limits apply to whole block
-# devices, and MongoDB's volume lives there.
-iops_device() {
-  if [[ -n ${MONGO_IOPS_DEVICE:-} ]]; then
-    echo "${MONGO_IOPS_DEVICE}"
-  elif [[ ${DRY_RUN} -eq 1 ]]; then
-    echo "<disk under Docker's data root; set MONGO_IOPS_DEVICE>"
-  else
-    local root source parent
-    root="$(docker info --format '{{.DockerRootDir}}')"
-    source="$(df --output=source "${root}" | tail -n 1)"
-    parent="$(lsblk -no PKNAME "${source}" 2>/dev/null | head -n 1 || true)"
-    if [[ -n ${parent} ]]; then
-      echo "/dev/${parent}"
-    elif [[ -b ${source} ]]; then
-      echo "${source}"
+# MongoDB's 100 IOPS limit only holds when
+# 1. Docker runs containers under cgroup v2. Under cgroup v1 the blkio throttle
+#    only holds I/O a process issues itself (reads, O_DIRECT writes); buffered
+#    writes are written back later by the kernel's flusher threads, outside the
+#    container's cgroup, unthrottled (opencontainers/runtime-spec
+#    config-linux.md, blockIO: "I/O throttling settings in cgroup v1 apply only
+#    to Direct I/O"); cgroup v2 charges writeback to the cgroup that dirtied
+#    the pages.
+#    WiredTiger writes its data files and its journal buffered, then fsyncs,
+#    so on cgroup v1 most of MongoDB's writes would pass the limit.
+# 2. the device is one the kernel throttles: a whole disk or a device-mapper
+#    device, never a partition (cluster/iops-device.sh).
+# Checked before anything is created. Sets IOPS_DEVICE: the device to limit, or
+# "" when the limit cannot hold and --allow-unlimited-iops was given.
+IOPS_DEVICE=""
+check_iops_host() {
+  local version target
+  if [[ ${DRY_RUN} -eq 1 ]]; then
+    print_cmd docker info --format '{{.CgroupVersion}}'
+    if [[ -n ${MONGO_IOPS_DEVICE:-} ]]; then
+      print_cmd cluster/iops-device.sh "${MONGO_IOPS_DEVICE}"
+      IOPS_DEVICE="${MONGO_IOPS_DEVICE}"
     else
-      echo "up.sh: cannot find the disk under ${root}; set MONGO_IOPS_DEVICE (e.g. /dev/vda)" >&2
-      exit 1
+      print_cmd docker info --format '{{.DockerRootDir}}'
+      print_cmd cluster/iops-device.sh '<DockerRootDir>'
+      IOPS_DEVICE="<the device cluster/iops-device.sh prints>"
     fi
+    return
   fi
+  version="$(run_capture docker info --format '{{.CgroupVersion}}')"
+  if [[ ${version} != 2 ]]; then
+    iops_limit_impossible "Docker runs containers under cgroup v${version:-?}, where the IOPS limit misses buffered writes (most of MongoDB's); a host with cgroup v2 enforces it"
+    return
+  fi
+  target="${MONGO_IOPS_DEVICE:-}"
+  if [[ -n ${target} && ! -e ${target} ]]; then
+    # Docker runs elsewhere (e.g. in Docker Desktop's VM): the device cannot be
+    # checked here; Docker itself refuses a partition when MongoDB starts.
+    echo "up.sh: ${target} is not on this host; limiting it as given" >&2
+    IOPS_DEVICE="${target}"
+    return
+  fi
+  if [[ -z ${target} ]]; then
+    target="$(run_capture docker info --format '{{.DockerRootDir}}')"
+  fi
+  if ! IOPS_DEVICE="$(run_capture cluster/iops-device.sh "${target}")"; then
+    IOPS_DEVICE=""
+    iops_limit_impossible "no disk the kernel can throttle was found for ${target}; set MONGO_IOPS_DEVICE to the whole disk or device-mapper device holding Docker's data"
+  fi
+}
+
+iops_limit_unenforced() {
+  printf '\nup.sh: WARNING: MongoDB runs WITHOUT its %s IOPS limit (--allow-unlimited-iops).\n' \
+    "${MONGO_IOPS}" >&2
+  printf 'up.sh: WARNING: write throughput and latency measured here are not those of the budget.\n\n' >&2
+}
+
+iops_limit_impossible() {
+  echo "up.sh: MongoDB's ${MONGO_IOPS} IOPS limit would not hold on this host: $1." >&2
+  if [[ ${ALLOW_UNLIMITED_IOPS} -eq 0 ]]; then
+    echo "up.sh: stopping before anything is created; pass --allow-unlimited-iops to deploy with MongoDB unlimited" >&2
+    exit 1
+  fi
+  iops_limit_unenforced
 }
 
 # The reference report hit EOF errors from socket exhaustion at 10,000
@@ -175,13 +225,15 @@ deploy_redis() {
 }
 
 deploy_mongodb() {
-  local device
-  device="$(iops_device)"
+  local limit=()
+  if [[ -n ${IOPS_DEVICE} ]]; then
+    limit=(--device-read-iops "${IOPS_DEVICE}:${MONGO_IOPS}"
+      --device-write-iops "${IOPS_DEVICE}:${MONGO_IOPS}")
+  fi
   run docker volume create "${MONGO_VOLUME}"
   run docker run --detach --name "${MONGO_CONTAINER}" --restart unless-stopped \
     --network "k3d-${CLUSTER}" --ip "${MONGO_IP}" \
-    --device-read-iops "${device}:${MONGO_IOPS}" \
-    --device-write-iops "${device}:${MONGO_IOPS}" \
+    "${limit[@]}" \
     --volume "${MONGO_VOLUME}:/data/db" \
     "${MONGO_IMAGE}" --bind_ip_all --wiredTigerCacheSizeGB 0.5
   run kubectl apply -f cluster/mongodb.yaml
@@ -229,12 +281,16 @@ print_urls() {
     echo "ingest via Kourier:  ${url}:${KOURIER_HOST_PORT}/events"
     echo "ingest via NodePort: http://localhost:${NODEPORT_HOST_PORT}/events"
     echo "API key: INGEST_API_KEYS in ${SECRETS_ENV}"
+    if [[ -z ${IOPS_DEVICE} ]]; then
+      iops_limit_unenforced
+    fi
   fi
 }
 
 if [[ ${DRY_RUN} -eq 0 ]]; then
   preflight
 fi
+check_iops_host
 if [[ ${SKIP_SYSCTL} -eq 0 ]]; then
   tune_kernel
 fi

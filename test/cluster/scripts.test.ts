@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -53,6 +53,7 @@ const SHORT_KINDS: Record<string, string> = {
 const SCRIPTS = [
   'cluster/lib.sh',
   'cluster/up.sh',
+  'cluster/iops-device.sh',
   'cluster/down.sh',
   'cluster/replay-dead-letters.sh',
   'scripts/cluster-tools.sh',
@@ -90,12 +91,34 @@ describe('cluster/up.sh --dry-run', () => {
   it('runs nothing and prints one command per line', () => {
     expect(plan.length).toBeGreaterThan(30);
     for (const words of plan) {
-      expect(['sysctl', 'sudo', 'k3d', 'kubectl', 'docker', 'install', 'sed']).toContain(words[0]);
+      expect([
+        'sysctl',
+        'sudo',
+        'k3d',
+        'kubectl',
+        'docker',
+        'install',
+        'sed',
+        'cluster/iops-device.sh',
+      ]).toContain(words[0]);
     }
   });
 
-  it('tunes the kernel as the reference report did, first', () => {
-    expect(plan.slice(0, 3)).toEqual(
+  it('checks first that this host can hold MongoDB to its IOPS limit', () => {
+    expect(plan.slice(0, 2)).toEqual([
+      ['docker', 'info', '--format', '{{.CgroupVersion}}'],
+      ['cluster/iops-device.sh', '/dev/vdb'],
+    ]);
+    const found = dryRun('cluster/up.sh', [], { ...env, MONGO_IOPS_DEVICE: '' });
+    expect(found.slice(0, 3)).toEqual([
+      ['docker', 'info', '--format', '{{.CgroupVersion}}'],
+      ['docker', 'info', '--format', '{{.DockerRootDir}}'],
+      ['cluster/iops-device.sh', '<DockerRootDir>'],
+    ]);
+  });
+
+  it('tunes the kernel as the reference report did, before creating anything', () => {
+    expect(plan.slice(2, 5)).toEqual(
       [
         'net.core.somaxconn=65535',
         'net.ipv4.tcp_tw_reuse=1',
@@ -108,7 +131,7 @@ describe('cluster/up.sh --dry-run', () => {
   });
 
   it('creates the cluster from k3d.yaml before installing anything into it', () => {
-    expect(plan[3]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
+    expect(plan[5]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
   });
 
   it('installs pinned releases, all of one Knative version, in dependency order', () => {
@@ -245,10 +268,160 @@ describe('cluster/up.sh --dry-run', () => {
     expect(lines.join('\n')).not.toMatch(/--from-literal/);
   });
 
+  it('takes --allow-unlimited-iops', () => {
+    expect(dryRun('cluster/up.sh', ['--allow-unlimited-iops'], env)).toEqual(plan);
+  });
+
   it('rejects unknown arguments', () => {
     expect(() =>
       execFileSync('bash', ['cluster/up.sh', '--dry-run', '--bogus'], { cwd: ROOT, stdio: 'pipe' }),
     ).toThrow(/unknown argument '--bogus'/);
+  });
+});
+
+/**
+ * A sysfs with a disk (sda: partitions sda1, sda3), an NVMe disk with a
+ * partition, and LVM's dm-0 on sda3, linked from dev/block/MAJ:MIN as the
+ * kernel does.
+ */
+function fakeSysfs(): string {
+  const sys = mkdtempSync(join(tmpdir(), 'spillway-sysfs-'));
+  const devices: [string, string, boolean][] = [
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda', '8:0', false],
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda/sda1', '8:1', true],
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda/sda3', '8:3', true],
+    ['devices/pci0000:00/0000:00:05.0/nvme/nvme0/block/nvme0n1', '259:0', false],
+    ['devices/pci0000:00/0000:00:05.0/nvme/nvme0/block/nvme0n1/nvme0n1p2', '259:2', true],
+    ['devices/virtual/block/dm-0', '253:0', false],
+  ];
+  mkdirSync(join(sys, 'dev/block'), { recursive: true });
+  for (const [path, number, partition] of devices) {
+    mkdirSync(join(sys, path), { recursive: true });
+    writeFileSync(join(sys, path, 'dev'), `${number}\n`);
+    if (partition) writeFileSync(join(sys, path, 'partition'), '1\n');
+    symlinkSync(join('..', '..', path), join(sys, 'dev/block', number));
+  }
+  mkdirSync(join(sys, 'devices/virtual/block/dm-0/slaves'));
+  symlinkSync(
+    '../../../../pci0000:00/0000:00:04.0/host0/block/sda/sda3',
+    join(sys, 'devices/virtual/block/dm-0/slaves/sda3'),
+  );
+  return sys;
+}
+
+describe('cluster/iops-device.sh', () => {
+  const sys = fakeSysfs();
+  afterAll(() => rmSync(sys, { recursive: true, force: true }));
+  const resolve = (arg: string) =>
+    spawnSync('bash', ['cluster/iops-device.sh', arg], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SPILLWAY_SYSFS: sys },
+    });
+
+  it.each([
+    ['8:0', '/dev/sda', 'a whole disk stays'],
+    ['8:3', '/dev/sda', 'a partition becomes its disk'],
+    ['259:2', '/dev/nvme0n1', 'an NVMe partition becomes its namespace'],
+    ['253:0', '/dev/dm-0', 'LVM on a partition: the dm device, never the partition under it'],
+  ])('%s -> %s (%s)', (number, device) => {
+    const out = resolve(number);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout.trim()).toBe(device);
+  });
+
+  it('stops, saying why, when there is no such device or it is not a block device', () => {
+    expect(resolve('9:9').status).toBe(1);
+    expect(resolve('9:9').stderr).toContain('no block device 9:9');
+    expect(resolve('/dev/null').status).toBe(1);
+    expect(resolve('/dev/null').stderr).toContain('not a block device');
+  });
+});
+
+describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
+  const sys = fakeSysfs();
+  const bin = mkdtempSync(join(tmpdir(), 'spillway-bin-'));
+  const log = join(bin, 'calls.log');
+  // Logs every call; answers what up.sh asks of docker info, k3d cluster get,
+  // kubectl's jsonpath and findmnt from FAKE_* variables.
+  writeFileSync(
+    join(bin, 'fake'),
+    [
+      '#!/usr/bin/env bash',
+      'call="$(basename "$0") $*"',
+      `printf '%s\\n' "$call" >>${log}`,
+      'case "$call" in',
+      '  "docker info --format {{.CgroupVersion}}") echo "$FAKE_CGROUP" ;;',
+      `  "docker info --format {{.DockerRootDir}}") echo ${bin} ;;`,
+      '  "k3d cluster get"*) exit 1 ;;',
+      '  kubectl*jsonpath*) echo http://ingest.spillway.127.0.0.1.sslip.io ;;',
+      '  findmnt*) echo "$FAKE_FINDMNT" ;;',
+      'esac',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  for (const tool of ['docker', 'k3d', 'kubectl', 'findmnt']) {
+    symlinkSync(join(bin, 'fake'), join(bin, tool));
+  }
+  afterAll(() => {
+    rmSync(sys, { recursive: true, force: true });
+    rmSync(bin, { recursive: true, force: true });
+  });
+
+  function up(fake: { cgroup: string; findmnt?: string }, args: string[] = []) {
+    rmSync(log, { force: true });
+    const secrets = join(bin, 'secrets.env');
+    rmSync(secrets, { force: true });
+    const result = spawnSync('bash', ['cluster/up.sh', '--skip-sysctl', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        SPILLWAY_SYSFS: sys,
+        SPILLWAY_SECRETS_ENV: secrets,
+        MONGO_IOPS_DEVICE: '',
+        FAKE_CGROUP: fake.cgroup,
+        FAKE_FINDMNT: fake.findmnt ?? '8:3 /dev/sda3 ext4',
+      },
+    });
+    const calls = readFileSync(log, 'utf8').trim().split('\n');
+    const dockerRun = calls.find((c) => c.startsWith('docker run ')) ?? '';
+    return { ...result, calls, dockerRun };
+  }
+
+  it("limits the whole disk under Docker's data root, not its partition", () => {
+    const out = up({ cgroup: '2' });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('--device-read-iops /dev/sda:100');
+    expect(out.dockerRun).toContain('--device-write-iops /dev/sda:100');
+    expect(out.stderr).not.toContain('WARNING');
+  });
+
+  it('limits the device-mapper device of an LVM root', () => {
+    const out = up({ cgroup: '2', findmnt: '253:0 /dev/mapper/vg-root ext4' });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('--device-write-iops /dev/dm-0:100');
+  });
+
+  it.each([
+    ['under cgroup v1', { cgroup: '1' }, /cgroup v1/],
+    ['with no throttleable device', { cgroup: '2', findmnt: '0:45 overlay overlay' }, /overlay/],
+  ])('stops %s before creating anything', (_label, fake, reason) => {
+    const out = up(fake);
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(reason);
+    expect(out.stderr).toContain('--allow-unlimited-iops');
+    expect(out.calls.filter((c) => !/^(docker info|k3d cluster get|findmnt)/.test(c))).toEqual([]);
+  });
+
+  it('with --allow-unlimited-iops, deploys MongoDB unlimited and says so, twice', () => {
+    const out = up({ cgroup: '1' }, ['--allow-unlimited-iops']);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('mongo:');
+    expect(out.dockerRun).not.toContain('--device-');
+    expect(out.stderr.match(/WARNING: MongoDB runs WITHOUT its 100 IOPS limit/g)).toHaveLength(2);
   });
 });
 
