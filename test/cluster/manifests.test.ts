@@ -15,7 +15,7 @@ import {
   type Schema,
   validate,
 } from './schemas.js';
-import { dryRun, loadManifests, loadYaml, type Manifest, yamlFiles } from './support.js';
+import { dryRun, loadManifests, loadYaml, type Manifest, read, yamlFiles } from './support.js';
 
 type Validator = (object: Manifest) => void;
 
@@ -169,6 +169,27 @@ describe('cluster/k3d.yaml', () => {
       ?.object.spec.ports[0].nodePort;
     expect(ports).toContainEqual(['8180:80', ['loadbalancer']]);
     expect(ports).toContainEqual([`${nodePort}:${nodePort}`, ['loadbalancer']]);
+  });
+
+  it("gives the load balancer's nginx room for the spike's connections", () => {
+    // Each k6 VU holds one keep-alive connection; the k3d load balancer's nginx
+    // proxies it with a second one to a node, and worker_connections (k3d
+    // default 1024, docs/design/defaults.md) is per worker process, which may
+    // take all of them (proxy/templates/nginx.tmpl: multi_accept on).
+    const profile = JSON.parse(read('k6/spike-profile.json'));
+    const peakVus = Math.max(...profile.stages.map((s: { target: number }) => s.target));
+    const overrides: string[] = config.options.k3d.loadbalancer?.configOverrides ?? [];
+    const setting = overrides.find((o) => o.startsWith('settings.workerConnections='));
+    const workerConnections = Number(setting?.split('=')[1]);
+    expect(workerConnections).toBeGreaterThanOrEqual(2 * peakVus);
+    // nginx opens at most as many files as the container's soft limit allows
+    // (the template sets no worker_rlimit_nofile), and Docker's default soft
+    // limit can be 1024: the nodes' nofile must cover worker_connections.
+    const nofile = (config.options.runtime?.ulimits ?? []).find(
+      (u: { name: string }) => u.name === 'nofile',
+    );
+    expect(nofile?.soft).toBeGreaterThan(workerConnections);
+    expect(nofile?.hard).toBeGreaterThanOrEqual(nofile?.soft);
   });
 
   it('runs a Kubernetes that Knative knative-v1.22 supports (>= 1.34)', () => {
