@@ -94,7 +94,8 @@ preflight() {
 #    to Direct I/O"); cgroup v2 charges writeback to the cgroup that dirtied
 #    the pages.
 #    WiredTiger writes its data files and its journal buffered, then fsyncs,
-#    so on cgroup v1 most of MongoDB's writes would pass the limit.
+#    so on cgroup v1 whatever the flusher writes back before the fsync passes
+#    the limit: it would not be a real one.
 # 2. the device is one the kernel throttles: a whole disk or a device-mapper
 #    device, never a partition (cluster/iops-device.sh).
 # Checked before anything is created. Sets IOPS_DEVICE: the device to limit, or
@@ -116,7 +117,7 @@ check_iops_host() {
   fi
   version="$(run_capture docker info --format '{{.CgroupVersion}}')"
   if [[ ${version} != 2 ]]; then
-    iops_limit_impossible "Docker runs containers under cgroup v${version:-?}, where the IOPS limit misses buffered writes (most of MongoDB's); a host with cgroup v2 enforces it"
+    iops_limit_impossible "Docker runs containers under cgroup v${version:-?}, where the IOPS limit misses buffered writes the kernel writes back, as it does WiredTiger's; a host with cgroup v2 enforces it"
     return
   fi
   target="${MONGO_IOPS_DEVICE:-}"
