@@ -1,18 +1,52 @@
--- Moves dead letters back into the event stream, oldest first, atomically.
---
--- 1. XRANGE the dead-letter stream from its start, at most ARGV[1] entries.
--- 2. XADD each entry's fields, unchanged, to the event stream (a new stream id;
---    the event keeps its own "id" field, so persist's write stays idempotent).
--- 3. XDEL the entry from the dead-letter stream.
+-- Reads the next dead letters and writes each as the CloudEvent (structured
+-- mode, JSON) that cluster/replay-dead-letters.sh posts to ingest. Reads only.
 --
 -- KEYS[1]  dead-letter stream (spillway:dead-letters)
--- KEYS[2]  event stream (spillway:events)
--- ARGV[1]  most entries to move in this call
+-- ARGV[1]  "-" to start at the beginning, else the last stream id handled
+-- ARGV[2]  most entries to read
 --
--- Reply: the number of entries moved; 0 when the dead-letter stream is empty.
-local entries = redis.call("XRANGE", KEYS[1], "-", "+", "COUNT", tonumber(ARGV[1]))
-for _, entry in ipairs(entries) do
-  redis.call("XADD", KEYS[2], "*", unpack(entry[2]))
-  redis.call("XDEL", KEYS[1], entry[1])
+-- Reply: a flat list, two strings per entry, oldest first: the entry's stream id,
+-- then the CloudEvent's JSON text on one line, or "invalid: <why>" when the
+-- entry cannot be one.
+--
+-- An entry's fields are the ones ingest XADDed (id type source subject time seq
+-- data [key]). Kept: id, type, source, subject (unless empty), time and data;
+-- ingest checks them all again. Left out: seq (ingest numbers the event anew)
+-- and key (the client's Idempotency-Key: its record may still be live, and
+-- ingest would then answer "duplicate" without appending anything).
+-- data is spliced in as the JSON text it is, after checking that it is exactly
+-- one JSON value (cjson.decode fails on anything after the value), so it cannot
+-- add or override attributes. Raw line breaks in valid JSON can only be
+-- whitespace between tokens: they become spaces, keeping one event per line.
+local start = '-'
+if ARGV[1] ~= '-' then
+  start = '(' .. ARGV[1]
 end
-return #entries
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', tonumber(ARGV[2]))
+local reply = {}
+for _, entry in ipairs(entries) do
+  local fields = {}
+  for i = 1, #entry[2], 2 do
+    fields[entry[2][i]] = entry[2][i + 1]
+  end
+  local parts = {'"specversion":"1.0"'}
+  for _, name in ipairs({'id', 'type', 'source', 'subject', 'time'}) do
+    local value = fields[name]
+    if value ~= nil and not (name == 'subject' and value == '') then
+      parts[#parts + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
+    end
+  end
+  parts[#parts + 1] = '"datacontenttype":"application/json"'
+  local body
+  if fields.data ~= nil and not pcall(cjson.decode, fields.data) then
+    body = 'invalid: its data field is not one JSON value'
+  else
+    if fields.data ~= nil then
+      parts[#parts + 1] = '"data":' .. (string.gsub(fields.data, '[\r\n]', ' '))
+    end
+    body = '{' .. table.concat(parts, ',') .. '}'
+  end
+  reply[#reply + 1] = entry[1]
+  reply[#reply + 1] = body
+end
+return reply

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Creates the Spillway cluster on k3d and deploys everything, in this order:
-# host kernel tuning, the k3d cluster, Knative Serving + Kourier, Knative
-# Eventing + the MT channel broker, eventing-redis's source and sink, Redis,
-# MongoDB (a Docker container with a 100 IOPS disk limit), the secrets, the
-# image (built and imported), the functions and the eventing wiring; then it
-# waits until all are ready and prints ingest's URLs.
+# a check that this host can hold MongoDB to 100 IOPS, host kernel tuning, the
+# k3d cluster, Knative Serving + Kourier, Knative Eventing + the MT channel
+# broker, eventing-redis's source and sink, Redis, MongoDB (a Docker container
+# with a 100 IOPS disk limit), the secrets, the image (built and imported), the
+# functions and the eventing wiring; then it waits until all are ready and
+# prints ingest's URLs.
 #
-#   cluster/up.sh [--dry-run] [--skip-sysctl]
+#   cluster/up.sh [--dry-run] [--skip-sysctl] [--allow-unlimited-iops]
 #
-# --dry-run      print the exact command plan, one command a line; run nothing
-# --skip-sysctl  leave the host's kernel settings alone
+# --dry-run               print the exact command plan, one command a line; run nothing
+# --skip-sysctl           leave the host's kernel settings alone
+# --allow-unlimited-iops  when this host cannot enforce the 100 IOPS limit
+#                         (cgroup v1, no throttleable disk), deploy anyway with
+#                         MongoDB unlimited, and say so loudly; without it up.sh
+#                         stops before creating anything
 # Environment:
 #   MONGO_IOPS_DEVICE     block device to limit (default: the disk holding
-#                         Docker's data root, found with docker info/df/lsblk)
+#                         Docker's data root, found by cluster/iops-device.sh)
 #   SPILLWAY_SECRETS_ENV  secrets file (default .data/cluster/secrets.env)
 set -euo pipefail
 
@@ -46,16 +51,18 @@ SECRETS_ENV="${SPILLWAY_SECRETS_ENV:-.data/cluster/secrets.env}"
 WAIT_TIMEOUT="--timeout=600s"
 
 SKIP_SYSCTL=0
+ALLOW_UNLIMITED_IOPS=0
 for arg in "$@"; do
   case "${arg}" in
     --dry-run) DRY_RUN=1 ;;
     --skip-sysctl) SKIP_SYSCTL=1 ;;
+    --allow-unlimited-iops) ALLOW_UNLIMITED_IOPS=1 ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}"
+      sed -n '2,21p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *)
-      echo "up.sh: unknown argument '${arg}' (known: --dry-run, --skip-sysctl)" >&2
+      echo "up.sh: unknown argument '${arg}' (known: --dry-run, --skip-sysctl, --allow-unlimited-iops)" >&2
       exit 2
       ;;
   esac
@@ -78,27 +85,71 @@ preflight() {
   fi
 }
 
-# The disk under Docker's data root: Docker's IOPS limits apply to whole block
-# devices, and MongoDB's volume lives there.
-iops_device() {
-  if [[ -n ${MONGO_IOPS_DEVICE:-} ]]; then
-    echo "${MONGO_IOPS_DEVICE}"
-  elif [[ ${DRY_RUN} -eq 1 ]]; then
-    echo "<disk under Docker's data root; set MONGO_IOPS_DEVICE>"
-  else
-    local root source parent
-    root="$(docker info --format '{{.DockerRootDir}}')"
-    source="$(df --output=source "${root}" | tail -n 1)"
-    parent="$(lsblk -no PKNAME "${source}" 2>/dev/null | head -n 1 || true)"
-    if [[ -n ${parent} ]]; then
-      echo "/dev/${parent}"
-    elif [[ -b ${source} ]]; then
-      echo "${source}"
+# MongoDB's 100 IOPS limit only holds when
+# 1. Docker runs containers under cgroup v2. Under cgroup v1 the blkio throttle
+#    only holds I/O a process issues itself (reads, O_DIRECT writes); buffered
+#    writes are written back later by the kernel's flusher threads, outside the
+#    container's cgroup, unthrottled (opencontainers/runtime-spec
+#    config-linux.md, blockIO: "I/O throttling settings in cgroup v1 apply only
+#    to Direct I/O"); cgroup v2 charges writeback to the cgroup that dirtied
+#    the pages.
+#    WiredTiger writes its data files and its journal buffered, then fsyncs,
+#    so on cgroup v1 whatever the flusher writes back before the fsync passes
+#    the limit: it would not be a real one.
+# 2. the device is one the kernel throttles: a whole disk or a device-mapper
+#    device, never a partition (cluster/iops-device.sh).
+# Checked before anything is created. Sets IOPS_DEVICE: the device to limit, or
+# "" when the limit cannot hold and --allow-unlimited-iops was given.
+IOPS_DEVICE=""
+check_iops_host() {
+  local version target
+  if [[ ${DRY_RUN} -eq 1 ]]; then
+    print_cmd docker info --format '{{.CgroupVersion}}'
+    if [[ -n ${MONGO_IOPS_DEVICE:-} ]]; then
+      print_cmd cluster/iops-device.sh "${MONGO_IOPS_DEVICE}"
+      IOPS_DEVICE="${MONGO_IOPS_DEVICE}"
     else
-      echo "up.sh: cannot find the disk under ${root}; set MONGO_IOPS_DEVICE (e.g. /dev/vda)" >&2
-      exit 1
+      print_cmd docker info --format '{{.DockerRootDir}}'
+      print_cmd cluster/iops-device.sh '<DockerRootDir>'
+      IOPS_DEVICE="<the device cluster/iops-device.sh prints>"
     fi
+    return
   fi
+  version="$(run_capture docker info --format '{{.CgroupVersion}}')"
+  if [[ ${version} != 2 ]]; then
+    iops_limit_impossible "Docker runs containers under cgroup v${version:-?}, where the IOPS limit misses buffered writes the kernel writes back, as it does WiredTiger's; a host with cgroup v2 enforces it"
+    return
+  fi
+  target="${MONGO_IOPS_DEVICE:-}"
+  if [[ -n ${target} && ! -e ${target} ]]; then
+    # Docker runs elsewhere (e.g. in Docker Desktop's VM): the device cannot be
+    # checked here; Docker itself refuses a partition when MongoDB starts.
+    echo "up.sh: ${target} is not on this host; limiting it as given" >&2
+    IOPS_DEVICE="${target}"
+    return
+  fi
+  if [[ -z ${target} ]]; then
+    target="$(run_capture docker info --format '{{.DockerRootDir}}')"
+  fi
+  if ! IOPS_DEVICE="$(run_capture cluster/iops-device.sh "${target}")"; then
+    IOPS_DEVICE=""
+    iops_limit_impossible "no disk the kernel can throttle was found for ${target}; set MONGO_IOPS_DEVICE to the whole disk or device-mapper device holding Docker's data"
+  fi
+}
+
+iops_limit_unenforced() {
+  printf '\nup.sh: WARNING: MongoDB runs WITHOUT its %s IOPS limit (--allow-unlimited-iops).\n' \
+    "${MONGO_IOPS}" >&2
+  printf 'up.sh: WARNING: write throughput and latency measured here are not those of the budget.\n\n' >&2
+}
+
+iops_limit_impossible() {
+  echo "up.sh: MongoDB's ${MONGO_IOPS} IOPS limit would not hold on this host: $1." >&2
+  if [[ ${ALLOW_UNLIMITED_IOPS} -eq 0 ]]; then
+    echo "up.sh: stopping before anything is created; pass --allow-unlimited-iops to deploy with MongoDB unlimited" >&2
+    exit 1
+  fi
+  iops_limit_unenforced
 }
 
 # The reference report hit EOF errors from socket exhaustion at 10,000
@@ -119,9 +170,17 @@ install_serving() {
   run kubectl apply -f "${KOURIER_RELEASE}/kourier.yaml"
   run kubectl patch configmap/config-network -n knative-serving --type merge \
     --patch '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
-  # <service>.<namespace>.127.0.0.1.sslip.io resolves to this host.
+  # <service>.<namespace>.127.0.0.1.sslip.io resolves to this host. Routes of
+  # eventing-redis's sink receivers get the cluster domain instead, which makes
+  # them cluster-local: the receiver is a Knative Service the sink controller
+  # creates with no visibility label and never updates
+  # (pkg/sink/reconciler/streamsink/resources/receiver.go, pkg/reconciler/kservice.go),
+  # so public it would let anyone XADD into the dead-letter stream. Its labels
+  # (streamsink/resources/labels.go) reach its Route, and a selector under
+  # svc.cluster.local in config-domain is Serving's own way to keep matching
+  # Routes in the cluster (serving config/core/configmaps/domain.yaml).
   run kubectl patch configmap/config-domain -n knative-serving --type merge \
-    --patch '{"data":{"127.0.0.1.sslip.io":""}}'
+    --patch '{"data":{"127.0.0.1.sslip.io":"","svc.cluster.local":"selector:\n  eventing.knative.dev/sink: redisstream-sink-controller\n"}}'
   run kubectl wait --for=condition=Available deployment --all -n knative-serving "${WAIT_TIMEOUT}"
   run kubectl wait --for=condition=Available deployment --all -n kourier-system "${WAIT_TIMEOUT}"
 }
@@ -137,8 +196,27 @@ install_eventing() {
   run kubectl apply -f "${REDIS_RELEASE}/redis-sink.yaml"
   run kubectl wait --for=condition=Established --all crd "${WAIT_TIMEOUT}"
   run kubectl apply -f eventing/config-redis.yaml
-  run kubectl wait --for=condition=Available deployment --all -n knative-sources "${WAIT_TIMEOUT}"
-  run kubectl wait --for=condition=Available deployment --all -n knative-sinks "${WAIT_TIMEOUT}"
+  run kubectl apply -f eventing/redisstreamsink-addressable-resolver.yaml
+  # The source release's tls-secret (config/source/tls-secret.yaml) holds a
+  # placeholder certificate with no body. The controller reads it once, at start
+  # (pkg/source/reconciler/streamsource/controller.go), and passes it to every
+  # adapter, whose connection pool panics when it cannot parse it
+  # (pkg/source/adapter/adapter.go, newPool): the source never becomes Ready.
+  # Emptying it is no way out: updateTLSSecret (streamsource.go) dereferences the
+  # nil config GetTLSSecret returns for an empty TLS_CERT and the controller
+  # crashes. Deleted, it is skipped (NotFound) and the adapters dial plain TCP,
+  # as Spillway's in-cluster Redis needs. The restart makes the controller read
+  # the Secret's absence; it comes before any RedisStreamSource exists.
+  # (The sink's receiver uses TLS only for an address with a password,
+  # pkg/sink/receiver/receiver.go, so its placeholder is harmless here.)
+  run kubectl -n knative-sources delete secret tls-secret --ignore-not-found
+  run kubectl -n knative-sources rollout restart statefulset/redis-controller-manager
+  # eventing-redis's controllers are StatefulSets (config/source/500-controller.yaml,
+  # config/sink/500-controller.yaml): their namespaces hold no Deployment for
+  # `kubectl wait deployment --all` to find, and a StatefulSet has no Available
+  # condition, so each is waited for by its rollout.
+  run kubectl -n knative-sources rollout status statefulset/redis-controller-manager "${WAIT_TIMEOUT}"
+  run kubectl -n knative-sinks rollout status statefulset/redis-controller-manager "${WAIT_TIMEOUT}"
 }
 
 deploy_redis() {
@@ -148,13 +226,15 @@ deploy_redis() {
 }
 
 deploy_mongodb() {
-  local device
-  device="$(iops_device)"
+  local limit=()
+  if [[ -n ${IOPS_DEVICE} ]]; then
+    limit=(--device-read-iops "${IOPS_DEVICE}:${MONGO_IOPS}"
+      --device-write-iops "${IOPS_DEVICE}:${MONGO_IOPS}")
+  fi
   run docker volume create "${MONGO_VOLUME}"
   run docker run --detach --name "${MONGO_CONTAINER}" --restart unless-stopped \
     --network "k3d-${CLUSTER}" --ip "${MONGO_IP}" \
-    --device-read-iops "${device}:${MONGO_IOPS}" \
-    --device-write-iops "${device}:${MONGO_IOPS}" \
+    "${limit[@]}" \
     --volume "${MONGO_VOLUME}:/data/db" \
     "${MONGO_IMAGE}" --bind_ip_all --wiredTigerCacheSizeGB 0.5
   run kubectl apply -f cluster/mongodb.yaml
@@ -202,12 +282,16 @@ print_urls() {
     echo "ingest via Kourier:  ${url}:${KOURIER_HOST_PORT}/events"
     echo "ingest via NodePort: http://localhost:${NODEPORT_HOST_PORT}/events"
     echo "API key: INGEST_API_KEYS in ${SECRETS_ENV}"
+    if [[ -z ${IOPS_DEVICE} ]]; then
+      iops_limit_unenforced
+    fi
   fi
 }
 
 if [[ ${DRY_RUN} -eq 0 ]]; then
   preflight
 fi
+check_iops_host
 if [[ ${SKIP_SYSCTL} -eq 0 ]]; then
   tune_kernel
 fi

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { CONSUMER_GROUP, SOURCE_EVENT_TYPE, STREAM_KEY } from '../../functions/shared/names.js';
 import {
   container,
@@ -96,11 +97,113 @@ describe('scaling', () => {
     expect(annotation(persist, 'target')).toBeLessThanOrEqual(slots);
   });
 
+  it('a named consumer group gets one adapter pod', () => {
+    // eventing-redis pkg/source/adapter/adapter.go: every pod names its readers
+    // "<group>-<n>", and each pod's graceful shutdown deletes those consumers
+    // and runs XGROUP DESTROY on the group, so a second pod on the same named
+    // group shares consumer names and loses the group under it (NOGROUP).
+    // spec.consumers is the StatefulSet's replicas (its default, unset, is 1).
+    expect(source.spec.group).toBeTruthy();
+    expect(source.spec.consumers ?? 1).toBe(1);
+  });
+
   it("the source's readers fit persist's concurrency", () => {
-    const inFlight = source.spec.consumers * Number(configRedis.numConsumers);
+    const inFlight = (source.spec.consumers ?? 1) * Number(configRedis.numConsumers);
     const slots = persist.spec.template.spec.containerConcurrency;
     expect(inFlight).toBeLessThanOrEqual(annotation(persist, 'max-scale') * slots);
     expect(inFlight).toBeGreaterThanOrEqual(annotation(persist, 'min-scale') * slots);
+  });
+});
+
+/**
+ * The domain Knative Serving gives a Route with these labels, from config-domain's
+ * data (knative/serving pkg/reconciler/route/config/domain.go: the visibility
+ * label wins; else the most specific matching selector, ties to the smaller
+ * name; no selector-less domain means svc.cluster.local is the default). A Route
+ * carries its Service's labels (pkg/reconciler/service/resources/route.go), and
+ * a Route whose domain is svc.cluster.local is cluster-local
+ * (pkg/reconciler/route/visibility/visibility.go).
+ */
+function routeDomain(labels: Record<string, string>, domains: Record<string, string>): string {
+  if (labels['networking.knative.dev/visibility'] === 'cluster-local') return 'svc.cluster.local';
+  const options = Object.entries(domains)
+    .filter(([name]) => name !== '_example')
+    .map(([name, text]) => {
+      const parsed = (text.trim() === '' ? {} : parse(text)) as {
+        selector?: Record<string, string>;
+      };
+      return [name, parsed.selector ?? {}] as const;
+    });
+  if (!options.some(([, selector]) => Object.keys(selector).length === 0)) {
+    options.push(['svc.cluster.local', {}]);
+  }
+  let best = '';
+  let specificity = -1;
+  for (const [name, selector] of options) {
+    const size = Object.keys(selector).length;
+    if (!Object.entries(selector).every(([k, v]) => labels[k] === v) || size < specificity)
+      continue;
+    if (size > specificity || name < best) {
+      best = name;
+      specificity = size;
+    }
+  }
+  return best;
+}
+
+describe('visibility', () => {
+  const domainPatch = upPlan.find((c) => c.includes('configmap/config-domain')) as string[];
+  const domains = JSON.parse(flagValue(domainPatch, '--patch')).data as Record<string, string>;
+  // Every Knative Service the deployment creates: the functions, and the
+  // receiver eventing-redis's sink controller creates for each RedisStreamSink,
+  // labelled as pkg/sink/reconciler/streamsink/resources/labels.go says.
+  const services = [
+    ...loadManifests()
+      .filter(
+        (m) => m.object.apiVersion === 'serving.knative.dev/v1' && m.object.kind === 'Service',
+      )
+      .map((m) => [m.object.metadata.name, m.object.metadata.labels ?? {}] as const),
+    ...loadManifests()
+      .filter((m) => m.object.kind === 'RedisStreamSink')
+      .map(
+        (m) =>
+          [
+            `redistreamsink${m.object.metadata.name}`,
+            {
+              'eventing.knative.dev/sink': 'redisstream-sink-controller',
+              'eventing.knative.dev/sinkName': m.object.metadata.name,
+            },
+          ] as const,
+      ),
+  ];
+
+  it('finds ingest, persist and the dead-letter receiver', () => {
+    expect(services.map(([name]) => name).sort()).toEqual([
+      'ingest',
+      'persist',
+      'redistreamsinkspillway-dead-letters',
+    ]);
+  });
+
+  it.each(services)('%s is cluster-local unless it is ingest', (name, labels) => {
+    const domain = routeDomain(labels, domains);
+    if (name === 'ingest') {
+      expect(domain).toBe('127.0.0.1.sslip.io');
+    } else {
+      expect(domain).toBe('svc.cluster.local');
+    }
+  });
+
+  it('the domain rules follow Knative Serving', () => {
+    const d = { 'example.com': '', 'svc.cluster.local': 'selector:\n  app: secret\n' };
+    expect(routeDomain({}, d)).toBe('example.com');
+    expect(routeDomain({ app: 'secret' }, d)).toBe('svc.cluster.local');
+    expect(routeDomain({ 'networking.knative.dev/visibility': 'cluster-local' }, d)).toBe(
+      'svc.cluster.local',
+    );
+    expect(routeDomain({}, { 'svc.cluster.local': 'selector:\n  app: secret\n' })).toBe(
+      'svc.cluster.local',
+    );
   });
 });
 
@@ -173,6 +276,93 @@ describe('the source, the functions and the Trigger agree', () => {
       expect(parsed.hostname).toBe(`${name}.${service.metadata.namespace}.svc.cluster.local`);
       expect(Number(parsed.port)).toBe(port);
       expect(service.spec.ports[0].port).toBe(port);
+    }
+  });
+});
+
+/**
+ * What knative/eventing's own addressable-resolver aggregation already grants
+ * (knative-v1.22.1 config/core/roles/addressable-resolvers-clusterrole.yaml):
+ * group -> resources. The eventing controller (which runs the Trigger
+ * reconciler, mt-broker-controller included) resolves destinations with the
+ * aggregated ClusterRole "addressable-resolver", i.e. every ClusterRole
+ * labelled duck.knative.dev/addressable: "true".
+ */
+const EVENTING_ADDRESSABLES: Record<string, string[]> = {
+  '': ['services'],
+  'serving.knative.dev': ['routes', 'services'],
+  'messaging.knative.dev': ['channels'],
+  'eventing.knative.dev': ['brokers', 'eventtransforms'],
+  'flows.knative.dev': ['sequences', 'parallels'],
+  'sinks.knative.dev': ['jobsinks', 'integrationsinks'],
+};
+
+/** Every destination ref (sink, subscriber, deadLetterSink) in the manifests. */
+function destinationRefs(): { file: string; apiVersion: string; kind: string; name: string }[] {
+  const refs: { file: string; apiVersion: string; kind: string; name: string }[] = [];
+  const walk = (file: string, value: unknown, key: string) => {
+    if (Array.isArray(value)) {
+      for (const item of value) walk(file, item, key);
+    } else if (typeof value === 'object' && value !== null) {
+      const record = value as Record<string, unknown>;
+      if (
+        key === 'ref' &&
+        typeof record.kind === 'string' &&
+        typeof record.apiVersion === 'string'
+      ) {
+        refs.push({ file, ...(record as { apiVersion: string; kind: string; name: string }) });
+      }
+      for (const [k, v] of Object.entries(record)) walk(file, v, k);
+    }
+  };
+  for (const m of loadManifests()) walk(m.file, m.object.spec, 'spec');
+  return refs;
+}
+
+describe('addressable resolution', () => {
+  const roles = loadManifests().filter(
+    (m) =>
+      m.object.kind === 'ClusterRole' &&
+      m.object.metadata.labels?.['duck.knative.dev/addressable'] === 'true',
+  );
+
+  function granted(group: string, resource: string): boolean {
+    if (EVENTING_ADDRESSABLES[group]?.includes(resource)) return true;
+    return roles.some((role) =>
+      (role.object.rules as Manifest[]).some(
+        (rule) =>
+          rule.apiGroups.includes(group) &&
+          rule.resources.includes(resource) &&
+          ['get', 'list', 'watch'].every((verb) => rule.verbs.includes(verb)),
+      ),
+    );
+  }
+
+  it('finds the Broker, persist and the dead-letter sink as destinations', () => {
+    expect(
+      destinationRefs()
+        .map((r) => r.kind)
+        .sort(),
+    ).toEqual(['Broker', 'RedisStreamSink', 'Service']);
+  });
+
+  it.each(destinationRefs().map((r) => [`${r.file}: ${r.kind} ${r.name}`, r] as const))(
+    '%s is readable through a ClusterRole labelled addressable',
+    (_label, ref) => {
+      const group = ref.apiVersion.includes('/') ? (ref.apiVersion.split('/')[0] as string) : '';
+      const resource = `${ref.kind.toLowerCase()}s`;
+      expect(granted(group, resource), `${group}/${resource}`).toBe(true);
+    },
+  );
+
+  it("up.sh applies the project's addressable ClusterRoles, after the CRDs, before the eventing wiring", () => {
+    const lines = upPlan.map((w) => w.join(' '));
+    const wiring = lines.indexOf('kubectl apply -k eventing');
+    const sinkRelease = lines.findIndex((l) => l.endsWith('/redis-sink.yaml'));
+    for (const role of roles) {
+      const at = lines.indexOf(`kubectl apply -f ${role.file}`);
+      expect(at, role.file).toBeGreaterThan(sinkRelease);
+      expect(at, role.file).toBeLessThan(wiring);
     }
   });
 });
@@ -371,8 +561,8 @@ describe('MongoDB on the k3d network', () => {
     const ip = flagValue(dockerRun, '--ip');
     expect(slice.endpoints[0].addresses).toEqual([ip]);
     expect(slice.metadata.labels['kubernetes.io/service-name']).toBe('mongodb');
-    expect(flagValue(dockerRun, '--network')).toBe(k3d.network);
-    expect(k3d.network).toBe(`k3d-${k3d.metadata.name}`);
+    // the network k3d creates for the cluster (pkg/config/transform.go)
+    expect(flagValue(dockerRun, '--network')).toBe(`k3d-${k3d.metadata.name}`);
     const [net, bits] = (k3d.subnet as string).split('/');
     const toInt = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
     const mask = 2 ** 32 - 2 ** (32 - Number(bits));

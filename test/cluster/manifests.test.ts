@@ -3,6 +3,7 @@ import { Trigger } from '@kubernetes-models/knative/eventing.knative.dev/v1/Trig
 import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1/Service';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { EndpointSlice } from 'kubernetes-models/discovery.k8s.io/v1/EndpointSlice';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Service } from 'kubernetes-models/v1/Service';
@@ -14,7 +15,7 @@ import {
   type Schema,
   validate,
 } from './schemas.js';
-import { loadManifests, loadYaml, type Manifest, yamlFiles } from './support.js';
+import { dryRun, loadManifests, loadYaml, type Manifest, read, yamlFiles } from './support.js';
 
 type Validator = (object: Manifest) => void;
 
@@ -37,6 +38,7 @@ const VALIDATORS: Record<string, Validator> = {
   'v1/Service': model(Service),
   'apps/v1/StatefulSet': model(StatefulSet),
   'discovery.k8s.io/v1/EndpointSlice': model(EndpointSlice),
+  'rbac.authorization.k8s.io/v1/ClusterRole': model(ClusterRole),
   'serving.knative.dev/v1/Service': model(KnativeService),
   'eventing.knative.dev/v1/Broker': model(Broker),
   'eventing.knative.dev/v1/Trigger': model(Trigger),
@@ -103,15 +105,30 @@ describe('every Kubernetes object validates against its schema', () => {
 });
 
 describe('kustomizations', () => {
+  // Files up.sh applies on their own: outside the spillway namespace
+  // (config-redis.yaml) or cluster-wide (ClusterRoles).
+  const appliedAlone = dryRun('cluster/up.sh', [], { MONGO_IOPS_DEVICE: '/dev/vdb' })
+    .filter((w) => w.join(' ').startsWith('kubectl apply -f ') && !w[3]?.includes('://'))
+    .map((w) => w[3] as string);
+
+  it('up.sh applies config-redis.yaml and the ClusterRole on their own', () => {
+    expect(appliedAlone).toEqual(
+      expect.arrayContaining([
+        'eventing/config-redis.yaml',
+        'eventing/redisstreamsink-addressable-resolver.yaml',
+      ]),
+    );
+  });
+
   it.each(['knative/kustomization.yaml', 'eventing/kustomization.yaml'])(
-    '%s lists files that exist in its folder',
+    '%s lists the other files of its folder',
     (file) => {
       const [kustomization] = loadYaml(file) as [Manifest];
       expect(kustomization.kind).toBe('Kustomization');
       const folder = file.split('/')[0] as string;
       expect(kustomization.resources.map((r: string) => `${folder}/${r}`).sort()).toEqual(
         YAML_FILES.filter((f) => f.startsWith(`${folder}/`))
-          .filter((f) => !f.endsWith('kustomization.yaml') && f !== 'eventing/config-redis.yaml')
+          .filter((f) => !f.endsWith('kustomization.yaml') && !appliedAlone.includes(f))
           .sort(),
       );
     },
@@ -123,6 +140,15 @@ describe('cluster/k3d.yaml', () => {
 
   it("validates against the fields of k3d's v1alpha5 schema", () => {
     expect(validate(config, k3dSimpleConfigSchema)).toEqual([]);
+  });
+
+  it('never names a network while fixing its subnet', () => {
+    // k3d-io/k3d pkg/config/transform.go: a named network is marked external;
+    // pkg/client/cluster.go (ClusterPrepNetwork) then refuses any subnet for it
+    // ("cannot specify subnet for exiting network"). Unnamed, k3d creates
+    // k3d-<cluster name> itself, with the subnet.
+    expect(config.subnet).toBeDefined();
+    expect(config.network).toBeUndefined();
   });
 
   it('has 1 server and 3 agents, without Traefik', () => {
@@ -143,6 +169,27 @@ describe('cluster/k3d.yaml', () => {
       ?.object.spec.ports[0].nodePort;
     expect(ports).toContainEqual(['8180:80', ['loadbalancer']]);
     expect(ports).toContainEqual([`${nodePort}:${nodePort}`, ['loadbalancer']]);
+  });
+
+  it("gives the load balancer's nginx room for the spike's connections", () => {
+    // Each k6 VU holds one keep-alive connection; the k3d load balancer's nginx
+    // proxies it with a second one to a node, and worker_connections (k3d
+    // default 1024, docs/design/defaults.md) is per worker process, which may
+    // take all of them (proxy/templates/nginx.tmpl: multi_accept on).
+    const profile = JSON.parse(read('k6/spike-profile.json'));
+    const peakVus = Math.max(...profile.stages.map((s: { target: number }) => s.target));
+    const overrides: string[] = config.options.k3d.loadbalancer?.configOverrides ?? [];
+    const setting = overrides.find((o) => o.startsWith('settings.workerConnections='));
+    const workerConnections = Number(setting?.split('=')[1]);
+    expect(workerConnections).toBeGreaterThanOrEqual(2 * peakVus);
+    // nginx opens at most as many files as the container's soft limit allows
+    // (the template sets no worker_rlimit_nofile), and Docker's default soft
+    // limit can be 1024: the nodes' nofile must cover worker_connections.
+    const nofile = (config.options.runtime?.ulimits ?? []).find(
+      (u: { name: string }) => u.name === 'nofile',
+    );
+    expect(nofile?.soft).toBeGreaterThan(workerConnections);
+    expect(nofile?.hard).toBeGreaterThanOrEqual(nofile?.soft);
   });
 
   it('runs a Kubernetes that Knative knative-v1.22 supports (>= 1.34)', () => {

@@ -197,6 +197,10 @@ export const k3dSimpleConfigSchema: Schema = {
             disableLoadbalancer: bool,
             disableImageVolume: bool,
             disableRollback: bool,
+            loadbalancer: {
+              type: 'object',
+              properties: { configOverrides: { type: 'array', items: str } },
+            },
           },
         },
         k3s: {
@@ -211,6 +215,19 @@ export const k3dSimpleConfigSchema: Schema = {
         kubeconfig: {
           type: 'object',
           properties: { updateDefaultKubeconfig: bool, switchCurrentContext: bool },
+        },
+        runtime: {
+          type: 'object',
+          properties: {
+            ulimits: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['name', 'soft', 'hard'],
+                properties: { name: str, soft: { type: 'integer' }, hard: { type: 'integer' } },
+              },
+            },
+          },
         },
       },
     },

@@ -1,12 +1,59 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dryRun, ROOT, read } from './support.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type FunctionProcess, startFunction } from '../helpers.js';
+import { dryRun, loadManifests, ROOT, read } from './support.js';
+
+/**
+ * The workloads of the releases up.sh applies (knative-v1.22.1), by namespace:
+ * knative/serving config/core/deployments/*.yaml; knative-extensions/net-kourier
+ * config/300-controller.yaml and config/300-gateway.yaml; knative/eventing
+ * config/core/deployments/*.yaml, config/channels/in-memory-channel/deployments/,
+ * config/brokers/mt-channel-broker/deployments/; knative-extensions/eventing-redis
+ * config/source/500-controller.yaml and config/sink/500-controller.yaml (both
+ * StatefulSets: their namespaces hold no Deployment at all).
+ */
+const RELEASE_WORKLOADS: Record<string, string[]> = {
+  'knative-serving': [
+    'deployment/activator',
+    'deployment/autoscaler',
+    'deployment/controller',
+    'deployment/webhook',
+    'deployment/net-kourier-controller',
+  ],
+  'kourier-system': ['deployment/3scale-kourier-gateway'],
+  'knative-eventing': [
+    'deployment/eventing-controller',
+    'deployment/eventing-webhook',
+    'deployment/job-sink',
+    'deployment/pingsource-mt-adapter',
+    'deployment/imc-controller',
+    'deployment/imc-dispatcher',
+    'deployment/mt-broker-controller',
+    'deployment/mt-broker-filter',
+    'deployment/mt-broker-ingress',
+    'statefulset/request-reply',
+  ],
+  'knative-sources': ['statefulset/redis-controller-manager'],
+  'knative-sinks': ['statefulset/redis-controller-manager'],
+};
+
+/** kubectl's names for the kinds up.sh waits for in the spillway namespace. */
+const SHORT_KINDS: Record<string, string> = {
+  ksvc: 'Service',
+  broker: 'Broker',
+  trigger: 'Trigger',
+  redisstreamsource: 'RedisStreamSource',
+  redisstreamsink: 'RedisStreamSink',
+  statefulset: 'StatefulSet',
+};
 
 const SCRIPTS = [
   'cluster/lib.sh',
   'cluster/up.sh',
+  'cluster/iops-device.sh',
   'cluster/down.sh',
   'cluster/replay-dead-letters.sh',
   'scripts/cluster-tools.sh',
@@ -44,12 +91,34 @@ describe('cluster/up.sh --dry-run', () => {
   it('runs nothing and prints one command per line', () => {
     expect(plan.length).toBeGreaterThan(30);
     for (const words of plan) {
-      expect(['sysctl', 'sudo', 'k3d', 'kubectl', 'docker', 'install', 'sed']).toContain(words[0]);
+      expect([
+        'sysctl',
+        'sudo',
+        'k3d',
+        'kubectl',
+        'docker',
+        'install',
+        'sed',
+        'cluster/iops-device.sh',
+      ]).toContain(words[0]);
     }
   });
 
-  it('tunes the kernel as the reference report did, first', () => {
-    expect(plan.slice(0, 3)).toEqual(
+  it('checks first that this host can hold MongoDB to its IOPS limit', () => {
+    expect(plan.slice(0, 2)).toEqual([
+      ['docker', 'info', '--format', '{{.CgroupVersion}}'],
+      ['cluster/iops-device.sh', '/dev/vdb'],
+    ]);
+    const found = dryRun('cluster/up.sh', [], { ...env, MONGO_IOPS_DEVICE: '' });
+    expect(found.slice(0, 3)).toEqual([
+      ['docker', 'info', '--format', '{{.CgroupVersion}}'],
+      ['docker', 'info', '--format', '{{.DockerRootDir}}'],
+      ['cluster/iops-device.sh', '<DockerRootDir>'],
+    ]);
+  });
+
+  it('tunes the kernel as the reference report did, before creating anything', () => {
+    expect(plan.slice(2, 5)).toEqual(
       [
         'net.core.somaxconn=65535',
         'net.ipv4.tcp_tw_reuse=1',
@@ -62,7 +131,7 @@ describe('cluster/up.sh --dry-run', () => {
   });
 
   it('creates the cluster from k3d.yaml before installing anything into it', () => {
-    expect(plan[3]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
+    expect(plan[5]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
   });
 
   it('installs pinned releases, all of one Knative version, in dependency order', () => {
@@ -97,6 +166,79 @@ describe('cluster/up.sh --dry-run', () => {
     expect(indexOf(/^docker run/)).toBeGreaterThan(indexOf(/^k3d cluster create/));
   });
 
+  it('waits only for workloads the applied releases really have, each the way its kind allows', () => {
+    const waits = plan.filter(
+      (w) => w[0] === 'kubectl' && (w.includes('wait') || w.join(' ').includes('rollout status')),
+    );
+    const checked = new Set<string>();
+    for (const command of waits) {
+      const namespace = command[command.indexOf('-n') + 1] as string;
+      const at = command.includes('wait') ? command.indexOf('wait') : command.indexOf('status');
+      const targets = command.slice(at + 1).filter((w) => !w.startsWith('-') && w !== namespace);
+      const line = command.join(' ');
+      if (targets.includes('crd')) continue;
+      if (namespace === 'spillway') {
+        // the project's own objects: each one a manifest defines
+        for (const target of targets) {
+          const [short, name] = target.split('/') as [string, string];
+          const kind = SHORT_KINDS[short];
+          expect(kind, `${line}: unknown kind ${short}`).toBeDefined();
+          expect(
+            loadManifests().filter(
+              (m) => m.object.kind === kind && m.object.metadata.name === name,
+            ),
+            `${line}: no ${kind} ${name} in the manifests`,
+          ).toHaveLength(1);
+        }
+        continue;
+      }
+      const release = RELEASE_WORKLOADS[namespace];
+      expect(release, `${line}: no release workloads known in ${namespace}`).toBeDefined();
+      expect(targets, line).toHaveLength(1);
+      const [target] = targets as [string];
+      if (target.includes('/')) {
+        expect(release, line).toContain(target);
+      } else {
+        expect(command, line).toContain('--all');
+        expect(
+          release?.some((w) => w.startsWith(`${target}/`)),
+          `${line}: the release has no ${target} in ${namespace}`,
+        ).toBe(true);
+      }
+      // a StatefulSet has no Available condition: it is waited for by rollout status
+      if (line.includes('--for=condition=Available')) expect(target).toMatch(/^deployment\b/);
+      checked.add(namespace);
+    }
+    expect([...checked].sort()).toEqual(Object.keys(RELEASE_WORKLOADS).sort());
+  });
+
+  it("removes the source release's placeholder tls-secret, and restarts its controller, before the source exists", () => {
+    // eventing-redis knative-v1.22.1: config/source/tls-secret.yaml ships a
+    // certificate with no body; the controller reads the Secret once, at start
+    // (pkg/source/reconciler/streamsource/controller.go), and hands it to every
+    // adapter, whose pool panics when the PEM does not parse
+    // (pkg/source/adapter/adapter.go, newPool). An empty TLS_CERT is no way out:
+    // updateTLSSecret dereferences the nil config GetTLSSecret returns for it.
+    // Without the Secret the controller passes "" and the adapter dials plain TCP.
+    const applied = indexOf(/^kubectl apply -f \S+\/redis-source\.yaml$/);
+    const removed = indexOf(
+      /^kubectl -n knative-sources delete secret tls-secret --ignore-not-found$/,
+    );
+    const restarted = indexOf(
+      /^kubectl -n knative-sources rollout restart statefulset\/redis-controller-manager$/,
+    );
+    const rolledOut = lines.findLastIndex((l) =>
+      /^kubectl -n knative-sources rollout status statefulset\/redis-controller-manager /.test(l),
+    );
+    const sourceCreated = indexOf(/^kubectl apply -k eventing$/);
+    expect(removed).toBeGreaterThan(applied);
+    expect(lines.slice(removed).some((l) => l.includes('redis-source.yaml'))).toBe(false);
+    expect(restarted).toBeGreaterThan(removed);
+    expect(rolledOut).toBeGreaterThan(restarted);
+    expect(sourceCreated).toBeGreaterThan(rolledOut);
+    expect(lines.filter((l) => / tls-secret/.test(l) && !l.includes(' delete '))).toEqual([]);
+  });
+
   it('builds the image, imports it, then deploys, waits and prints the URL', () => {
     const order = [
       /^kubectl apply -f .*redis-sink\.yaml$/,
@@ -126,10 +268,160 @@ describe('cluster/up.sh --dry-run', () => {
     expect(lines.join('\n')).not.toMatch(/--from-literal/);
   });
 
+  it('takes --allow-unlimited-iops', () => {
+    expect(dryRun('cluster/up.sh', ['--allow-unlimited-iops'], env)).toEqual(plan);
+  });
+
   it('rejects unknown arguments', () => {
     expect(() =>
       execFileSync('bash', ['cluster/up.sh', '--dry-run', '--bogus'], { cwd: ROOT, stdio: 'pipe' }),
     ).toThrow(/unknown argument '--bogus'/);
+  });
+});
+
+/**
+ * A sysfs with a disk (sda: partitions sda1, sda3), an NVMe disk with a
+ * partition, and LVM's dm-0 on sda3, linked from dev/block/MAJ:MIN as the
+ * kernel does.
+ */
+function fakeSysfs(): string {
+  const sys = mkdtempSync(join(tmpdir(), 'spillway-sysfs-'));
+  const devices: [string, string, boolean][] = [
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda', '8:0', false],
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda/sda1', '8:1', true],
+    ['devices/pci0000:00/0000:00:04.0/host0/block/sda/sda3', '8:3', true],
+    ['devices/pci0000:00/0000:00:05.0/nvme/nvme0/block/nvme0n1', '259:0', false],
+    ['devices/pci0000:00/0000:00:05.0/nvme/nvme0/block/nvme0n1/nvme0n1p2', '259:2', true],
+    ['devices/virtual/block/dm-0', '253:0', false],
+  ];
+  mkdirSync(join(sys, 'dev/block'), { recursive: true });
+  for (const [path, number, partition] of devices) {
+    mkdirSync(join(sys, path), { recursive: true });
+    writeFileSync(join(sys, path, 'dev'), `${number}\n`);
+    if (partition) writeFileSync(join(sys, path, 'partition'), '1\n');
+    symlinkSync(join('..', '..', path), join(sys, 'dev/block', number));
+  }
+  mkdirSync(join(sys, 'devices/virtual/block/dm-0/slaves'));
+  symlinkSync(
+    '../../../../pci0000:00/0000:00:04.0/host0/block/sda/sda3',
+    join(sys, 'devices/virtual/block/dm-0/slaves/sda3'),
+  );
+  return sys;
+}
+
+describe('cluster/iops-device.sh', () => {
+  const sys = fakeSysfs();
+  afterAll(() => rmSync(sys, { recursive: true, force: true }));
+  const resolve = (arg: string) =>
+    spawnSync('bash', ['cluster/iops-device.sh', arg], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SPILLWAY_SYSFS: sys },
+    });
+
+  it.each([
+    ['8:0', '/dev/sda', 'a whole disk stays'],
+    ['8:3', '/dev/sda', 'a partition becomes its disk'],
+    ['259:2', '/dev/nvme0n1', 'an NVMe partition becomes its namespace'],
+    ['253:0', '/dev/dm-0', 'LVM on a partition: the dm device, never the partition under it'],
+  ])('%s -> %s (%s)', (number, device) => {
+    const out = resolve(number);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout.trim()).toBe(device);
+  });
+
+  it('stops, saying why, when there is no such device or it is not a block device', () => {
+    expect(resolve('9:9').status).toBe(1);
+    expect(resolve('9:9').stderr).toContain('no block device 9:9');
+    expect(resolve('/dev/null').status).toBe(1);
+    expect(resolve('/dev/null').stderr).toContain('not a block device');
+  });
+});
+
+describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
+  const sys = fakeSysfs();
+  const bin = mkdtempSync(join(tmpdir(), 'spillway-bin-'));
+  const log = join(bin, 'calls.log');
+  // Logs every call; answers what up.sh asks of docker info, k3d cluster get,
+  // kubectl's jsonpath and findmnt from FAKE_* variables.
+  writeFileSync(
+    join(bin, 'fake'),
+    [
+      '#!/usr/bin/env bash',
+      'call="$(basename "$0") $*"',
+      `printf '%s\\n' "$call" >>${log}`,
+      'case "$call" in',
+      '  "docker info --format {{.CgroupVersion}}") echo "$FAKE_CGROUP" ;;',
+      `  "docker info --format {{.DockerRootDir}}") echo ${bin} ;;`,
+      '  "k3d cluster get"*) exit 1 ;;',
+      '  kubectl*jsonpath*) echo http://ingest.spillway.127.0.0.1.sslip.io ;;',
+      '  findmnt*) echo "$FAKE_FINDMNT" ;;',
+      'esac',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
+  for (const tool of ['docker', 'k3d', 'kubectl', 'findmnt']) {
+    symlinkSync(join(bin, 'fake'), join(bin, tool));
+  }
+  afterAll(() => {
+    rmSync(sys, { recursive: true, force: true });
+    rmSync(bin, { recursive: true, force: true });
+  });
+
+  function up(fake: { cgroup: string; findmnt?: string }, args: string[] = []) {
+    rmSync(log, { force: true });
+    const secrets = join(bin, 'secrets.env');
+    rmSync(secrets, { force: true });
+    const result = spawnSync('bash', ['cluster/up.sh', '--skip-sysctl', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+        SPILLWAY_SYSFS: sys,
+        SPILLWAY_SECRETS_ENV: secrets,
+        MONGO_IOPS_DEVICE: '',
+        FAKE_CGROUP: fake.cgroup,
+        FAKE_FINDMNT: fake.findmnt ?? '8:3 /dev/sda3 ext4',
+      },
+    });
+    const calls = readFileSync(log, 'utf8').trim().split('\n');
+    const dockerRun = calls.find((c) => c.startsWith('docker run ')) ?? '';
+    return { ...result, calls, dockerRun };
+  }
+
+  it("limits the whole disk under Docker's data root, not its partition", () => {
+    const out = up({ cgroup: '2' });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('--device-read-iops /dev/sda:100');
+    expect(out.dockerRun).toContain('--device-write-iops /dev/sda:100');
+    expect(out.stderr).not.toContain('WARNING');
+  });
+
+  it('limits the device-mapper device of an LVM root', () => {
+    const out = up({ cgroup: '2', findmnt: '253:0 /dev/mapper/vg-root ext4' });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('--device-write-iops /dev/dm-0:100');
+  });
+
+  it.each([
+    ['under cgroup v1', { cgroup: '1' }, /cgroup v1/],
+    ['with no throttleable device', { cgroup: '2', findmnt: '0:45 overlay overlay' }, /overlay/],
+  ])('stops %s before creating anything', (_label, fake, reason) => {
+    const out = up(fake);
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(reason);
+    expect(out.stderr).toContain('--allow-unlimited-iops');
+    expect(out.calls.filter((c) => !/^(docker info|k3d cluster get|findmnt)/.test(c))).toEqual([]);
+  });
+
+  it('with --allow-unlimited-iops, deploys MongoDB unlimited and says so, twice', () => {
+    const out = up({ cgroup: '1' }, ['--allow-unlimited-iops']);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.dockerRun).toContain('mongo:');
+    expect(out.dockerRun).not.toContain('--device-');
+    expect(out.stderr.match(/WARNING: MongoDB runs WITHOUT its 100 IOPS limit/g)).toHaveLength(2);
   });
 });
 
@@ -161,11 +453,13 @@ describe('scripts/cluster-tools.sh --dry-run', () => {
   });
 });
 
-describe('cluster/replay-dead-letters.sh against a real Redis', () => {
+describe('cluster/replay-dead-letters.sh through a real ingest and Redis', () => {
   const port = 20000 + (process.pid % 20000);
+  const KEY = 'replay-test-key-0123456789';
   const cli = (...args: string[]) =>
     execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
   let server: ReturnType<typeof spawn>;
+  let ingest: FunctionProcess;
 
   beforeAll(async () => {
     server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
@@ -173,23 +467,86 @@ describe('cluster/replay-dead-letters.sh against a real Redis', () => {
     });
     for (let i = 0; i < 100; i++) {
       try {
-        if (cli('PING') === 'PONG') return;
+        if (cli('PING') === 'PONG') break;
       } catch {
         // not up yet
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    throw new Error(`redis-server did not start on port ${port}`);
+    expect(cli('PING')).toBe('PONG');
+    ingest = await startFunction('ingest', {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      INGEST_API_KEYS: KEY,
+    });
   });
 
-  afterAll(() => {
+  afterAll(async () => {
+    await ingest?.kill();
     server?.kill();
   });
 
-  it('prints its one command in a dry run', () => {
-    const [command, ...rest] = dryRun('cluster/replay-dead-letters.sh', ['--batch', '7']);
-    expect(rest).toEqual([]);
-    expect(command?.slice(0, 8)).toEqual([
+  beforeEach(() => {
+    cli('FLUSHALL');
+  });
+
+  /** Runs the script against the test's ingest and Redis; never throws. */
+  function replay(env: Record<string, string> = {}, args: string[] = []) {
+    const result = spawnSync('bash', ['cluster/replay-dead-letters.sh', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        REDIS_CLI: `redis-cli -p ${port}`,
+        INGEST_URL: ingest.url,
+        INGEST_API_KEY: KEY,
+        ...env,
+      },
+    });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Dead letters as the RedisStreamSink writes them: ingest's fields, unchanged. */
+  function deadLetter(i: number, extra: Record<string, string> = {}): Record<string, string> {
+    return {
+      id: `0190c0de-0000-7000-8000-00000000000${i}`,
+      type: 'demo.created',
+      source: '/demo',
+      subject: i === 0 ? '' : `s${i}`,
+      time: `2024-11-28T10:00:0${i}.000Z`,
+      seq: String(i + 1),
+      data: JSON.stringify({ n: i, text: 'it\'s "quoted" / ü' }),
+      ...extra,
+    };
+  }
+
+  function add(fields: Record<string, string>): string {
+    return cli('XADD', 'spillway:dead-letters', '*', ...Object.entries(fields).flat());
+  }
+
+  function events(): Record<string, string>[] {
+    const entries = JSON.parse(
+      execFileSync(
+        'redis-cli',
+        ['-p', String(port), '--json', 'XRANGE', 'spillway:events', '-', '+'],
+        {
+          encoding: 'utf8',
+        },
+      ),
+    ) as [string, string[]][];
+    return entries.map(([, fields]) =>
+      Object.fromEntries(
+        Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]),
+      ),
+    );
+  }
+
+  it('prints its plan in a dry run: read, post to ingest, delete; no key', () => {
+    const plan = dryRun('cluster/replay-dead-letters.sh', ['--batch', '7'], {
+      INGEST_API_KEY: KEY,
+    });
+    expect(plan).toHaveLength(3);
+    const [fetch, post, remove] = plan as [string[], string[], string[]];
+    expect(fetch.slice(0, 8)).toEqual([
       'kubectl',
       '-n',
       'spillway',
@@ -199,42 +556,84 @@ describe('cluster/replay-dead-letters.sh against a real Redis', () => {
       'redis',
       '--',
     ]);
-    expect(command?.slice(-4)).toEqual(['2', 'spillway:dead-letters', 'spillway:events', '7']);
+    expect(fetch.slice(-4)).toEqual(['1', 'spillway:dead-letters', '-', '7']);
+    expect(post[0]).toBe('curl');
+    expect(post).toContain('Content-Type: application/cloudevents+json');
+    expect(post.at(-1)).toBe('http://localhost:30000/events');
+    expect(remove.slice(-3, -1)).toEqual(['XDEL', 'spillway:dead-letters']);
+    expect(plan.flat().join(' ')).not.toContain(KEY);
   });
 
-  it('moves every dead letter back into the event stream, fields unchanged', () => {
-    const entries = Array.from({ length: 5 }, (_, i) => [
-      'id',
-      `0190c0de-0000-7000-8000-00000000000${i}`,
-      'type',
-      'demo.created',
-      'source',
-      '/demo',
-      'subject',
-      `s${i}`,
-      'seq',
-      String(i + 1),
-      'data',
-      JSON.stringify({ n: i, text: 'it\'s "quoted"' }),
-    ]);
-    for (const fields of entries) cli('XADD', 'spillway:dead-letters', '*', ...fields);
-    const out = execFileSync('bash', ['cluster/replay-dead-letters.sh', '--batch', '2'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      env: { ...process.env, REDIS_CLI: `redis-cli -p ${port}` },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    expect(out).toContain('replayed 5 dead letters into spillway:events');
+  it('posts every dead letter through ingest, which appends it as the same event', () => {
+    const letters = Array.from({ length: 5 }, (_, i) => deadLetter(i));
+    letters[1] = deadLetter(1, { key: 'the-client-key' });
+    // a pretty-printed data value is still one JSON value
+    letters[2] = deadLetter(2, { data: '{\n  "n": 2\n}' });
+    const ids = letters.map(add);
+    const out = replay({}, ['--batch', '2']);
+    expect(out.stderr).not.toContain(KEY);
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout).toContain(`replayed 5 dead letters through ingest (${ingest.url}/events)`);
     expect(cli('XLEN', 'spillway:dead-letters')).toBe('0');
-    const replayed = JSON.parse(
-      execFileSync(
-        'redis-cli',
-        ['-p', String(port), '--json', 'XRANGE', 'spillway:events', '-', '+'],
-        {
-          encoding: 'utf8',
-        },
-      ),
-    ) as [string, string[]][];
-    expect(replayed.map(([, fields]) => fields)).toEqual(entries);
+    const appended = events();
+    expect(appended).toHaveLength(5);
+    appended.forEach((event, i) => {
+      const letter = letters[i] as Record<string, string>;
+      for (const name of ['id', 'type', 'source', 'subject', 'time']) {
+        expect(event[name], name).toBe(letter[name]);
+      }
+      expect(JSON.parse(event.data as string)).toEqual(JSON.parse(letter.data as string));
+      // numbered and keyed by ingest, not copied from the dead letter
+      expect(event.key).toBe(`spillway:dead-letters/${ids[i]}`);
+    });
+    expect(appended.map((e) => e.seq)).toEqual(['1', '1', '1', '1', '1']);
+  });
+
+  it('leaves what ingest refuses in the dead-letter stream, reports it and fails', () => {
+    const good = add(deadLetter(1));
+    const noType = add(deadLetter(2, { type: '' }));
+    const notJson = add(deadLetter(3, { data: '{"n":' }));
+    // data that would smuggle in attributes if it were copied as text
+    const smuggler = add(deadLetter(4, { data: '1,"type":"admin.granted"' }));
+    const tooLong = add(deadLetter(5, { subject: 'x'.repeat(2000) }));
+    const out = replay();
+    expect(out.status).toBe(1);
+    expect(out.stdout).toContain('replayed 1 dead letters');
+    for (const id of [noType, notJson, smuggler, tooLong]) expect(out.stderr).toContain(id);
+    expect(out.stderr).toMatch(/4 refused; they stay in spillway:dead-letters/);
+    expect(events().map((e) => e.id)).toEqual([deadLetter(1).id]);
+    const left = cli('XRANGE', 'spillway:dead-letters', '-', '+');
+    expect(left).not.toContain(good);
+    for (const id of [noType, notJson, smuggler, tooLong]) expect(left).toContain(id);
+    expect(cli('XLEN', 'spillway:events')).toBe('1');
+  });
+
+  it('stops at a wrong API key and moves nothing', () => {
+    add(deadLetter(1));
+    const out = replay({ INGEST_API_KEY: 'not-the-key' });
+    expect(out.status).toBe(1);
+    expect(out.stderr).toContain('ingest refused the API key (401)');
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('1');
+    expect(cli('EXISTS', 'spillway:events')).toBe('0');
+  });
+
+  it('appends nothing twice when it is interrupted between the post and the delete', () => {
+    for (let i = 0; i < 3; i++) add(deadLetter(i));
+    const dir = mkdtempSync(join(tmpdir(), 'spillway-replay-'));
+    const wrapper = join(dir, 'redis-cli');
+    writeFileSync(
+      wrapper,
+      `#!/usr/bin/env bash\nif [[ $1 == XDEL && ! -e ${dir}/failed ]]; then touch ${dir}/failed; exit 1; fi\nexec redis-cli -p ${port} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const first = replay({ REDIS_CLI: wrapper });
+    expect(first.status).not.toBe(0);
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('3');
+    expect(cli('XLEN', 'spillway:events')).toBe('3');
+    const second = replay({ REDIS_CLI: wrapper });
+    expect(second.status, second.stderr).toBe(0);
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('0');
+    expect(cli('XLEN', 'spillway:events')).toBe('3');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
