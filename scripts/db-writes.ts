@@ -45,18 +45,35 @@ export async function serverWriteCommands(
 }
 
 export interface WriteSample {
-  atMs: number;
+  /** When the read of the counter started and when its answer came (performance.now()). */
+  fromMs: number;
+  toMs: number;
+  /** Write commands so far, carried over a restart of the server (its counter starts again). */
   writes: number;
 }
 
-/** Samples the server's write-command count every intervalMs until stopped. */
-export function sampleServerWrites(mongo: MongoClient, intervalMs = 50) {
+/**
+ * Samples the server's write-command count every intervalMs until stopped. A
+ * server that does not answer (stopped, restarting) leaves a gap.
+ */
+export function sampleServerWrites(
+  mongo: MongoClient,
+  intervalMs = 50,
+  metricsUrl = process.env.DB_METRICS_URL,
+) {
   const samples: WriteSample[] = [];
   let stopped = false;
+  let offset = 0;
+  let previous = 0;
   const loop = (async () => {
     while (!stopped) {
-      const atMs = performance.now();
-      samples.push({ atMs, writes: await serverWriteCommands(mongo) });
+      const fromMs = performance.now();
+      const raw = await serverWriteCommands(mongo, metricsUrl).catch(() => undefined);
+      if (raw !== undefined) {
+        if (raw < previous) offset += previous;
+        previous = raw;
+        samples.push({ fromMs, toMs: performance.now(), writes: raw + offset });
+      }
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   })();
@@ -71,18 +88,25 @@ export function sampleServerWrites(mongo: MongoClient, intervalMs = 50) {
 }
 
 /**
- * The most write commands seen between two samples at most one second apart: a
- * sliding one-second window, as fine as the sampling.
+ * The most write commands seen in a sliding one-second window, as fine as the
+ * sampling. A pair of samples counts only when the whole span of both reads
+ * fits in one second, so a slow read can never stretch a window past it.
+ * Returns the count and when (fromMs) the busiest window started.
  */
-export function maxWritesPerSecond(samples: readonly WriteSample[]): number {
-  let most = 0;
+export function busiestSecond(samples: readonly WriteSample[]): { writes: number; atMs: number } {
+  let most = { writes: 0, atMs: samples[0]?.fromMs ?? 0 };
   for (let i = 0; i < samples.length; i++) {
     const from = samples[i] as WriteSample;
     for (let j = i + 1; j < samples.length; j++) {
       const to = samples[j] as WriteSample;
-      if (to.atMs - from.atMs > 1000) break;
-      most = Math.max(most, to.writes - from.writes);
+      if (to.toMs - from.fromMs > 1000) break;
+      if (to.writes - from.writes > most.writes)
+        most = { writes: to.writes - from.writes, atMs: from.fromMs };
     }
   }
   return most;
+}
+
+export function maxWritesPerSecond(samples: readonly WriteSample[]): number {
+  return busiestSecond(samples).writes;
 }

@@ -1,16 +1,27 @@
 /**
- * The database's write budget: at most `perSec` tokens a second, spaced evenly
- * (no burst), so no one-second window, wherever it starts, holds more than
- * `perSec` write commands. The spacing has 1 % slack so that scheduling jitter on
- * the way to the server cannot squeeze one command too many into a window.
+ * The database's write budget: at most `perSec` write commands a second, spaced
+ * evenly (no burst), so that no one-second window, wherever it starts, holds
+ * more than `perSec` of them at the server.
+ *
+ * A token is taken before each write, and the next token comes one spacing
+ * after the previous write's answer (`completed()`), not after its start: the
+ * time between taking a token and the command reaching the server varies (a new
+ * connection, serializing a large batch), and the server may count a command
+ * when it completes; spacing from the answer holds for both. The spacing has 1 %
+ * slack for timer jitter.
  */
 export class TokenBucket {
-  private next = 0;
+  private next: number;
 
   constructor(
     private readonly perSec: number,
     private readonly now: () => number = () => performance.now(),
-  ) {}
+  ) {
+    // The first token comes one spacing after start, not at once: a process that
+    // replaces one that just stopped cannot add to the writes its predecessor
+    // sent in the last second.
+    this.next = now() + 1010 / perSec;
+  }
 
   /** Milliseconds until a token is free (0 = now). */
   waitMs(): number {
@@ -24,6 +35,21 @@ export class TokenBucket {
     // A token unused for a while does not pile up: spacing is kept from now on.
     this.next = t + 1010 / this.perSec;
     return true;
+  }
+
+  /** The write that took the last token has been answered: the next comes one spacing later. */
+  completed(): void {
+    this.next = Math.max(this.next, this.now() + 1010 / this.perSec);
+  }
+
+  /** Takes a token, runs one write command, and spaces the next token from its answer. */
+  async run<T>(write: () => Promise<T>): Promise<T> {
+    await this.take();
+    try {
+      return await write();
+    } finally {
+      this.completed();
+    }
   }
 
   async take(signal?: AbortSignal): Promise<void> {

@@ -1,6 +1,6 @@
 /**
  * Group commit. Deliveries (push) and pulled entries (pull) wait in one queue; a
- * single flusher takes a token from the write budget, then writes everything
+ * single flusher takes a token from the write budget (bucket.ts), then writes everything
  * queued (up to MAX_BATCH_DOCS / MAX_BATCH_BYTES) as ONE unordered insertMany
  * with {w: 1, j: true}. While the budget is spent the queue grows, so batches
  * grow by themselves under load. One bulk write is in flight at a time.
@@ -250,7 +250,6 @@ export class Committer {
         await this.idleWait();
         continue;
       }
-      await this.options.bucket.take();
       if (this.abandoned) return;
       this.inFlight = group;
       try {
@@ -329,7 +328,6 @@ export class Committer {
       }
     }
     if (dead.length > 0) {
-      if (events.length > 0) await this.options.bucket.take();
       const outcome = await this.write(this.options.dead, dead, 'events_dead');
       committed.push(...outcome.committed);
       this.options.metrics.deadLetters.inc(outcome.committed.length);
@@ -364,16 +362,19 @@ export class Committer {
     name: 'events' | 'events_dead',
   ): Promise<{ committed: Item[]; refused: Array<[Item, string]>; unavailable: boolean }> {
     this.options.metrics.writeCommands.inc({ collection: name });
-    let verdict: InsertVerdict;
-    try {
-      await (collection as Collection<EventDocument | DeadDocument>).insertMany(
-        items.map((item) => item.work.doc),
-        { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
-      );
-      verdict = { kind: 'committed', duplicates: 0 };
-    } catch (error) {
-      verdict = insertVerdict(error, items.length);
-    }
+    // Every write command takes a token of the budget.
+    const verdict: InsertVerdict = await this.options.bucket.run(async () => {
+      try {
+        await (collection as Collection<EventDocument | DeadDocument>).insertMany(
+          items.map((item) => item.work.doc),
+          { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
+        );
+        return { kind: 'committed', duplicates: 0 };
+      } catch (error) {
+        return insertVerdict(error, items.length);
+      }
+    });
+    if (this.abandoned) return { committed: [], refused: [], unavailable: true };
     const result = {
       committed: [] as Item[],
       refused: [] as Array<[Item, string]>,

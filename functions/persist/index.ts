@@ -60,9 +60,8 @@ const pull = new PullIntake(redis, committer, config, metrics, log);
 async function start(): Promise<void> {
   await mongo.connect();
   // Index creation is a write command too: it takes a token from the budget.
-  await bucket.take();
   metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
-  await db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 });
+  await bucket.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
   committer.start();
   pull.start();
   log.info(

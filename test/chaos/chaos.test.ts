@@ -77,6 +77,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
       let stopped = false;
       try {
         const loadStarted = Date.now();
+        const loadStartedPerf = performance.now();
         const load = paceLoad({
           url: pipeline.ingestUrl,
           ratePerSec: RATE,
@@ -141,6 +142,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
           mismatched: verdict.mismatched.length,
           deadLetters: verdict.deadLetters,
           maxWritesPerSec: budget.maxPerSecond,
+          busiestSecondAtMs: Math.round(budget.busiestAtMs - loadStartedPerf),
           budget: Number(scenario.env?.WRITE_OPS_PER_SEC ?? BUDGET),
         };
         mkdirSync(services.dataDir, { recursive: true });

@@ -12,11 +12,7 @@ import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { MongoClient } from 'mongodb';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
-import {
-  maxWritesPerSecond,
-  serverWriteCommands,
-  type WriteSample,
-} from '../../scripts/db-writes.js';
+import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -288,32 +284,14 @@ export async function paceLoad(options: {
   return result;
 }
 
-/**
- * Samples the server's write-command counter; a restarted database starts its
- * counter from zero again, which the samples carry over so they stay cumulative.
- */
+/** Samples the server's write commands until stopped (scripts/db-writes.ts). */
 export function sampleWrites(mongo: MongoClient, metricsUrl: string | undefined) {
-  const samples: WriteSample[] = [];
-  let stopped = false;
-  let offset = 0;
-  let previous = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const atMs = performance.now();
-      const raw = await serverWriteCommands(mongo, metricsUrl).catch(() => undefined);
-      if (raw !== undefined) {
-        if (raw < previous) offset += previous;
-        previous = raw;
-        samples.push({ atMs, writes: raw + offset });
-      }
-      await sleep(50);
-    }
-  })();
+  const sampler = sampleServerWrites(mongo, 50, metricsUrl);
   return {
     async stop() {
-      stopped = true;
-      await loop;
-      return { samples, maxPerSecond: maxWritesPerSecond(samples) };
+      const samples = await sampler.stop();
+      const busiest = busiestSecond(samples);
+      return { samples, maxPerSecond: busiest.writes, busiestAtMs: busiest.atMs };
     },
   };
 }

@@ -17,13 +17,38 @@ describe('TokenBucket', () => {
     expect(taken.length).toBeGreaterThanOrEqual(480);
   });
 
+  it('gives its first token one spacing after it is made, so a restart cannot double up', () => {
+    let now = 5000;
+    const bucket = new TokenBucket(4, () => now);
+    expect(bucket.tryTake()).toBe(false);
+    expect(bucket.waitMs()).toBeCloseTo(252.5, 1);
+    now += 252.5;
+    expect(bucket.tryTake()).toBe(true);
+  });
+
   it('does not save up unused tokens for a burst', () => {
     let now = 0;
     const bucket = new TokenBucket(10, () => now);
+    now = 101;
     expect(bucket.tryTake()).toBe(true);
     now = 60_000;
     expect(bucket.tryTake()).toBe(true);
     expect(bucket.tryTake()).toBe(false);
     expect(bucket.waitMs()).toBeCloseTo(101, 0);
+  });
+
+  it('spaces the next token from the answer of the previous write, not its start', () => {
+    let now = 0;
+    const bucket = new TokenBucket(10, () => now);
+    now = 101;
+    expect(bucket.tryTake()).toBe(true);
+    // The write took 80 ms: the next token is one spacing after its answer.
+    now = 181;
+    bucket.completed();
+    now = 202;
+    expect(bucket.tryTake()).toBe(false);
+    expect(bucket.waitMs()).toBeCloseTo(80, 0);
+    now = 282;
+    expect(bucket.tryTake()).toBe(true);
   });
 });

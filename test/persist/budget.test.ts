@@ -70,7 +70,7 @@ describe('persist keeps to its write budget during a burst', () => {
     // The server was sampled densely enough for one-second windows to mean something.
     const gaps = samples
       .slice(1)
-      .map((s, i) => s.atMs - (samples[i] as { atMs: number }).atMs)
+      .map((s, i) => s.fromMs - (samples[i] as { fromMs: number }).fromMs)
       .sort((a, b) => a - b);
     expect(gaps[Math.floor(gaps.length / 2)]).toBeLessThan(200);
     expect((samples.at(-1)?.writes ?? 0) - (samples[0]?.writes ?? 0)).toBeGreaterThan(budget);
