@@ -5,6 +5,8 @@
  *   (b)  Functions Framework no-op on the framework's server  the framework's ceiling
  *   (c)  ingest (5 reads + 5 writes in Redis) on the lean host, dist/functions/host.js
  *   (c') the same registered ingest function on the framework's own server (extra row)
+ *   (d)  (c) with Redis fsyncing its AOF on every write (appendfsync always): the cost of
+ *        losing nothing acknowledged even on a machine crash (a Redis of its own, port 6392)
  *
  * Each server runs alone in its own child process; the load generator
  * (bench/vu-runner.ts) is another child. Per server: the reference load (paced VUs,
@@ -27,8 +29,9 @@ import type { RunnerConfig, RunnerMessage, RunnerResult } from './vu-runner.js';
 const SERVERS = {
   a: { label: '(a) bare node:http', kind: 'bare', redis: false },
   b: { label: '(b) Functions Framework no-op', kind: 'ff-noop', redis: false },
-  c: { label: '(c) ingest, lean host', kind: 'host', redis: true },
-  c2: { label: "(c') ingest, FF server", kind: 'ff-ingest', redis: true },
+  c: { label: '(c) ingest, lean host', kind: 'host', redis: 'everysec' },
+  c2: { label: "(c') ingest, FF server", kind: 'ff-ingest', redis: 'everysec' },
+  d: { label: '(d) ingest, lean host, AOF always', kind: 'host', redis: 'always' },
 } as const;
 type ServerId = keyof typeof SERVERS;
 
@@ -40,7 +43,7 @@ const USAGE = `usage: npm run bench:ingest -- [options]
   --paced-sec N        measured seconds of steady paced load per server (default 60; 0 skips)
   --vus N              paced virtual users, one connection each (default 10000)
   --connections N      connections of the saturation run (default 10000)
-  --only LIST          servers to run, of a,b,c,c' (default all; c2 = c')
+  --only LIST          servers to run, of a,b,c,c',d (default all; c2 = c')
   --warmup-sec N       closed loop: seconds between the last connection and the window (default 3)
   --connect-per-tick N connections opened per 100 ms while ramping up (default 250)`;
 
@@ -51,7 +54,7 @@ function options() {
       'paced-sec': { type: 'string', default: String(MIN.pacedSec) },
       vus: { type: 'string', default: String(MIN.vus) },
       connections: { type: 'string', default: String(MIN.connections) },
-      only: { type: 'string', default: 'a,b,c,c2' },
+      only: { type: 'string', default: 'a,b,c,c2,d' },
       'warmup-sec': { type: 'string', default: '3' },
       'connect-per-tick': { type: 'string', default: '250' },
       help: { type: 'boolean', default: false },
@@ -306,8 +309,22 @@ async function runPhase(
 
 // --- Redis ----------------------------------------------------------------------
 
-async function redisUrl(root: string): Promise<string> {
-  const out = execFileSync('bash', [join(root, 'scripts', 'services.sh'), 'up'], {
+type Fsync = 'everysec' | 'always';
+
+/** The project's Redis (everysec), or a second one of its own that fsyncs every write. */
+async function redisUrl(root: string, fsync: Fsync): Promise<string> {
+  const env =
+    fsync === 'always'
+      ? {
+          ...process.env,
+          SPILLWAY_DATA_DIR: join(root, '.data', 'bench-always'),
+          SPILLWAY_REDIS_PORT: '6392',
+          REDIS_APPENDFSYNC: 'always',
+        }
+      : process.env;
+  const args = fsync === 'always' ? ['up', 'redis'] : ['up'];
+  const out = execFileSync('bash', [join(root, 'scripts', 'services.sh'), ...args], {
+    env,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -389,15 +406,15 @@ async function main(): Promise<void> {
   );
   if (!full) log('NOTE: shortened run (flags below the defaults): not a full benchmark');
 
-  const needsRedis = opts.only.some((id) => SERVERS[id].redis);
   const runTag = `bench-${startedAt.getTime()}`;
-  let redis: Redis | undefined;
-  let url = '';
-  if (needsRedis) {
-    url = await redisUrl(root);
-    redis = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: true });
-    redis.on('error', () => undefined); // a failed command fails the run
-    await redis.connect();
+  const redisServers = new Map<Fsync, { url: string; client: Redis }>();
+  for (const fsync of ['everysec', 'always'] as const) {
+    if (!opts.only.some((id) => SERVERS[id].redis === fsync)) continue;
+    const url = await redisUrl(root, fsync);
+    const client = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: true });
+    client.on('error', () => undefined); // a failed command fails the run
+    await client.connect();
+    redisServers.set(fsync, { url, client });
   }
   const reports: Partial<Record<ServerId, ServerReport>> = {};
 
@@ -414,6 +431,9 @@ async function main(): Promise<void> {
   try {
     for (const id of opts.only) {
       const label = SERVERS[id].label;
+      const fsync = SERVERS[id].redis;
+      const redis = fsync ? redisServers.get(fsync)?.client : undefined;
+      const url = fsync ? (redisServers.get(fsync)?.url ?? '') : '';
       const streamKey = `bench:ingest:${startedAt.getTime()}:${id}`;
       const env: NodeJS.ProcessEnv = {
         FUNCTION_TARGET: 'ingest',
@@ -442,7 +462,7 @@ async function main(): Promise<void> {
               keyPrefix: `${runTag}-${id}-p`,
             },
             server,
-            SERVERS[id].redis ? redis : undefined,
+            redis,
           );
         }
         if (opts.saturationSec > 0) {
@@ -459,7 +479,7 @@ async function main(): Promise<void> {
               keyPrefix: `${runTag}-${id}-s`,
             },
             server,
-            SERVERS[id].redis ? redis : undefined,
+            redis,
           );
         }
       } catch (error) {
@@ -467,7 +487,7 @@ async function main(): Promise<void> {
         log(`  FAILED: ${report.error}`);
       } finally {
         await stopChild(server.child);
-        if (redis && SERVERS[id].redis) {
+        if (redis) {
           const length = await redis.xlen(streamKey);
           await redis.unlink(streamKey);
           log(`  deleted stream ${streamKey} (${length} entries)`);
@@ -476,7 +496,7 @@ async function main(): Promise<void> {
     }
   } finally {
     killChildren();
-    if (redis) {
+    for (const { client: redis } of redisServers.values()) {
       const idem = await deleteMatching(redis, `spillway:idem:${runTag}-*`);
       const subjects = Math.max(opts.vus, opts.connections);
       let seqs = 0;
@@ -489,6 +509,15 @@ async function main(): Promise<void> {
       log(`deleted ${idem} idempotency records and ${seqs} subject sequences of this run`);
       await redis.quit();
     }
+    if (redisServers.has('always'))
+      execFileSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], {
+        env: {
+          ...process.env,
+          SPILLWAY_DATA_DIR: join(root, '.data', 'bench-always'),
+          SPILLWAY_REDIS_PORT: '6392',
+        },
+        stdio: 'ignore',
+      });
   }
 
   // --- print ---
@@ -566,6 +595,17 @@ async function main(): Promise<void> {
     `  (c')/(b) = ${fmt(ratios.c2OverB, 3)}   ingest, FF server / Functions Framework no-op`,
   );
   lines.push(`  (b)/(a)  = ${fmt(ratios.bOverA, 3)}   the framework's share of the machine`);
+  const d = reports.d;
+  if (d) {
+    lines.push('');
+    lines.push(
+      'The cost of appendfsync always (nothing acknowledged lost even on a machine crash):',
+    );
+    lines.push(`  (d)/(c) saturated = ${fmt(ratio(sat('d'), sat('c')), 3)}`);
+    lines.push(
+      `  reference p50 / p95 / p99: (c) ${fmt(reports.c?.paced?.latencyMs.p50)} / ${fmt(reports.c?.paced?.latencyMs.p95)} / ${fmt(reports.c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
+    );
+  }
 
   const c = reports.c;
   const verdict = (ok: boolean | undefined) =>

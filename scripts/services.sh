@@ -4,6 +4,7 @@
 # DB_IOPS read and write I/O operations per second by a cgroup v1 blkio group.
 #
 #   scripts/services.sh [up]   ensure both run; print REDIS_URL=… MONGODB_URL=… lines
+#   scripts/services.sh up redis   only Redis (e.g. a second one with REDIS_APPENDFSYNC=always)
 #   scripts/services.sh stop   stop what this checkout started
 #   scripts/services.sh env    print the lines without starting anything
 #
@@ -189,9 +190,18 @@ case "${1:-up}" in
 up)
   exec 9>"$DATA/services.lock"
   flock 9
-  if [ -n "${REDIS_URL:-}" ]; then log "REDIS_URL is set: using it"; else ensure_redis; fi
-  if [ -n "${MONGODB_URL:-}" ]; then log "MONGODB_URL is set: using it"; else ensure_db; fi
-  print_env
+  case ${2:-all} in
+  all)
+    if [ -n "${REDIS_URL:-}" ]; then log "REDIS_URL is set: using it"; else ensure_redis; fi
+    if [ -n "${MONGODB_URL:-}" ]; then log "MONGODB_URL is set: using it"; else ensure_db; fi
+    print_env
+    ;;
+  redis)
+    ensure_redis
+    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+    ;;
+  *) die "unknown service '$2' (use: all, redis)" ;;
+  esac
   ;;
 stop)
   exec 9>"$DATA/services.lock"

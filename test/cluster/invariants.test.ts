@@ -453,7 +453,12 @@ describe('containers', () => {
     const redis = find('StatefulSet', 'redis');
     const args = container(redis).args.join(' ');
     expect(args).toContain('--appendonly yes');
-    expect(args).toContain('--appendfsync everysec');
+    // The fsync policy comes from the container's env (Kubernetes expands $(VAR) in args).
+    expect(args).toContain('--appendfsync $(REDIS_APPENDFSYNC)');
+    const fsync = container(redis).env.find(
+      (e: { name: string }) => e.name === 'REDIS_APPENDFSYNC',
+    );
+    expect(['everysec', 'always']).toContain(fsync?.value);
     expect(args).toContain('--maxmemory-policy noeviction');
     expect(redis.spec.volumeClaimTemplates[0].metadata.name).toBe(
       container(redis).volumeMounts[0].name,
