@@ -455,6 +455,9 @@ export class Committer {
 
   private park(items: Item[], reason: string): void {
     const until = now() + this.options.parkMs;
+    // Entries persisted elsewhere meanwhile are never looked up again: forget expired ones.
+    if (this.parked.size > 10_000)
+      for (const [id, at] of this.parked) if (at <= now()) this.parked.delete(id);
     const error = new DeadlineError(
       `not committed after ${this.options.maxCommitAttempts} attempts (${reason}); it stays in the stream and is retried later`,
     );
