@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { idempotencyKey, sequenceKey } from '../functions/shared/redis/keys.js';
 import { latencyLimits, loadProfile, repoRoot } from './profile.js';
 import type { RunnerConfig, RunnerMessage, RunnerResult } from './vu-runner.js';
 
@@ -497,13 +498,13 @@ async function main(): Promise<void> {
   } finally {
     killChildren();
     for (const { client: redis } of redisServers.values()) {
-      const idem = await deleteMatching(redis, `spillway:idem:${runTag}-*`);
+      const idem = await deleteMatching(redis, idempotencyKey(`${runTag}-*`));
       const subjects = Math.max(opts.vus, opts.connections);
       let seqs = 0;
       for (let from = 1; from <= subjects; from += 1000) {
         const keys = [];
         for (let i = from; i < Math.min(from + 1000, subjects + 1); i++)
-          keys.push(`spillway:seq:${profile.event.subjectPrefix}${i}`);
+          keys.push(sequenceKey(`${profile.event.subjectPrefix}${i}`));
         seqs += await redis.unlink(...keys);
       }
       log(`deleted ${idem} idempotency records and ${seqs} subject sequences of this run`);

@@ -14,7 +14,7 @@
 import { MongoClient } from 'mongodb';
 import { EnvReader } from '../functions/shared/env.js';
 import { STREAM_KEY } from '../functions/shared/names.js';
-import { createRedis } from '../functions/shared/redis.js';
+import { createRedis } from '../functions/shared/redis/client.js';
 import { serverWriteCommands } from './db-writes.js';
 import { ensureServices } from './services-env.js';
 import { Supervisor } from './supervisor.js';

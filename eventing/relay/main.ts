@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { createLogger } from '../../functions/shared/logger.js';
-import { createRedis, watchConnection } from '../../functions/shared/redis.js';
+import { createRedis, watchConnection } from '../../functions/shared/redis/client.js';
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 

@@ -8,7 +8,7 @@ import { Agent, request } from 'node:http';
 import type { Redis } from 'ioredis';
 import { sourceEventFor } from '../../functions/shared/entry.js';
 import type { Logger } from '../../functions/shared/logger.js';
-import { watchConnection } from '../../functions/shared/redis.js';
+import { watchConnection } from '../../functions/shared/redis/client.js';
 
 export interface RelayOptions {
   redis: Redis;

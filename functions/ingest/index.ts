@@ -6,7 +6,7 @@
 import { http } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import { createLogger } from '../shared/logger.js';
-import { createRedis, waitReady, watchConnection } from '../shared/redis.js';
+import { createRedis, waitReady, watchConnection } from '../shared/redis/client.js';
 import { loadIngestConfig } from './config.js';
 import { createIngest } from './handler.js';
 

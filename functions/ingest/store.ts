@@ -1,18 +1,14 @@
 /**
- * The TypeScript side of ingest-6.lua: builds its KEYS and ARGV, runs it (EVALSHA,
- * one round trip) and turns its reply into a typed outcome.
+ * The TypeScript side of ingest-6.lua (functions/shared/redis/commands): builds its
+ * KEYS and ARGV, runs it (EVALSHA, one round trip) and turns its reply into a
+ * typed outcome.
  */
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { entryFields, type StreamEntry } from '../shared/entry.js';
+import { ingestKeys } from '../shared/redis/keys.js';
+import { Scripts } from '../shared/redis/scripts.js';
 
-const SCRIPT = readFileSync(new URL('./ingest-6.lua', import.meta.url), 'utf8');
 const RATE_WINDOW_TTL_MS = 2000;
-/** Where the entry's `seq` value sits in its field list (the codec's fixed order). */
-const SEQ_VALUE_INDEX =
-  entryFields({ id: '', type: '', source: '', subject: '', time: '', seq: 0, data: '' }).indexOf(
-    'seq',
-  ) + 1;
 
 export type AcceptOutcome =
   | { kind: 'ok'; id: string; seq: number; streamId: string }
@@ -29,24 +25,20 @@ export interface AcceptLimits {
 }
 
 type ScriptReply = string[];
-interface IngestCommands {
-  spillwayIngest(...args: string[]): Promise<ScriptReply>;
-}
 
 export class EventStore {
-  private readonly redis: Redis & IngestCommands;
+  private readonly scripts: Scripts;
 
   constructor(
     redis: Redis,
     private readonly limits: AcceptLimits,
   ) {
-    redis.defineCommand('spillwayIngest', { numberOfKeys: 6, lua: SCRIPT });
-    this.redis = redis as Redis & IngestCommands;
+    this.scripts = new Scripts(redis);
   }
 
-  /** Loads the script so the first request already runs by hash. */
+  /** Loads the scripts so the first request already runs by hash. */
   async preload(): Promise<void> {
-    await this.redis.script('LOAD', SCRIPT);
+    await this.scripts.preload();
   }
 
   /**
@@ -59,23 +51,23 @@ export class EventStore {
     nowMs: number,
   ): Promise<AcceptOutcome> {
     const fields = entryFields({ ...entry, seq: 0 });
-    const second = Math.floor(nowMs / 1000);
-    const reply = await this.redis.spillwayIngest(
-      `spillway:idem:${entry.key ?? ''}`,
-      `spillway:rate:${client}:${second}`,
-      this.limits.streamKey,
-      `spillway:source:${entry.source}:settings`,
-      `spillway:source:${entry.source}:stats`,
-      `spillway:seq:${entry.subject}`,
+    const keys = ingestKeys({
+      stream: this.limits.streamKey,
+      idempotencyKey: entry.key,
+      client,
+      second: Math.floor(nowMs / 1000),
+      source: entry.source,
+      subject: entry.subject,
+    });
+    const reply = (await this.scripts.run('ingest', keys, [
       entry.key === undefined ? '0' : '1',
-      String(this.limits.idempotencyTtlMs),
-      String(this.limits.rateLimitPerSec),
-      String(RATE_WINDOW_TTL_MS),
-      String(this.limits.maxBacklog),
+      this.limits.idempotencyTtlMs,
+      this.limits.rateLimitPerSec,
+      RATE_WINDOW_TTL_MS,
+      this.limits.maxBacklog,
       entry.id,
-      String(8 + SEQ_VALUE_INDEX),
       ...fields,
-    );
+    ])) as ScriptReply;
     switch (reply[0]) {
       case 'ok':
         return {

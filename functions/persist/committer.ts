@@ -7,7 +7,7 @@
  *
  * A document counts as committed only when the database said so (verdict.ts).
  * Committed entries are acked for the source's group and deleted from the stream
- * (ack-delete-1.lua); only then are their deliveries answered 2xx.
+ * (ack-delete-1.lua, in functions/shared/redis/commands); only then are their deliveries answered 2xx.
  *
  * No single event blocks the others:
  *   - a document the database refuses for its content becomes a dead letter,
@@ -22,16 +22,15 @@
  * stream for the next start (nothing is acked that was not committed).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Collection } from 'mongodb';
 import type { EventDocument } from '../shared/document.js';
 import type { Logger } from '../shared/logger.js';
+import { Scripts } from '../shared/redis/scripts.js';
 import type { TokenBucket } from './bucket.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
 
-const ACK_DELETE = readFileSync(new URL('./ack-delete-1.lua', import.meta.url), 'utf8');
 const ACK_CHUNK = 1000;
 const WRITE_CONCERN = { w: 1, j: true } as const;
 const MAX_REASON_CHARS = 2000;
@@ -129,13 +128,10 @@ export class Committer {
   private failing = false;
   /** When the last batch committed (performance.now()), for readiness. */
   lastCommitAt = Number.NEGATIVE_INFINITY;
-  private readonly redis: Redis & {
-    spillwayAckDelete(...args: string[]): Promise<[number, number]>;
-  };
+  private readonly scripts: Scripts;
 
   constructor(private readonly options: CommitterOptions) {
-    options.redis.defineCommand('spillwayAckDelete', { numberOfKeys: 1, lua: ACK_DELETE });
-    this.redis = options.redis as typeof this.redis;
+    this.scripts = new Scripts(options.redis);
   }
 
   /** Items waiting for a write (fresh and retrying). */
@@ -516,8 +512,8 @@ export class Committer {
     for (let i = 0; i < ids.length; i += ACK_CHUNK) {
       const chunk = ids.slice(i, i + ACK_CHUNK);
       chunks.push(
-        this.redis
-          .spillwayAckDelete(this.options.streamKey, this.options.consumerGroup, ...chunk)
+        this.scripts
+          .run('ack-delete', [this.options.streamKey], [this.options.consumerGroup, ...chunk])
           .then(
             () => undefined,
             (error: unknown) => {

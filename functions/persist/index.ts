@@ -19,7 +19,7 @@ import {
 import { redactUrl } from '../shared/env.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
-import { createRedis, watchConnection } from '../shared/redis.js';
+import { createRedis, watchConnection } from '../shared/redis/client.js';
 import { TokenBucket } from './bucket.js';
 import { Committer, type DeadDocument, deadDocument } from './committer.js';
 import { loadPersistConfig } from './config.js';

@@ -16,12 +16,11 @@ import type { Redis } from 'ioredis';
 import { DocumentError, toDocument } from '../shared/document.js';
 import { EntryError, parseEntryFields } from '../shared/entry.js';
 import type { Logger } from '../shared/logger.js';
+import { pullLeaseKey } from '../shared/redis/keys.js';
+import { Scripts } from '../shared/redis/scripts.js';
 import { type Committer, deadDocument, type Work } from './committer.js';
 import type { PersistConfig } from './config.js';
 import type { PersistMetrics } from './metrics.js';
-
-const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 type Entries = Array<[string, string[]]>;
 
@@ -40,6 +39,7 @@ function after(id: string): string {
 export class PullIntake {
   private readonly owner = randomUUID();
   private readonly leaseKey: string;
+  private readonly scripts: Scripts;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -58,7 +58,8 @@ export class PullIntake {
     private readonly metrics: PersistMetrics,
     private readonly log: Logger,
   ) {
-    this.leaseKey = `spillway:persist:lease:${config.streamKey}`;
+    this.leaseKey = pullLeaseKey(config.streamKey);
+    this.scripts = new Scripts(redis);
   }
 
   start(): void {
@@ -89,13 +90,14 @@ export class PullIntake {
     clearTimeout(this.timer);
     await this.running;
     if (this.leased)
-      await this.redis.eval(RELEASE, 1, this.leaseKey, this.owner).catch(() => undefined);
+      await this.scripts.run('lease-release', [this.leaseKey], [this.owner]).catch(() => undefined);
   }
 
   private async lease(): Promise<boolean> {
     const ttl = String(this.config.leaseTtlMs);
     if (this.leased) {
-      this.leased = (await this.redis.eval(RENEW, 1, this.leaseKey, this.owner, ttl)) === 1;
+      this.leased =
+        (await this.scripts.run('lease-renew', [this.leaseKey], [this.owner, ttl])) === 1;
     } else {
       this.leased = (await this.redis.set(this.leaseKey, this.owner, 'PX', ttl, 'NX')) === 'OK';
       if (this.leased) this.log.info({ owner: this.owner }, 'pull lease taken');

@@ -3,6 +3,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEntryFields } from '../../functions/shared/entry.js';
 import {
+  RATE_WINDOW_PREFIX,
+  sourceSettingsKey,
+  sourceStatsKey,
+} from '../../functions/shared/redis/keys.js';
+import {
   type FunctionProcess,
   postJson,
   redisClient,
@@ -29,7 +34,7 @@ const isolated = { REDIS_URL: `${redisUrl()}/${DB}` };
  * value (rate-limit windows left out: they expire by themselves).
  */
 async function footprint(_stream?: string): Promise<string> {
-  const keys = (await redis.keys('*')).filter((k) => !k.startsWith('spillway:rate:')).sort();
+  const keys = (await redis.keys('*')).filter((k) => !k.startsWith(RATE_WINDOW_PREFIX)).sort();
   const values: unknown[] = [];
   for (const key of keys) {
     const type = await redis.type(key);
@@ -519,17 +524,17 @@ describe('ingest limits', () => {
   it('honours a per-source setting that disables the source (403) or overrides the rate', async () => {
     await redis.xtrim(stream, 'MAXLEN', 0);
     const source = unique('/src');
-    await redis.hset(`spillway:source:${source}:settings`, 'disabled', '1');
+    await redis.hset(sourceSettingsKey(source), 'disabled', '1');
     const refused = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 });
     expect(refused.status).toBe(403);
     expect(refused.body.error).toBe('source_disabled');
-    await redis.hset(`spillway:source:${source}:settings`, 'disabled', '0', 'rateLimitPerSec', '1');
+    await redis.hset(sourceSettingsKey(source), 'disabled', '0', 'rateLimitPerSec', '1');
     await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
     const first = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 });
     const second = await postJson(`${fn.url}/events`, { type: 't', source, data: 2 });
     expect([first.status, second.status]).toEqual([202, 429]);
-    expect(await redis.hget(`spillway:source:${source}:stats`, 'accepted')).toBe('1');
-    await redis.del(`spillway:source:${source}:settings`, `spillway:source:${source}:stats`);
+    expect(await redis.hget(sourceStatsKey(source), 'accepted')).toBe('1');
+    await redis.del(sourceSettingsKey(source), sourceStatsKey(source));
   });
 });
 

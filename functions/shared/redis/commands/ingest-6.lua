@@ -14,7 +14,8 @@
       5. GET    the per-subject sequence (KEYS[6]).
     Writes (only when accepted)
       6. SET    the per-subject sequence to seq = previous + 1.
-      7. XADD   the stream entry (contract 1), its `seq` value filled in here.
+      7. XADD   the stream entry (docs/architecture.md, "the stream entry"), the value
+                of its `seq` field filled in here.
       8. SET/INCR the client's window counter (a new window expires after ARGV[4] ms).
       9. HINCRBY the per-source counter `accepted`.
      10. SET    the idempotency record "<seq> <id>" with ARGV[2] ms to live (only when
@@ -34,8 +35,8 @@
     ARGV[4] rate-limit window time to live, ms
     ARGV[5] max backlog (stream length), 0 = none
     ARGV[6] event id
-    ARGV[7] position in ARGV of the entry's `seq` value (filled in by this script)
-    ARGV[8..] the stream entry's field/value strings (contract 1)
+    ARGV[7..] the stream entry's field/value strings; the value of the field named
+            `seq` is replaced by the sequence this script assigns
 
   Output (an array whose first element says what happened):
     {"ok", id, seq, streamId}   accepted: entry appended
@@ -69,10 +70,14 @@ end
 local seq = last + 1
 redis.call('SET', KEYS[6], seq)
 local fields = {}
-for i = 8, #ARGV do
+for i = 7, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-fields[tonumber(ARGV[7]) - 7] = tostring(seq)
+for i = 1, #fields - 1, 2 do
+  if fields[i] == 'seq' then
+    fields[i + 1] = tostring(seq)
+  end
+end
 local streamId = redis.call('XADD', KEYS[3], '*', unpack(fields))
 if used == 0 then
   redis.call('SET', KEYS[2], 1, 'PX', ARGV[4])

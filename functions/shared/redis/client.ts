@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from './logger.js';
+import type { Logger } from '../logger.js';
 
 /**
  * A Redis client that fails fast instead of queueing: a command sent while the
