@@ -3,7 +3,7 @@
  *
  *   (a)  bare node:http answering 202                       the machine's ceiling
  *   (b)  Functions Framework no-op on the framework's server  the framework's ceiling
- *   (c)  ingest (5 reads + 5 writes in Redis) on the lean host, dist/functions/host.js
+ *   (c)  ingest (5 reads + 5 writes in Redis) on the lean host, dist/functions/host/main.js
  *   (c') the same registered ingest function on the framework's own server (extra row)
  *   (d)  (c) with Redis fsyncing its AOF on every write (appendfsync always): the cost of
  *        losing nothing acknowledged even on a machine crash (a Redis of its own, port 6392)
@@ -16,7 +16,6 @@
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { idempotencyKey, sequenceKey } from '../functions/shared/redis/keys.js';
+import { stopProcess, waitHttpReady } from '../scripts/processes.js';
 import { latencyLimits, loadProfile, repoRoot } from './profile.js';
 import type { RunnerConfig, RunnerMessage, RunnerResult } from './vu-runner.js';
 
@@ -169,27 +169,8 @@ function killChildren() {
 }
 
 async function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    children.delete(child);
-    return;
-  }
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
+  await stopProcess(child, { timeoutMs });
   children.delete(child);
-}
-
-function httpStatus(port: number, path: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = get({ host: '127.0.0.1', port, path, agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', () => resolve(0));
-    req.on('timeout', () => req.destroy());
-  });
 }
 
 interface RunningServer {
@@ -210,7 +191,7 @@ async function startServer(
   const kind = SERVERS[id].kind;
   const script =
     kind === 'host'
-      ? fileURLToPath(new URL('../functions/host.js', import.meta.url))
+      ? fileURLToPath(new URL('../functions/host/main.js', import.meta.url))
       : fileURLToPath(new URL('./servers.js', import.meta.url));
   const args = kind === 'host' ? [script] : [script, kind, String(port)];
   const child = spawn(process.execPath, args, {
@@ -219,16 +200,11 @@ async function startServer(
   });
   closeSync(fd);
   children.add(child);
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`${SERVERS[id].label} exited with ${child.exitCode}; see ${logFile}`);
-    const status = await httpStatus(port, '/readyz');
-    if (status >= 200 && status < 300) break;
-    if (Date.now() > deadline)
-      throw new Error(`${SERVERS[id].label} not ready on :${port} after 30 s; see ${logFile}`);
-    await sleep(200);
-  }
+  await waitHttpReady(`http://127.0.0.1:${port}/readyz`, {
+    timeoutMs: 30_000,
+    proc: child,
+    what: `${SERVERS[id].label} (log ${logFile})`,
+  });
   return { child, port, logFile };
 }
 

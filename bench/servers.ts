@@ -6,7 +6,7 @@
  *              server (getTestServer: the http.Server its CLI also builds)
  *   ff-ingest  the registered `ingest` function on the framework's own server
  *
- * (The lean host is not here: the bench runs dist/functions/host.js itself.)
+ * (The lean host is not here: the bench runs dist/functions/host/main.js itself.)
  * Every server listens on 127.0.0.1 with a listen backlog of 65535 and the lean
  * host's keep-alive timeout (65 s), so paced VUs, which think up to 26 s, keep
  * their connections on every server alike.

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       void stop();
     },
   });
-  const host = new URL('../functions/host.js', import.meta.url);
+  const host = new URL('../functions/host/main.js', import.meta.url);
   const relay = new URL('../eventing/relay/main.js', import.meta.url);
   const typed = (url: URL) =>
     import.meta.url.endsWith('.ts') ? new URL(url.href.replace(/\.js$/, '.ts')) : url;

@@ -4,8 +4,8 @@
  * crash-loop back-off), a child that keeps dying gives up the whole pipeline, and
  * a stop is bounded: SIGTERM, then SIGKILL after the child's stop timeout.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { hasExited, spawnEntry, stopProcess, waitHttpReady } from './processes.js';
 
 export interface ChildSpec {
   name: string;
@@ -40,8 +40,6 @@ interface Running {
   timer: NodeJS.Timeout | undefined;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** How a child ended, for a log line: a signal when it was killed, else its exit code. */
 export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `signal ${signal}` : `code ${code}`;
@@ -75,20 +73,11 @@ export class Supervisor {
 
   private spawn(running: Running): void {
     const { spec } = running;
-    const file = fileURLToPath(spec.entry);
-    // Under tsx the children run the TypeScript sources the same way.
-    const args = file.endsWith('.ts') ? ['--import', 'tsx', file] : [file];
-    const proc = spawn(process.execPath, args, {
-      env: { ...process.env, ...spec.env },
-      stdio: ['ignore', 'inherit', 'inherit'],
-    });
+    const { proc, exited } = spawnEntry(spec.entry, { env: spec.env });
     running.proc = proc;
     running.startedAt = performance.now();
-    running.exited = new Promise((resolve) => {
-      proc.once('exit', (code, signal) => {
-        resolve();
-        if (!this.stopping && running.proc === proc) this.died(running, describeExit(code, signal));
-      });
+    running.exited = exited.then(({ code, signal }) => {
+      if (!this.stopping && running.proc === proc) this.died(running, describeExit(code, signal));
     });
     this.options.log(`${spec.name} running (pid ${proc.pid})`);
   }
@@ -122,22 +111,11 @@ export class Supervisor {
   private async waitReady(running: Running): Promise<void> {
     const { readyUrl, name } = running.spec;
     if (!readyUrl) return;
-    const proc = running.proc;
-    const deadline = performance.now() + this.options.readyTimeoutMs;
-    for (;;) {
-      if (!proc || proc.exitCode !== null || proc.signalCode !== null)
-        throw new Error(`${name} exited before it was ready`);
-      try {
-        const res = await fetch(readyUrl, { signal: AbortSignal.timeout(2000) });
-        await res.body?.cancel();
-        if (res.status === 200) return;
-      } catch {
-        // not listening yet
-      }
-      if (performance.now() > deadline)
-        throw new Error(`${name} not ready at ${readyUrl} after ${this.options.readyTimeoutMs} ms`);
-      await sleep(200);
-    }
+    await waitHttpReady(readyUrl, {
+      timeoutMs: this.options.readyTimeoutMs,
+      what: name,
+      ...(running.proc ? { proc: running.proc } : {}),
+    });
   }
 
   /** SIGTERM, then SIGKILL after the child's stop timeout; resolves once it exited. */
@@ -146,16 +124,15 @@ export class Supervisor {
     if (!running) return;
     clearTimeout(running.timer);
     const proc = running.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      this.options.log(
-        `${name} did not stop within ${running.spec.stopTimeoutMs} ms of SIGTERM; killing it`,
-      );
-      proc.kill('SIGKILL');
-    }, running.spec.stopTimeoutMs);
+    if (!proc || hasExited(proc)) return;
+    await stopProcess(proc, {
+      timeoutMs: running.spec.stopTimeoutMs,
+      onKill: () =>
+        this.options.log(
+          `${name} did not stop within ${running.spec.stopTimeoutMs} ms of SIGTERM; killing it`,
+        ),
+    });
     await running.exited;
-    clearTimeout(timer);
   }
 
   /** Stops every child, one after another in `order` (the rest after them). */

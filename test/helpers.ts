@@ -1,7 +1,10 @@
 /** Helpers shared by the tests: real function processes on real sockets. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { CloudEvent, HTTP } from 'cloudevents';
 import { Redis } from 'ioredis';
+import { sourceEventFor } from '../functions/shared/entry.js';
+import { hasExited, spawnEntry, waitHttpReady } from '../scripts/processes.js';
 
 export const redisUrl = () => process.env.REDIS_URL as string;
 export const mongoUrl = () => process.env.MONGODB_URL as string;
@@ -39,40 +42,29 @@ export async function metricsOf(fn: FunctionProcess): Promise<string> {
 }
 
 /** Spawns a TypeScript entry point of the project, collecting its output. */
-function spawnTs(
-  entry: string,
-  env: Record<string, string>,
-): FunctionProcess & { exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  proc.stdout?.on('data', (chunk) => (output += chunk));
-  proc.stderr?.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code) => resolve(code)),
-  );
+function spawnTs(entry: string, env: Record<string, string>) {
+  const child = spawnEntry(entry, { env, capture: true });
+  const exited = child.exited.then(({ code }) => code);
   return {
     url: '',
-    proc,
+    proc: child.proc,
     exited,
-    output: () => output,
-    kill: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null) proc.kill(signal);
+    output: child.output,
+    kill: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      if (!hasExited(child.proc)) child.proc.kill(signal);
       return exited;
     },
   };
 }
 
-/** Starts `functions/host.ts` (the deployed host) for a target in a child process. */
+/** Starts `functions/host/main.ts` (the deployed host) for a target in a child process. */
 export async function startFunction(
   target: 'ingest' | 'persist',
   env: Record<string, string> = {},
   readyPath = '/readyz',
 ): Promise<FunctionProcess> {
   const port = env.PORT ? Number(env.PORT) : nextPort++;
-  const child = spawnTs('functions/host.ts', {
+  const child = spawnTs('functions/host/main.ts', {
     FUNCTION_TARGET: target,
     PORT: String(port),
     METRICS_PORT: String(port + METRICS_OFFSET),
@@ -80,21 +72,14 @@ export async function startFunction(
     ...env,
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  let last = 'no answer';
-  for (;;) {
-    if (child.proc.exitCode !== null)
-      throw new Error(`${target} exited with ${child.proc.exitCode}:\n${child.output()}`);
-    try {
-      const res = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(5000) });
-      if (res.status === 200) break;
-      last = `${res.status} ${await res.text()}`;
-    } catch (error) {
-      last = String(error);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${target} not ready after 60 s (last: ${last}):\n${child.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    await waitHttpReady(`${url}${readyPath}`, {
+      timeoutMs: 60_000,
+      proc: child.proc,
+      what: target,
+    });
+  } catch (error) {
+    throw new Error(`${(error as Error).message}:\n${child.output()}`);
   }
   return { ...child, url };
 }
@@ -161,4 +146,26 @@ export async function postMany(
   };
   await Promise.all(Array.from({ length: concurrency }, agent));
   return out;
+}
+
+/**
+ * A delivery as RedisStreamSource makes it of a stream entry: a CloudEvent in
+ * binary mode, encoded by the CloudEvents SDK; `attributes` override its parts.
+ */
+export function sourceDelivery(
+  streamId: string,
+  data: unknown,
+  attributes: Record<string, unknown> = {},
+): RequestInit {
+  const event = {
+    ...sourceEventFor(streamId, [], '127.0.0.1:6390', 'spillway:events'),
+    data,
+    ...attributes,
+  };
+  const message = HTTP.binary(new CloudEvent(event, false));
+  return {
+    method: 'POST',
+    headers: message.headers as Record<string, string>,
+    body: message.body as string,
+  };
 }

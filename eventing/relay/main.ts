@@ -8,44 +8,51 @@ import { createRedis, watchConnection } from '../../functions/shared/redis/clien
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 
-const config = loadRelayConfig();
-const log = createLogger('relay', config.logLevel);
-const redis = createRedis(config.redisUrl, {
-  enableOfflineQueue: true,
-  maxRetriesPerRequest: null,
-});
-watchConnection(redis, log);
-const url = new URL(config.redisUrl);
-const relay = new Relay({
-  redis,
-  redisAddress: `${url.hostname}:${url.port || 6379}`,
-  streamKey: config.streamKey,
-  consumerGroup: config.consumerGroup,
-  consumerName: config.consumerName || `relay-${hostname()}`,
-  consumers: config.consumers,
-  sinkUrl: config.sinkUrl,
-  log,
-});
-await relay.start();
-log.info(
-  { sink: config.sinkUrl, consumers: config.consumers, group: config.consumerGroup },
-  'relay started',
-);
-let stopping = false;
-const stop = () => {
-  if (stopping) return;
-  stopping = true;
-  relay.stop().then(
-    () => {
-      log.info(relay.stats, 'relay stopped');
-      redis.disconnect();
-      process.exit(0);
-    },
-    (error) => {
-      log.error({ err: error }, 'relay stop failed');
-      process.exit(1);
-    },
+async function main(): Promise<void> {
+  const config = loadRelayConfig();
+  const log = createLogger('relay', config.logLevel);
+  const redis = createRedis(config.redisUrl, {
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+  });
+  watchConnection(redis, log);
+  const url = new URL(config.redisUrl);
+  const relay = new Relay({
+    redis,
+    redisAddress: `${url.hostname}:${url.port || 6379}`,
+    streamKey: config.streamKey,
+    consumerGroup: config.consumerGroup,
+    consumerName: config.consumerName || `relay-${hostname()}`,
+    consumers: config.consumers,
+    sinkUrl: config.sinkUrl,
+    log,
+  });
+  await relay.start();
+  log.info(
+    { sink: config.sinkUrl, consumers: config.consumers, group: config.consumerGroup },
+    'relay started',
   );
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    relay.stop().then(
+      () => {
+        log.info(relay.stats, 'relay stopped');
+        redis.disconnect();
+        process.exit(0);
+      },
+      (error) => {
+        log.error({ err: error }, 'relay stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`relay failed: ${String((error as Error)?.stack ?? error)}\n`);
+  process.exit(1);
+});

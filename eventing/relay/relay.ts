@@ -5,6 +5,7 @@
  * (pkg/source/adapter) it mirrors.
  */
 import { Agent, request } from 'node:http';
+import { CloudEvent, HTTP } from 'cloudevents';
 import type { Redis } from 'ioredis';
 import { sourceEventFor } from '../../functions/shared/entry.js';
 import type { Logger } from '../../functions/shared/logger.js';
@@ -48,18 +49,24 @@ export class Relay {
   private slotFree: (() => void) | undefined;
   private readonly reader: Redis;
 
-  constructor(private readonly o: RelayOptions) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: o.consumers });
-    this.sink = new URL(o.sinkUrl);
+  constructor(private readonly options: RelayOptions) {
+    this.agent = new Agent({ keepAlive: true, maxSockets: options.consumers });
+    this.sink = new URL(options.sinkUrl);
     // Blocking reads get their own connection, like each consumer of the source.
-    this.reader = o.redis.duplicate();
-    watchConnection(this.reader, o.log, 'redis (reader)');
+    this.reader = options.redis.duplicate();
+    watchConnection(this.reader, options.log, 'redis (reader)');
   }
 
   /** Creates the group the way the source does: at `$`, so older entries are never delivered by it. */
   async start(): Promise<void> {
     try {
-      await this.o.redis.xgroup('CREATE', this.o.streamKey, this.o.consumerGroup, '$', 'MKSTREAM');
+      await this.options.redis.xgroup(
+        'CREATE',
+        this.options.streamKey,
+        this.options.consumerGroup,
+        '$',
+        'MKSTREAM',
+      );
     } catch (error) {
       if (!String((error as Error).message).includes('BUSYGROUP')) throw error;
     }
@@ -76,8 +83,8 @@ export class Relay {
     this.reader.disconnect();
     await this.loop?.catch(() => undefined);
     while (this.inFlight > 0) await new Promise((r) => setTimeout(r, 10));
-    await this.o.redis
-      .xgroup('DESTROY', this.o.streamKey, this.o.consumerGroup)
+    await this.options.redis
+      .xgroup('DESTROY', this.options.streamKey, this.options.consumerGroup)
       .catch(() => undefined);
     this.agent.destroy();
   }
@@ -87,7 +94,7 @@ export class Relay {
     let pendingDone = false;
     let pendingFrom = '0';
     while (!this.stopping) {
-      const free = this.o.consumers - this.inFlight;
+      const free = this.options.consumers - this.inFlight;
       if (free <= 0) {
         await new Promise<void>((resolve) => {
           this.slotFree = resolve;
@@ -98,13 +105,13 @@ export class Relay {
       try {
         const args: Array<string | number> = [
           'GROUP',
-          this.o.consumerGroup,
-          this.o.consumerName,
+          this.options.consumerGroup,
+          this.options.consumerName,
           'COUNT',
           free,
         ];
         if (pendingDone) args.push('BLOCK', 1000);
-        args.push('STREAMS', this.o.streamKey, pendingDone ? '>' : pendingFrom);
+        args.push('STREAMS', this.options.streamKey, pendingDone ? '>' : pendingFrom);
         const reply = (await this.reader.call('XREADGROUP', ...args)) as Array<
           [string, Entry[]]
         > | null;
@@ -114,15 +121,15 @@ export class Relay {
         const message = String((error as Error).message);
         if (message.includes('NOGROUP')) {
           // Like the source, a missing group is an error until it is made again.
-          this.o.log.error(
-            { stream: this.o.streamKey },
+          this.options.log.error(
+            { stream: this.options.streamKey },
             'consumer group is gone (NOGROUP); recreating it',
           );
-          await this.o.redis
-            .xgroup('CREATE', this.o.streamKey, this.o.consumerGroup, '$', 'MKSTREAM')
+          await this.options.redis
+            .xgroup('CREATE', this.options.streamKey, this.options.consumerGroup, '$', 'MKSTREAM')
             .catch(() => undefined);
         } else {
-          this.o.log.warn({ err: error }, 'XREADGROUP failed');
+          this.options.log.warn({ err: error }, 'XREADGROUP failed');
         }
         await new Promise((r) => setTimeout(r, 200));
         continue;
@@ -144,7 +151,7 @@ export class Relay {
       // it forever (a stalled consumer). Persist acks before it deletes, so this must
       // never happen; it is counted and logged loudly, then acked to keep going.
       this.stats.deletedPending++;
-      this.o.log.error(
+      this.options.log.error(
         { id },
         'pending entry was deleted before being acked: the real source would stall here',
       );
@@ -159,7 +166,7 @@ export class Relay {
         // The source acks after the send attempt, even when every retry failed.
         return this.ack(id);
       })
-      .catch((error) => this.o.log.warn({ err: error, id }, 'ack failed'))
+      .catch((error) => this.options.log.warn({ err: error, id }, 'ack failed'))
       .finally(() => {
         this.inFlight--;
         this.slotFree?.();
@@ -168,29 +175,29 @@ export class Relay {
   }
 
   private async ack(id: string): Promise<void> {
-    await this.o.redis.xack(this.o.streamKey, this.o.consumerGroup, id);
+    await this.options.redis.xack(this.options.streamKey, this.options.consumerGroup, id);
   }
 
   /** One event per HTTP request, CloudEvents binary mode; 5 retries, backoff 50 ms doubling. */
   private async deliver(id: string, fields: string[]): Promise<boolean> {
-    const event = sourceEventFor(id, fields, this.o.redisAddress, this.o.streamKey);
-    const body = Buffer.from(JSON.stringify(event.data));
+    const message = HTTP.binary(
+      new CloudEvent(sourceEventFor(id, fields, this.options.redisAddress, this.options.streamKey)),
+    );
+    const body = Buffer.from(message.body as string);
     const headers = {
-      'content-type': event.datacontenttype,
+      ...(message.headers as Record<string, string>),
       'content-length': String(body.length),
-      'ce-specversion': event.specversion,
-      'ce-id': event.id,
-      'ce-type': event.type,
-      'ce-source': event.source,
     };
-    const retries = this.o.retries ?? 5;
+    const retries = this.options.retries ?? 5;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0)
-        await new Promise((r) => setTimeout(r, (this.o.backoffMs ?? 50) * 2 ** (attempt - 1)));
+        await new Promise((r) =>
+          setTimeout(r, (this.options.backoffMs ?? 50) * 2 ** (attempt - 1)),
+        );
       const status = await this.send(headers, body).catch(() => 0);
       if (status >= 200 && status < 300) return true;
     }
-    this.o.log.warn(
+    this.options.log.warn(
       { id, attempts: retries + 1 },
       'delivery failed; acknowledging it anyway, as the source does',
     );
@@ -201,7 +208,12 @@ export class Relay {
     return new Promise((resolve, reject) => {
       const req = request(
         this.sink,
-        { method: 'POST', headers, agent: this.agent, timeout: this.o.sendTimeoutMs ?? 60_000 },
+        {
+          method: 'POST',
+          headers,
+          agent: this.agent,
+          timeout: this.options.sendTimeoutMs ?? 60_000,
+        },
         (res) => {
           res.resume();
           res.on('end', () => resolve(res.statusCode ?? 0));

@@ -1,53 +1,29 @@
 /**
  * The ingest HTTP function: validate, one Redis round trip (ingest-6.lua), 202.
  * It uses only node:http's request/response API plus `req.rawBody`, so it runs the
- * same under the Functions Framework (Express) and under Spillway's lean host.
+ * same under the Functions Framework (Express) and under Spillway's lean host
+ * (which also serves /healthz and /readyz for it).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
+import { ClientError, HttpError, pathOf, send, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import type { IngestConfig } from './config.js';
-import { ClientError, parseEvent } from './request.js';
-import { EventStore } from './store.js';
+import { parseEvent } from './request.js';
+import { type AcceptOutcome, EventStore } from './store.js';
 
 export type IngestRequest = IncomingMessage & { rawBody?: Buffer; body?: unknown };
 
-const JSON_HEADERS = { 'content-type': 'application/json' };
+/** Where events are posted; `/` is an alias of `/events`. */
 const EVENT_PATHS = new Set(['/', '/events']);
 
 export interface Ingest {
   handle(req: IngestRequest, res: ServerResponse): Promise<void>;
   ready(): Promise<boolean>;
   store: EventStore;
-}
-
-function send(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-) {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...JSON_HEADERS, 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-function sendError(
-  res: ServerResponse,
-  status: number,
-  error: string,
-  detail: string,
-  headers: Record<string, string> = {},
-) {
-  send(res, status, { error, detail }, headers);
-}
-
-function pathOf(url: string | undefined): string {
-  const q = (url ?? '/').indexOf('?');
-  return q === -1 ? (url ?? '/') : (url ?? '/').slice(0, q);
 }
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
@@ -96,38 +72,27 @@ export function createIngest(
     return `ip:${first || req.socket.remoteAddress || 'unknown'}`;
   }
 
+  /** Answers one event, or throws the HttpError that says why not. */
   async function accept(req: IngestRequest, res: ServerResponse): Promise<number> {
     let token: Buffer | undefined;
     if (keyDigests.length > 0) {
       token = authorize(req);
-      if (!token) {
-        sendError(
-          res,
-          401,
+      if (!token)
+        throw new ClientError(
           'unauthorized',
           'send a valid API key as "Authorization: Bearer <key>"',
-          {
-            'www-authenticate': 'Bearer',
-          },
+          { 'www-authenticate': 'Bearer' },
         );
-        return 401;
-      }
     }
     const body = req.rawBody ?? Buffer.alloc(0);
-    if (body.length > config.maxBodyBytes) {
-      sendError(
-        res,
-        413,
+    if (body.length > config.maxBodyBytes)
+      throw new ClientError(
         'payload_too_large',
         `the body is larger than MAX_BODY_BYTES (${config.maxBodyBytes} bytes)`,
       );
-      return 413;
-    }
     const key = req.headers['idempotency-key'];
-    if (typeof key === 'string' && (key === '' || key.length > 256)) {
-      sendError(res, 400, 'invalid_header', 'Idempotency-Key must be 1 to 256 characters');
-      return 400;
-    }
+    if (typeof key === 'string' && (key === '' || key.length > 256))
+      throw new ClientError('invalid_header', 'Idempotency-Key must be 1 to 256 characters');
     const draft = parseEvent(req.headers, body, config.defaultSource);
     const now = Date.now();
     const entry = {
@@ -139,21 +104,16 @@ export function createIngest(
       data: draft.data,
       ...(typeof key === 'string' ? { key } : {}),
     };
-    let outcome: Awaited<ReturnType<EventStore['accept']>>;
+    let outcome: AcceptOutcome;
     try {
       outcome = await store.accept(entry, clientOf(req, token), now);
     } catch (error) {
       log.warn({ err: error }, 'redis did not take the event');
-      sendError(
-        res,
-        503,
+      throw new HttpError(
         'unavailable',
         'the event store is unavailable; retry with the same Idempotency-Key',
-        {
-          'retry-after': '1',
-        },
+        { 'retry-after': '1' },
       );
-      return 503;
     }
     switch (outcome.kind) {
       case 'ok':
@@ -166,33 +126,22 @@ export function createIngest(
         );
         return 202;
       case 'disabled':
-        sendError(
-          res,
-          403,
+        throw new ClientError(
           'source_disabled',
           `source ${JSON.stringify(entry.source)} is disabled by its settings`,
         );
-        return 403;
       case 'rate':
-        sendError(
-          res,
-          429,
+        throw new ClientError(
           'rate_limited',
           `over ${outcome.limit} requests per second for this client`,
           { 'retry-after': '1' },
         );
-        return 429;
       case 'full':
-        sendError(
-          res,
-          503,
+        throw new HttpError(
           'backlog_full',
           `${outcome.backlog} events are waiting to be persisted (MAX_BACKLOG ${config.maxBacklog}); retry later`,
-          {
-            'retry-after': String(config.backlogRetryAfterSec),
-          },
+          { 'retry-after': String(config.backlogRetryAfterSec) },
         );
-        return 503;
     }
   }
 
@@ -204,52 +153,34 @@ export function createIngest(
     }
   }
 
+  async function route(req: IngestRequest, res: ServerResponse): Promise<number> {
+    const path = pathOf(req.url);
+    if (!EVENT_PATHS.has(path))
+      throw new ClientError('not_found', `no route ${path}; post events to /events`);
+    if (req.method !== 'POST')
+      throw new ClientError(
+        'method_not_allowed',
+        `${req.method} is not allowed on ${path}; use POST`,
+        {
+          allow: 'POST',
+        },
+      );
+    return accept(req, res);
+  }
+
   async function handle(req: IngestRequest, res: ServerResponse): Promise<void> {
     const started = process.hrtime.bigint();
-    const path = pathOf(req.url);
     let status: number;
     try {
-      if (EVENT_PATHS.has(path)) {
-        if (req.method === 'POST') {
-          status = await accept(req, res);
-        } else {
-          sendError(
-            res,
-            405,
-            'method_not_allowed',
-            `${req.method} is not allowed on ${path}; use POST`,
-            { allow: 'POST' },
-          );
-          status = 405;
-        }
-      } else if (path === '/healthz' || path === '/readyz') {
-        if (req.method !== 'GET' && req.method !== 'HEAD') {
-          sendError(
-            res,
-            405,
-            'method_not_allowed',
-            `${req.method} is not allowed on ${path}; use GET`,
-            { allow: 'GET' },
-          );
-          status = 405;
-        } else if (path === '/healthz' || (await ready())) {
-          send(res, 200, { status: 'ok' });
-          status = 200;
-        } else {
-          sendError(res, 503, 'not_ready', 'Redis does not answer');
-          status = 503;
-        }
-      } else {
-        sendError(res, 404, 'not_found', `no route ${path}; post events to /events`);
-        status = 404;
-      }
+      status = await route(req, res);
     } catch (error) {
-      if (error instanceof ClientError) {
-        sendError(res, error.status, error.code, error.message);
+      if (error instanceof HttpError) {
+        sendError(res, error);
         status = error.status;
       } else {
         log.error({ err: error }, 'ingest failed');
-        if (!res.headersSent) sendError(res, 500, 'internal', 'ingest failed; see its log');
+        if (!res.headersSent)
+          sendError(res, new HttpError('internal', 'ingest failed; see its log'));
         status = 500;
       }
     }

@@ -1,40 +1,43 @@
 /**
- * Registers the `ingest` HTTP function with the Functions Framework, configured
- * from the environment. Deploy with `functions-framework --target=ingest` or the
- * lean host (functions/host.ts), which serves this same registered function.
+ * The `ingest` HTTP function, configured from the environment: registered with
+ * the Functions Framework (`functions-framework --target=ingest`) and exported
+ * as one typed object for Spillway's lean host (functions/host/), which serves
+ * the same handler.
  */
 import { http } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
+import type { HttpFunction } from '../shared/function.js';
 import { createLogger } from '../shared/logger.js';
 import { createRedis, waitReady, watchConnection } from '../shared/redis/client.js';
 import { loadIngestConfig } from './config.js';
 import { createIngest } from './handler.js';
 
-export const config = loadIngestConfig();
-export const log = createLogger('ingest', config.logLevel);
-export const registry = new Registry();
+const config = loadIngestConfig();
+const log = createLogger('ingest', config.logLevel);
+const registry = new Registry();
 const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
 watchConnection(redis, log);
-const ingest = createIngest(config, redis, registry, log);
+const app = createIngest(config, redis, registry, log);
 // Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
 redis.on('ready', () => {
-  ingest.store
-    .preload()
-    .catch((error) => log.warn({ err: error }, 'could not preload the ingest script'));
+  app.store.preload().catch((error) => log.warn({ err: error }, 'could not preload the scripts'));
 });
 
-http('ingest', (req, res) => ingest.handle(req, res));
+export const ingest: HttpFunction = {
+  signature: 'http',
+  handler: (req, res) => app.handle(req, res),
+  config,
+  registry,
+  log,
+  ready: () => app.ready(),
+  async whenReady(timeoutMs) {
+    await waitReady(redis, timeoutMs).catch((error: Error) =>
+      log.warn({ err: error }, 'serving before Redis is ready'),
+    );
+  },
+  async shutdown() {
+    await redis.quit().catch(() => redis.disconnect());
+  },
+};
 
-/** For the host: the configured body cap, readiness, and a clean stop. */
-export const maxBodyBytes = config.maxBodyBytes;
-export const shutdownTimeoutMs = config.shutdownTimeoutMs;
-export const ready = () => ingest.ready();
-/** Resolves once Redis is ready (or after timeoutMs): a new worker takes no request before. */
-export async function whenReady(timeoutMs: number): Promise<void> {
-  await waitReady(redis, timeoutMs).catch((error: Error) =>
-    log.warn({ err: error }, 'serving before Redis is ready'),
-  );
-}
-export async function shutdown(): Promise<void> {
-  await redis.quit().catch(() => redis.disconnect());
-}
+http('ingest', ingest.handler);

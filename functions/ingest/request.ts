@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { HTTP } from 'cloudevents';
+import { ClientError, isJsonMediaType, mediaType } from '../shared/http.js';
 
 export interface EventDraft {
   /** Kept from a CloudEvent; plain events get a fresh UUIDv7. */
@@ -18,43 +19,22 @@ export interface EventDraft {
   data: string;
 }
 
-export class ClientError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    detail: string,
-  ) {
-    super(detail);
-  }
-}
-
 const LIMITS = { id: 256, type: 256, source: 1024, subject: 1024 } as const;
 const PLAIN_FIELDS = new Set(['type', 'source', 'subject', 'data']);
 
-export function mediaType(headers: IncomingHttpHeaders): string {
-  const raw = headers['content-type'];
-  if (!raw) return '';
-  const semi = raw.indexOf(';');
-  return (semi === -1 ? raw : raw.slice(0, semi)).trim().toLowerCase();
-}
-
-function isJsonMediaType(type: string): boolean {
-  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
-}
-
 function text(field: string, value: unknown, required: boolean): string | undefined {
   if (value === undefined || value === null) {
-    if (required) throw new ClientError(400, 'invalid_field', `"${field}" is required`);
+    if (required) throw new ClientError('invalid_field', `"${field}" is required`);
     return undefined;
   }
   if (typeof value !== 'string') {
-    throw new ClientError(400, 'invalid_field', `"${field}" must be a string`);
+    throw new ClientError('invalid_field', `"${field}" must be a string`);
   }
   const max = LIMITS[field as keyof typeof LIMITS];
   if (required && value === '')
-    throw new ClientError(400, 'invalid_field', `"${field}" must not be empty`);
+    throw new ClientError('invalid_field', `"${field}" must not be empty`);
   if (value.length > max) {
-    throw new ClientError(400, 'invalid_field', `"${field}" is longer than ${max} characters`);
+    throw new ClientError('invalid_field', `"${field}" is longer than ${max} characters`);
   }
   return value;
 }
@@ -64,7 +44,6 @@ function parseJson(body: Buffer): unknown {
     return JSON.parse(body.toString('utf8'));
   } catch (error) {
     throw new ClientError(
-      400,
       'malformed_json',
       `the body is not valid JSON: ${(error as Error).message}`,
     );
@@ -75,7 +54,6 @@ function plainEvent(body: Buffer, defaultSource: string): EventDraft {
   const value = parseJson(body);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ClientError(
-      400,
       'invalid_body',
       'the body must be a JSON object {type, source?, subject?, data}',
     );
@@ -84,14 +62,13 @@ function plainEvent(body: Buffer, defaultSource: string): EventDraft {
   for (const name of Object.keys(event)) {
     if (!PLAIN_FIELDS.has(name)) {
       throw new ClientError(
-        400,
         'invalid_field',
         `"${name}" is not a field of an event (type, source, subject, data)`,
       );
     }
   }
   if (!('data' in event))
-    throw new ClientError(400, 'invalid_field', '"data" is required (any JSON value)');
+    throw new ClientError('invalid_field', '"data" is required (any JSON value)');
   return {
     type: text('type', event.type, true) as string,
     source: text('source', event.source, false) ?? defaultSource,
@@ -109,25 +86,23 @@ function cloudEvent(headers: IncomingHttpHeaders, body: Buffer): EventDraft {
     });
   } catch (error) {
     const message = (error as Error).message;
-    const status =
+    const code =
       message.includes('JSON') || error instanceof SyntaxError
         ? 'malformed_json'
         : 'invalid_cloudevent';
-    throw new ClientError(400, status, `not a valid CloudEvent: ${message}`);
+    throw new ClientError(code, `not a valid CloudEvent: ${message}`);
   }
   if (Array.isArray(event)) {
     throw new ClientError(
-      415,
       'unsupported_media_type',
       'CloudEvents batch mode is not accepted; send one event per request',
     );
   }
   const data = event.data ?? (event.data_base64 === undefined ? undefined : null);
   if (data === undefined)
-    throw new ClientError(400, 'invalid_field', '"data" is required (any JSON value)');
+    throw new ClientError('invalid_field', '"data" is required (any JSON value)');
   if (event.data_base64 !== undefined || Buffer.isBuffer(data) || data instanceof Uint8Array) {
     throw new ClientError(
-      415,
       'unsupported_media_type',
       'CloudEvent data must be JSON (datacontenttype application/json)',
     );
@@ -153,14 +128,12 @@ export function parseEvent(
   if (type === 'application/cloudevents+json') return cloudEvent(headers, body);
   if (type === 'application/cloudevents-batch+json') {
     throw new ClientError(
-      415,
       'unsupported_media_type',
       'CloudEvents batch mode is not accepted; send one event per request',
     );
   }
   if (!isJsonMediaType(type)) {
     throw new ClientError(
-      415,
       'unsupported_media_type',
       `Content-Type ${type === '' ? '(none)' : JSON.stringify(type)} is not accepted; send application/json or a CloudEvent`,
     );

@@ -12,6 +12,7 @@
  */
 export class TokenBucket {
   private next: number;
+  private tail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly perSec: number,
@@ -42,13 +43,23 @@ export class TokenBucket {
     this.next = Math.max(this.next, this.now() + 1010 / this.perSec);
   }
 
-  /** Takes a token, runs one write command, and spaces the next token from its answer. */
+  /**
+   * Takes a token, runs one write command, and spaces the next token from its
+   * answer. Calls run one at a time: one write is in flight at most.
+   */
   async run<T>(write: () => Promise<T>): Promise<T> {
-    await this.take();
+    const previous = this.tail;
+    let done = () => {};
+    this.tail = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    await previous;
     try {
+      await this.take();
       return await write();
     } finally {
       this.completed();
+      done();
     }
   }
 

@@ -1,13 +1,10 @@
-import { type Env, EnvReader, LOG_LEVELS, type LogLevel } from '../shared/env.js';
-import { CONSUMER_GROUP, DATABASE, STREAM_KEY } from '../shared/names.js';
+import { type ServiceConfig, serviceConfig } from '../shared/config.js';
+import { type Env, EnvReader } from '../shared/env.js';
+import { CONSUMER_GROUP, DATABASE } from '../shared/names.js';
 
-export interface PersistConfig {
-  port: number;
-  metricsPort: number;
-  redisUrl: string;
+export interface PersistConfig extends ServiceConfig {
   mongodbUrl: string;
   database: string;
-  streamKey: string;
   consumerGroup: string;
   /** Write commands per second this process may send to the database. */
   writeOpsPerSec: number;
@@ -28,20 +25,19 @@ export interface PersistConfig {
   catchupSkipEntries: number;
   pullChunkEntries: number;
   leaseTtlMs: number;
-  maxBodyBytes: number;
-  shutdownTimeoutMs: number;
-  logLevel: LogLevel;
 }
 
 export function loadPersistConfig(env: Env = process.env): PersistConfig {
   const r = new EnvReader(env);
   return {
-    port: r.int('PORT', 8081, 0, 65535),
-    metricsPort: r.int('METRICS_PORT', 9091, 0, 65535),
-    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6390', ['redis:', 'rediss:']),
+    ...serviceConfig(r, {
+      port: 8081,
+      metricsPort: 9091,
+      maxBodyBytes: 1024 * 1024,
+      shutdownTimeoutMs: 30_000,
+    }),
     mongodbUrl: r.url('MONGODB_URL', 'mongodb://127.0.0.1:27030/', ['mongodb:', 'mongodb+srv:']),
     database: r.string('MONGODB_DB', DATABASE),
-    streamKey: r.string('STREAM_KEY', STREAM_KEY),
     consumerGroup: r.string('CONSUMER_GROUP', CONSUMER_GROUP),
     writeOpsPerSec: r.int('WRITE_OPS_PER_SEC', 100, 1, 100_000),
     maxBatchDocs: r.int('MAX_BATCH_DOCS', 10_000, 1, 100_000),
@@ -56,8 +52,5 @@ export function loadPersistConfig(env: Env = process.env): PersistConfig {
     catchupSkipEntries: r.int('CATCHUP_SKIP_ENTRIES', 1000, 0),
     pullChunkEntries: r.int('PULL_CHUNK_ENTRIES', 5000, 1, 100_000),
     leaseTtlMs: r.int('LEASE_TTL_MS', 10_000, 500),
-    maxBodyBytes: r.int('MAX_BODY_BYTES', 1024 * 1024, 1024),
-    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 30_000, 0),
-    logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
   };
 }

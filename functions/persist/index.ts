@@ -1,8 +1,10 @@
 /**
- * Registers the `persist` CloudEvent function with the Functions Framework,
- * configured from the environment. Each delivery (contract 2) becomes a document
- * (contract 3) in the next group commit; the delivery is answered once that batch
- * is committed. A poison event goes to `events_dead` and is answered 2xx.
+ * The `persist` CloudEvent function, configured from the environment: registered
+ * with the Functions Framework (`functions-framework --target=persist`) and
+ * exported as one typed object for Spillway's lean host (functions/host/). Each
+ * delivery (a RedisStreamSource CloudEvent, docs/architecture.md) becomes a
+ * document in the next group commit; the delivery is answered once that batch is
+ * committed. A poison event goes to `events_dead` and is answered 2xx.
  */
 import { cloudEvent } from '@google-cloud/functions-framework';
 import type { CloudEventV1 } from 'cloudevents';
@@ -17,6 +19,7 @@ import {
   type SourceEvent,
 } from '../shared/entry.js';
 import { redactUrl } from '../shared/env.js';
+import type { EventFunction } from '../shared/function.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
@@ -26,9 +29,9 @@ import { loadPersistConfig } from './config.js';
 import { createPersistMetrics } from './metrics.js';
 import { entryBytes, PullIntake, workOf } from './pull.js';
 
-export const config = loadPersistConfig();
-export const log = createLogger('persist', config.logLevel);
-export const registry = new Registry();
+const config = loadPersistConfig();
+const log = createLogger('persist', config.logLevel);
+const registry = new Registry();
 const metrics = createPersistMetrics(registry);
 
 const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 3 });
@@ -57,34 +60,41 @@ const committer = new Committer({
 });
 const pull = new PullIntake(redis, committer, config, metrics, log);
 
-async function start(): Promise<void> {
-  await mongo.connect();
-  // Index creation is a write command too: it takes a token from the budget.
-  metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
-  await bucket.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
-  committer.start();
-  pull.start();
-  log.info(
-    {
-      mongodb: redactUrl(config.mongodbUrl),
-      redis: redactUrl(config.redisUrl),
-      stream: config.streamKey,
-      group: config.consumerGroup,
-      writeOpsPerSec: config.writeOpsPerSec,
-      maxBatchDocs: config.maxBatchDocs,
-      maxBatchBytes: config.maxBatchBytes,
-    },
-    'persist started',
-  );
+/**
+ * The index of events_dead, once the database takes it. A database that is down
+ * at start is no reason to exit: deliveries queue and are retried meanwhile.
+ */
+async function ensureIndexes(): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // Index creation is a write command too: it takes a token from the budget.
+      metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
+      await bucket.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
+      return;
+    } catch (error) {
+      if (attempt === 0) log.warn({ err: error }, 'database not reachable yet; retrying');
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 10_000)));
+    }
+  }
 }
-const started = start();
-started.catch((error) => {
-  log.fatal({ err: error }, 'persist could not start');
-  process.exit(1);
-});
 
-cloudEvent('persist', async (event: CloudEventV1<unknown>) => {
-  await started;
+committer.start();
+pull.start();
+void ensureIndexes();
+log.info(
+  {
+    mongodb: redactUrl(config.mongodbUrl),
+    redis: redactUrl(config.redisUrl),
+    stream: config.streamKey,
+    group: config.consumerGroup,
+    writeOpsPerSec: config.writeOpsPerSec,
+    maxBatchDocs: config.maxBatchDocs,
+    maxBatchBytes: config.maxBatchBytes,
+  },
+  'persist started',
+);
+
+async function handler(event: CloudEventV1<unknown>): Promise<void> {
   const raw = event as unknown as SourceEvent;
   let decoded: ReturnType<typeof decodeSourceEvent>;
   try {
@@ -101,17 +111,14 @@ cloudEvent('persist', async (event: CloudEventV1<unknown>) => {
   }
   const fields = entryFields(decoded.entry);
   return committer.submit(workOf(decoded.streamId, fields), decoded.streamId, entryBytes(fields));
-});
+}
 
-/** For the host. */
-export const maxBodyBytes = config.maxBodyBytes;
 /**
  * Ready when Redis answers and the database has taken a batch in the last 10 s or
  * answers a ping within 2 s: a database busy with our own writes is not down.
  */
-export async function ready(): Promise<boolean> {
+async function ready(): Promise<boolean> {
   try {
-    await started;
     await redis.ping();
     if (performance.now() - committer.lastCommitAt < 10_000) return true;
     const timeout = new Promise((_, reject) =>
@@ -127,13 +134,26 @@ export async function ready(): Promise<boolean> {
  * Stops pulling and taking deliveries, and commits and answers what is held
  * within SHUTDOWN_TIMEOUT_MS; what is not committed by then stays in the stream.
  */
-export async function drain(): Promise<void> {
+async function drain(): Promise<void> {
   const deadline = performance.now() + config.shutdownTimeoutMs;
   await Promise.race([pull.stop(), new Promise((r) => setTimeout(r, config.shutdownTimeoutMs))]);
   await committer.stop(Math.max(0, deadline - performance.now()));
 }
 /** Closes the clients, without waiting on a database that does not answer. */
-export async function shutdown(): Promise<void> {
+async function shutdown(): Promise<void> {
   await redis.quit().catch(() => redis.disconnect());
   await mongo.close(true).catch(() => undefined);
 }
+
+export const persist: EventFunction = {
+  signature: 'cloudevent',
+  handler,
+  config,
+  registry,
+  log,
+  ready,
+  drain,
+  shutdown,
+};
+
+cloudEvent('persist', persist.handler);

@@ -5,7 +5,7 @@
  * paced load that records every acknowledged event, faults on the real
  * processes, and the checks that nothing acknowledged was lost.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import type { Redis } from 'ioredis';
 import type { MongoClient } from 'mongodb';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
 import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { hasExited, spawnEntry } from '../../scripts/processes.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -125,15 +126,15 @@ export class PipelineRun {
   }
 
   static async start(env: Record<string, string>, port: number): Promise<PipelineRun> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/pipeline.ts')], {
+    const { proc } = spawnEntry(join(ROOT, 'scripts/pipeline.ts'), {
       cwd: ROOT,
-      env: { ...process.env, ...env, PORT: String(port), METRICS_PORT: String(port + 1000) },
+      env: { ...env, PORT: String(port), METRICS_PORT: String(port + 1000) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const run = new PipelineRun(proc, `http://127.0.0.1:${port}`);
     const deadline = Date.now() + 90_000;
     while (!run.text.includes('/events   (')) {
-      if (proc.exitCode !== null) throw new Error(`pipeline exited early:\n${run.text}`);
+      if (hasExited(proc)) throw new Error(`pipeline exited early:\n${run.text}`);
       if (Date.now() > deadline) throw new Error(`pipeline not up after 90 s:\n${run.text}`);
       await sleep(100);
     }

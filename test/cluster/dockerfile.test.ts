@@ -71,11 +71,11 @@ describe('Dockerfile', () => {
     expect(dockerfile.some((i) => i.keyword === 'COPY' && /^\.\s/.test(i.args))).toBe(false);
   });
 
-  it('starts with the command the local pipeline runs (START_COMMAND in functions/host.ts)', () => {
+  it('starts with the command the local pipeline runs (START_COMMAND in functions/host/main.ts)', () => {
     const literal = /export const START_COMMAND = (\[[^\]]*\]) as const;/.exec(
-      read('functions/host.ts'),
+      read('functions/host/main.ts'),
     )?.[1];
-    expect(literal, 'functions/host.ts must export START_COMMAND').toBeDefined();
+    expect(literal, 'functions/host/main.ts must export START_COMMAND').toBeDefined();
     const startCommand = JSON.parse((literal as string).replace(/'/g, '"')) as string[];
     const cmd = runtime.filter((i) => i.keyword === 'CMD');
     expect(cmd).toHaveLength(1);

@@ -8,12 +8,12 @@ import { getTestServer } from '@google-cloud/functions-framework/testing';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFields } from '../../functions/shared/entry.js';
-import { mongoUrl, redisClient, unique } from '../helpers.js';
+import type { SpillwayFunction } from '../../functions/shared/function.js';
+import { mongoUrl, redisClient, sourceDelivery, unique } from '../helpers.js';
 
 const stream = unique('test:ff');
 const dbName = unique('t_ff').replace(/-/g, '_');
-type Module = { shutdown(): Promise<void> };
-const modules: Module[] = [];
+const functions: SpillwayFunction[] = [];
 const redis = redisClient();
 
 async function listen(name: string): Promise<{ url: string; close(): void }> {
@@ -30,12 +30,12 @@ beforeAll(async () => {
   process.env.MONGODB_DB = dbName;
   process.env.LOG_LEVEL = 'warn';
   process.env.METRICS_PORT = '0';
-  modules.push((await import('../../functions/ingest/index.js')) as Module);
-  modules.push((await import('../../functions/persist/index.js')) as Module);
+  functions.push((await import('../../functions/ingest/index.js')).ingest);
+  functions.push((await import('../../functions/persist/index.js')).persist);
 });
 
 afterAll(async () => {
-  for (const m of modules) await m.shutdown();
+  for (const fn of functions) await fn.shutdown();
   await redis.del(stream);
   const mongo = await new MongoClient(mongoUrl()).connect();
   await mongo.db(dbName).dropDatabase();
@@ -85,17 +85,7 @@ describe('under the Functions Framework server', () => {
         data: '{"b":2}',
       });
       const streamId = (await redis.xadd(stream, '*', ...fields)) as string;
-      const res = await fetch(server.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'ce-specversion': '1.0',
-          'ce-id': streamId,
-          'ce-type': 'dev.knative.sources.redisstream',
-          'ce-source': `127.0.0.1:6390/${stream}`,
-        },
-        body: JSON.stringify(fields),
-      });
+      const res = await fetch(server.url, sourceDelivery(streamId, fields));
       expect(res.status).toBeGreaterThanOrEqual(200);
       expect(res.status).toBeLessThan(300);
       const mongo = await new MongoClient(mongoUrl()).connect();

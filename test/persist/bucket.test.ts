@@ -51,4 +51,22 @@ describe('TokenBucket', () => {
     now = 282;
     expect(bucket.tryTake()).toBe(true);
   });
+
+  it('runs one write at a time, each spaced from the answer of the one before', async () => {
+    const bucket = new TokenBucket(200);
+    const spans: Array<[number, number]> = [];
+    const write = async () => {
+      const start = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      spans.push([start, performance.now()]);
+    };
+    await Promise.all([bucket.run(write), bucket.run(write), bucket.run(write)]);
+    expect(spans).toHaveLength(3);
+    for (let i = 1; i < spans.length; i++) {
+      const [start] = spans[i] as [number, number];
+      const [, previousEnd] = spans[i - 1] as [number, number];
+      // 1010 / 200 = 5.05 ms after the previous answer, never overlapping it.
+      expect(start - previousEnd).toBeGreaterThanOrEqual(5);
+    }
+  });
 });

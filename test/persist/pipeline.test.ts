@@ -15,6 +15,7 @@ import {
   portsOf,
   postMany,
   redisClient,
+  sourceDelivery,
   startFunction,
   startRelay,
   unique,
@@ -51,16 +52,6 @@ async function cleanup(
 
 const count = (db: Db, collection = 'events') => db.collection(collection).countDocuments();
 
-function sourceHeaders(streamId: string) {
-  return {
-    'content-type': 'application/json',
-    'ce-specversion': '1.0',
-    'ce-id': streamId,
-    'ce-type': 'dev.knative.sources.redisstream',
-    'ce-source': '127.0.0.1:6390/spillway:events',
-  };
-}
-
 describe('persist: the same CloudEvent twice', () => {
   const s = scenario('twice');
   let persist: FunctionProcess;
@@ -80,16 +71,8 @@ describe('persist: the same CloudEvent twice', () => {
       data: '{"a":1}',
     });
     const streamId = await redis.xadd(s.stream, '*', ...fields);
-    const first = await fetch(persist.url, {
-      method: 'POST',
-      headers: sourceHeaders(streamId as string),
-      body: JSON.stringify(fields),
-    });
-    const second = await fetch(persist.url, {
-      method: 'POST',
-      headers: sourceHeaders(streamId as string),
-      body: JSON.stringify(fields),
-    });
+    const first = await fetch(persist.url, sourceDelivery(streamId as string, fields));
+    const second = await fetch(persist.url, sourceDelivery(streamId as string, fields));
     expect([first.status, second.status]).toEqual([204, 204]);
     expect(await count(s.db())).toBe(1);
     const doc = await s.db().collection('events').findOne({});
@@ -110,12 +93,12 @@ describe('persist: the same CloudEvent twice', () => {
 
   it('dead-letters poison events with their reason, answers 2xx, and keeps flowing', async () => {
     const poison = [
-      { headers: sourceHeaders('1-1'), body: '{"not":"an array"}' },
-      { headers: { ...sourceHeaders('1-2'), 'ce-type': 'com.example.other' }, body: '[]' },
-      { headers: sourceHeaders('not-a-stream-id'), body: '["id","x"]' },
+      sourceDelivery('1-1', { not: 'an array' }),
+      sourceDelivery('1-2', [], { type: 'com.example.other' }),
+      sourceDelivery('not-a-stream-id', ['id', 'x']),
     ];
-    for (const p of poison) {
-      const res = await fetch(persist.url, { method: 'POST', headers: p.headers, body: p.body });
+    for (const delivery of poison) {
+      const res = await fetch(persist.url, delivery);
       expect(res.status).toBe(204);
     }
     const dead = await s.db().collection('events_dead').find({}).toArray();
@@ -126,11 +109,7 @@ describe('persist: the same CloudEvent twice', () => {
     expect(dead.every((d) => d.raw && d.deadAt instanceof Date)).toBe(true);
     // A malformed entry in the stream itself, delivered by the source: dead-lettered and removed.
     const badId = (await redis.xadd(s.stream, '*', 'id', 'only-an-id')) as string;
-    const res = await fetch(persist.url, {
-      method: 'POST',
-      headers: sourceHeaders(badId),
-      body: JSON.stringify(['id', 'only-an-id']),
-    });
+    const res = await fetch(persist.url, sourceDelivery(badId, ['id', 'only-an-id']));
     expect(res.status).toBe(204);
     expect(await s.db().collection('events_dead').findOne({ streamId: badId })).toMatchObject({
       reason: expect.stringMatching(/missing/),
@@ -147,15 +126,7 @@ describe('persist: the same CloudEvent twice', () => {
       data: '2',
     });
     const good = await redis.xadd(s.stream, '*', ...fields);
-    expect(
-      (
-        await fetch(persist.url, {
-          method: 'POST',
-          headers: sourceHeaders(good as string),
-          body: JSON.stringify(fields),
-        })
-      ).status,
-    ).toBe(204);
+    expect((await fetch(persist.url, sourceDelivery(good as string, fields))).status).toBe(204);
     expect(await count(s.db())).toBe(2);
   });
 
