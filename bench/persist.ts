@@ -19,6 +19,7 @@ import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { entryFields } from '../functions/shared/entry.js';
+import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { maxWritesPerSecond, sampleServerWrites } from '../scripts/db-writes.js';
 import { spawnEntry, stopProcess, waitHttpReady } from '../scripts/processes.js';
 import { ensureServices } from '../scripts/services-env.js';
@@ -372,7 +373,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`bench:persist failed: ${String((error as Error)?.stack ?? error)}\n`);
-  process.exit(1);
-});
+runIfEntryPoint(import.meta.url, 'bench:persist', main);

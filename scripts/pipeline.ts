@@ -12,9 +12,9 @@
  * by the sweeper or catch-up at the next start.
  */
 import { MongoClient } from 'mongodb';
-import { EnvReader } from '../functions/shared/env.js';
-import { STREAM_KEY } from '../functions/shared/names.js';
+import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { createRedis } from '../functions/shared/redis/client.js';
+import { readPart } from '../functions/shared/settings.js';
 import { serverWriteCommands } from './db-writes.js';
 import { ensureServices } from './services-env.js';
 import { Supervisor } from './supervisor.js';
@@ -32,18 +32,16 @@ export interface PipelineOptions {
 }
 
 export function loadPipelineOptions(env = process.env): PipelineOptions {
-  const r = new EnvReader(env);
-  const ingestPort = r.int('PORT', 8080, 1, 65535);
-  const ingestMetricsPort = r.int('METRICS_PORT', 9090, 1, 65535);
+  const settings = readPart('pipeline', env, { INGEST_WORKERS: 3 });
   return {
-    host: r.string('HOST', '127.0.0.1'),
-    ingestPort,
-    persistPort: r.int('PERSIST_PORT', ingestPort + 1, 1, 65535),
-    ingestMetricsPort,
-    persistMetricsPort: r.int('PERSIST_METRICS_PORT', ingestMetricsPort + 1, 1, 65535),
-    ingestWorkers: r.int('INGEST_WORKERS', 3, 1, 64),
-    streamKey: r.string('STREAM_KEY', STREAM_KEY),
-    shutdownTimeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    host: settings.host,
+    ingestPort: settings.port,
+    persistPort: settings.persistPort || settings.port + 1,
+    ingestMetricsPort: settings.metricsPort,
+    persistMetricsPort: settings.persistMetricsPort || settings.metricsPort + 1,
+    ingestWorkers: settings.ingestWorkers,
+    streamKey: settings.streamKey,
+    shutdownTimeoutMs: settings.shutdownTimeoutMs,
   };
 }
 
@@ -203,7 +201,4 @@ async function main(): Promise<void> {
   statusTimer = setInterval(() => void status(), 1000);
 }
 
-main().catch((error: unknown) => {
-  say(`failed: ${String((error as Error)?.stack ?? error)}`);
-  process.exit(1);
-});
+runIfEntryPoint(import.meta.url, 'pipeline', main);

@@ -15,6 +15,8 @@ export interface Spawned {
 }
 
 export interface SpawnOptions {
+  /** Command-line arguments after the entry. */
+  args?: readonly string[];
   env?: Record<string, string | undefined>;
   cwd?: string;
   /** Collect stdout and stderr (else they go to this process's own, or to `stdio`). */
@@ -25,7 +27,10 @@ export interface SpawnOptions {
 /** Runs a module of the project in a new Node process: .ts files through tsx. */
 export function spawnEntry(entry: string | URL, options: SpawnOptions = {}): Spawned {
   const file = entry instanceof URL ? fileURLToPath(entry) : entry;
-  const args = file.endsWith('.ts') ? ['--import', 'tsx', file] : [file];
+  const args = [
+    ...(file.endsWith('.ts') ? ['--import', 'tsx', file] : [file]),
+    ...(options.args ?? []),
+  ];
   const proc = spawn(process.execPath, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

@@ -1,21 +1,6 @@
-import { type CommonConfig, commonConfig } from '../../functions/shared/config.js';
-import { type Env, EnvReader } from '../../functions/shared/env.js';
-import { CONSUMER_GROUP } from '../../functions/shared/names.js';
+import type { Env } from '../../functions/shared/env.js';
+import { readPart } from '../../functions/shared/settings.js';
 
-export interface RelayConfig extends CommonConfig {
-  consumerGroup: string;
-  consumerName: string;
-  consumers: number;
-  sinkUrl: string;
-}
-
-export function loadRelayConfig(env: Env = process.env): RelayConfig {
-  const r = new EnvReader(env);
-  return {
-    ...commonConfig(r),
-    consumerGroup: r.string('CONSUMER_GROUP', CONSUMER_GROUP),
-    consumerName: r.string('RELAY_CONSUMER_NAME', ''),
-    consumers: r.int('RELAY_CONSUMERS', 100, 1, 10_000),
-    sinkUrl: r.url('PERSIST_URL', 'http://127.0.0.1:8081/', ['http:', 'https:']),
-  };
-}
+/** The relay's settings: those functions/shared/settings.ts names for it. */
+export const loadRelayConfig = (env: Env = process.env) => readPart('relay', env);
+export type RelayConfig = ReturnType<typeof loadRelayConfig>;

@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT stop it gracefully (the group is destroyed, as the source does).
  */
 import { hostname } from 'node:os';
+import { runIfEntryPoint } from '../../functions/shared/entrypoint.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { createRedis, watchConnection } from '../../functions/shared/redis/client.js';
 import { loadRelayConfig } from './config.js';
@@ -22,14 +23,14 @@ async function main(): Promise<void> {
     redisAddress: `${url.hostname}:${url.port || 6379}`,
     streamKey: config.streamKey,
     consumerGroup: config.consumerGroup,
-    consumerName: config.consumerName || `relay-${hostname()}`,
-    consumers: config.consumers,
-    sinkUrl: config.sinkUrl,
+    consumerName: config.relayConsumerName || `relay-${hostname()}`,
+    consumers: config.relayConsumers,
+    sinkUrl: config.persistUrl,
     log,
   });
   await relay.start();
   log.info(
-    { sink: config.sinkUrl, consumers: config.consumers, group: config.consumerGroup },
+    { sink: config.persistUrl, consumers: config.relayConsumers, group: config.consumerGroup },
     'relay started',
   );
   let stopping = false;
@@ -52,7 +53,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`relay failed: ${String((error as Error)?.stack ?? error)}\n`);
-  process.exit(1);
-});
+runIfEntryPoint(import.meta.url, 'relay', main);

@@ -7,10 +7,9 @@
  * processes sharing the port (workers.ts).
  */
 import cluster from 'node:cluster';
-import { realpathSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
-import { ConfigError, EnvReader } from '../shared/env.js';
+import { runIfEntryPoint } from '../shared/entrypoint.js';
 import type { SpillwayFunction } from '../shared/function.js';
+import { readPart } from '../shared/settings.js';
 import { serve } from './server.js';
 import { runWorkers } from './workers.js';
 
@@ -36,9 +35,12 @@ export interface HostOptions {
 }
 
 export function loadHostOptions(env = process.env): HostOptions {
-  const r = new EnvReader(env);
-  const target = r.oneOf('FUNCTION_TARGET', 'ingest', Object.keys(TARGETS) as Target[]);
-  return { target, workers: r.int(`${target.toUpperCase()}_WORKERS`, 1, 1, 64) };
+  const settings = readPart('host', env);
+  const target = settings.functionTarget;
+  return {
+    target,
+    workers: target === 'ingest' ? settings.ingestWorkers : settings.persistWorkers,
+  };
 }
 
 async function main(): Promise<void> {
@@ -67,14 +69,4 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
 }
 
-const entry = process.argv[1];
-if (entry !== undefined && pathToFileURL(realpathSync(entry)).href === import.meta.url) {
-  main().catch((error: unknown) => {
-    const message =
-      error instanceof ConfigError
-        ? `configuration error: ${error.message}`
-        : String((error as Error)?.stack ?? error);
-    process.stderr.write(`${message}\n`);
-    process.exit(1);
-  });
-}
+runIfEntryPoint(import.meta.url, 'host', main);

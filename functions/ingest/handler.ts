@@ -40,7 +40,7 @@ export function createIngest(
     rateLimitPerSec: config.rateLimitPerSec,
     maxBacklog: config.maxBacklog,
   });
-  const keyDigests = config.apiKeys.map(digest);
+  const keyDigests = config.ingestApiKeys.map(digest);
 
   const requests = new Counter({
     name: 'spillway_ingest_requests_total',

@@ -41,7 +41,7 @@ const mongo = new MongoClient(config.mongodbUrl, {
   serverSelectionTimeoutMS: 5000,
   socketTimeoutMS: config.mongoTimeoutMs,
 });
-const db = mongo.db(config.database);
+const db = mongo.db(config.mongodbDb);
 const bucket = new TokenBucket(config.writeOpsPerSec);
 const committer = new Committer({
   events: db.collection<EventDocument>(EVENTS_COLLECTION),

@@ -8,8 +8,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CloudEventV1 } from 'cloudevents';
 import type { Registry } from 'prom-client';
-import type { ServiceConfig } from './config.js';
 import type { Logger } from './logger.js';
+import type { ServiceConfig } from './settings.js';
 
 /** A request whose body the host has read (at most the function's MAX_BODY_BYTES). */
 export type RawRequest = IncomingMessage & { rawBody?: Buffer };

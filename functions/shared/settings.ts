@@ -1,0 +1,295 @@
+/**
+ * Every environment variable Spillway reads, in one catalogue: how it is parsed,
+ * its default, its unit and what it means. Each process reads the ones it
+ * needs, once, at start, into a typed object whose keys are the variables'
+ * names in camelCase (`MAX_BACKLOG` → `maxBacklog`); a bad value stops it with
+ * a message naming the variable. The README's configuration table lists the
+ * same variables (a test keeps the two together).
+ */
+import { type Env, EnvReader, LOG_LEVELS } from './env.js';
+import { CONSUMER_GROUP, DATABASE, STREAM_KEY } from './names.js';
+
+export type Part = 'ingest' | 'persist' | 'relay' | 'pipeline' | 'host';
+
+export interface Setting<T, P extends readonly Part[] = readonly Part[]> {
+  fallback: T;
+  unit: string;
+  /** Who reads it. */
+  parts: P;
+  doc: string;
+  read(reader: EnvReader, name: string, fallback: T): T;
+}
+
+const MAX = Number.MAX_SAFE_INTEGER;
+const MIB = 1024 * 1024;
+const MONGODB = ['mongodb:', 'mongodb+srv:'];
+
+type Reader<T> = Setting<T>['read'];
+
+function setting<T, P extends readonly Part[]>(
+  read: Reader<T>,
+  fallback: T,
+  unit: string,
+  parts: P,
+  doc: string,
+): Setting<T, P> {
+  return { fallback, unit, parts, doc, read };
+}
+
+// How a value is read (EnvReader names the variable when it is wrong).
+const int =
+  (min: number, max: number): Reader<number> =>
+  (r, name, f) =>
+    r.int(name, f, min, max);
+const text: Reader<string> = (r, name, f) => r.string(name, f);
+const url =
+  (protocols: readonly string[]): Reader<string> =>
+  (r, name, f) =>
+    r.url(name, f, protocols);
+const list: Reader<string[]> = (r, name) => r.list(name);
+const oneOf =
+  <T extends string>(allowed: readonly T[]): Reader<T> =>
+  (r, name, f) =>
+    r.oneOf(name, f, allowed);
+
+const SERVED = ['ingest', 'persist'] as const;
+const ALL = ['ingest', 'persist', 'relay'] as const;
+
+export const SETTINGS = {
+  // Every process
+  LOG_LEVEL: setting(oneOf(LOG_LEVELS), 'info', '—', ALL, 'pino level'),
+  REDIS_URL: setting(
+    url(['redis:', 'rediss:']),
+    'redis://127.0.0.1:6390',
+    'URL',
+    ALL,
+    'Redis holding the stream',
+  ),
+  STREAM_KEY: setting(text, STREAM_KEY, '—', [...ALL, 'pipeline'], 'the stream'),
+  // Every process that serves HTTP
+  HOST: setting(
+    text,
+    '127.0.0.1',
+    'address',
+    [...SERVED, 'pipeline'],
+    'address to bind (the container image sets 0.0.0.0)',
+  ),
+  PORT: setting(int(0, 65535), 8080, 'port', [...SERVED, 'pipeline'], 'HTTP port (persist: 8081)'),
+  METRICS_PORT: setting(
+    int(0, 65535),
+    9090,
+    'port',
+    [...SERVED, 'pipeline'],
+    'metrics (persist: 9091)',
+  ),
+  MAX_BODY_BYTES: setting(
+    int(64, 64 * 1024 * 1024),
+    256 * 1024,
+    'bytes',
+    SERVED,
+    'body cap (persist: 1 MiB)',
+  ),
+  SHUTDOWN_TIMEOUT_MS: setting(
+    int(0, 600_000),
+    10_000,
+    'ms',
+    [...SERVED, 'pipeline'],
+    'stop (persist: 30000)',
+  ),
+  // The host
+  FUNCTION_TARGET: setting(
+    oneOf(['ingest', 'persist'] as const),
+    'ingest',
+    '—',
+    ['host'],
+    'function served',
+  ),
+  INGEST_WORKERS: setting(
+    int(1, 64),
+    1,
+    'processes',
+    ['host', 'pipeline'],
+    'ingest processes (npm start: 3)',
+  ),
+  PERSIST_WORKERS: setting(int(1, 64), 1, 'processes', ['host', 'pipeline'], 'persist processes'),
+  // Ingest
+  MAX_BACKLOG: setting(
+    int(0, MAX),
+    1_000_000,
+    'entries',
+    ['ingest'],
+    'stream length answered 503 (0 = none)',
+  ),
+  BACKLOG_RETRY_AFTER_SEC: setting(int(1, 3600), 1, 's', ['ingest'], '`Retry-After` of that 503'),
+  RATE_LIMIT_PER_SEC: setting(int(0, MAX), 0, 'requests/s', ['ingest'], 'per client (0 = off)'),
+  INGEST_API_KEYS: setting(
+    list,
+    [],
+    '—',
+    ['ingest'],
+    'bearer tokens, comma-separated; empty = none (a secret)',
+  ),
+  IDEMPOTENCY_TTL_SEC: setting(
+    int(1, MAX),
+    86_400,
+    's',
+    ['ingest'],
+    'how long a key is remembered',
+  ),
+  REDIS_TIMEOUT_MS: setting(int(1, 60_000), 1000, 'ms', ['ingest'], 'Redis slower than this → 503'),
+  DEFAULT_SOURCE: setting(text, '/spillway/ingest', '—', ['ingest'], '`source` of plain events'),
+  // Persist
+  MONGODB_URL: setting(
+    url(MONGODB),
+    'mongodb://127.0.0.1:27030/',
+    'URL',
+    ['persist'],
+    'the database (a secret)',
+  ),
+  MONGODB_DB: setting(text, DATABASE, '—', ['persist'], 'database name'),
+  CONSUMER_GROUP: setting(
+    text,
+    CONSUMER_GROUP,
+    '—',
+    ['persist', 'relay'],
+    "the source's consumer group",
+  ),
+  WRITE_OPS_PER_SEC: setting(
+    int(1, 100_000),
+    100,
+    'commands/s',
+    ['persist'],
+    'write budget of a process',
+  ),
+  MAX_BATCH_DOCS: setting(
+    int(1, 100_000),
+    10_000,
+    'documents',
+    ['persist'],
+    'most in one insertMany',
+  ),
+  MAX_BATCH_BYTES: setting(
+    int(1024, 46 * MIB),
+    16 * MIB,
+    'bytes',
+    ['persist'],
+    'most in one insertMany',
+  ),
+  DELIVERY_DEADLINE_MS: setting(
+    int(100, MAX),
+    30_000,
+    'ms',
+    ['persist'],
+    'uncommitted by then: 503',
+  ),
+  MONGO_TIMEOUT_MS: setting(
+    int(100, MAX),
+    20_000,
+    'ms',
+    ['persist'],
+    'socket timeout of a command',
+  ),
+  MAX_COMMIT_ATTEMPTS: setting(
+    int(1, 100),
+    6,
+    'attempts',
+    ['persist'],
+    'then parked in the stream',
+  ),
+  PARK_MS: setting(int(0, MAX), 60_000, 'ms', ['persist'], 'how long a parked entry is left alone'),
+  SWEEP_INTERVAL_MS: setting(int(50, MAX), 5000, 'ms', ['persist'], 'how often the sweeper looks'),
+  STALE_AFTER_MS: setting(
+    int(0, MAX),
+    30_000,
+    'ms',
+    ['persist'],
+    'entries older than this are swept',
+  ),
+  CATCHUP_BACKLOG: setting(
+    int(0, MAX),
+    10_000,
+    'entries',
+    ['persist'],
+    'past the cursor: catch up',
+  ),
+  CATCHUP_SKIP_ENTRIES: setting(int(0, MAX), 1000, 'entries', ['persist'], 'left to the source'),
+  PULL_CHUNK_ENTRIES: setting(
+    int(1, 100_000),
+    5000,
+    'entries',
+    ['persist'],
+    'per XRANGE of the pull',
+  ),
+  LEASE_TTL_MS: setting(int(500, MAX), 10_000, 'ms', ['persist'], 'pull lease (one replica pulls)'),
+  // The relay
+  PERSIST_URL: setting(
+    url(['http:', 'https:']),
+    'http://127.0.0.1:8081/',
+    'URL',
+    ['relay'],
+    'where it delivers',
+  ),
+  RELAY_CONSUMERS: setting(int(1, 10_000), 100, 'deliveries', ['relay'], 'in flight at most'),
+  RELAY_CONSUMER_NAME: setting(text, '', '—', ['relay'], 'name in the group (`relay-<hostname>`)'),
+  // npm start
+  PERSIST_PORT: setting(int(0, 65535), 0, 'port', ['pipeline'], "persist's port (PORT + 1)"),
+  PERSIST_METRICS_PORT: setting(
+    int(0, 65535),
+    0,
+    'port',
+    ['pipeline'],
+    "persist's metrics (METRICS_PORT + 1)",
+  ),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+type Value<N extends SettingName> = (typeof SETTINGS)[N] extends Setting<infer T> ? T : never;
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}`
+  ? `${Lowercase<Head>}${Capitalize<Camel<Tail>>}`
+  : Lowercase<S>;
+
+/** The typed object of the named settings, keyed by their names in camelCase. */
+export type Settings<N extends SettingName> = { [K in N as Camel<K>]: Value<K> };
+
+export function camelCase(name: string): string {
+  return name.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Reads the named settings once; `defaults` replaces a catalogue default for this process. */
+export function readSettings<N extends SettingName>(
+  names: readonly N[],
+  env: Env = process.env,
+  defaults: { [K in N]?: Value<K> } = {},
+): Settings<N> {
+  const reader = new EnvReader(env);
+  const out: Record<string, unknown> = {};
+  for (const name of names) {
+    const setting = SETTINGS[name] as Setting<unknown>;
+    const fallback = name in defaults ? defaults[name] : setting.fallback;
+    out[camelCase(name)] = setting.read(reader, name, fallback);
+  }
+  return out as Settings<N>;
+}
+
+/** The settings a part reads (those whose `parts` name it). */
+export type NamesOf<P extends Part> = {
+  [K in SettingName]: P extends (typeof SETTINGS)[K]['parts'][number] ? K : never;
+}[SettingName];
+
+export function namesOf<P extends Part>(part: P): NamesOf<P>[] {
+  return (Object.keys(SETTINGS) as SettingName[]).filter((name) =>
+    (SETTINGS[name].parts as readonly Part[]).includes(part),
+  ) as NamesOf<P>[];
+}
+
+/** Reads every setting of a part, once. */
+export function readPart<P extends Part>(
+  part: P,
+  env: Env = process.env,
+  defaults: { [K in NamesOf<P>]?: Value<K> } = {},
+): Settings<NamesOf<P>> {
+  return readSettings(namesOf(part), env, defaults);
+}
+
+/** What both functions read: what the host needs of a function's config. */
+export type ServiceConfig = Settings<NamesOf<'ingest'> & NamesOf<'persist'>>;
