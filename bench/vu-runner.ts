@@ -2,7 +2,7 @@
  * The local load generator, run as a child process (node:child_process fork): it
  * receives one RunnerConfig over IPC, runs it, and answers one RunnerResult.
  *
- * Two load models, never mixed up (DESIGN.md, "Performance model"):
+ * Two load models, never mixed up (bench/README.md, "The two load models"):
  *   paced   k6's model: each VU owns one keep-alive connection, sends one event,
  *           waits for the answer, then sleeps a think time (the profile's mean ±
  *           jitter, uniform). Connections are opened first, VU start times are then

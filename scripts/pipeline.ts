@@ -5,9 +5,10 @@
  * processes, 3 by default, like min-scale 3) under a supervisor that restarts
  * whatever dies, prints the URLs and a status line whenever the figures change.
  *
- * Ctrl-C (SIGINT) or SIGTERM stops ingest first (no new events), then the relay,
- * then persist (which commits what it holds within its SHUTDOWN_TIMEOUT_MS and
- * leaves the rest in the stream); each is killed if it overruns. A second
+ * Ctrl-C (SIGINT) or SIGTERM stops ingest first (no new events), then the relay
+ * and persist together (persist commits what it holds within its
+ * SHUTDOWN_TIMEOUT_MS and leaves the rest in the stream); each is killed if it
+ * overruns. A second
  * Ctrl-C kills everything at once. Whatever is still in the stream is persisted
  * by the sweeper or catch-up at the next start.
  */
@@ -19,7 +20,7 @@ import { serverWriteCommands } from './db-writes.js';
 import { ensureServices } from './services-env.js';
 import { Supervisor } from './supervisor.js';
 
-export interface PipelineOptions {
+interface PipelineOptions {
   host: string;
   ingestPort: number;
   persistPort: number;
@@ -31,7 +32,7 @@ export interface PipelineOptions {
   shutdownTimeoutMs: number;
 }
 
-export function loadPipelineOptions(env = process.env): PipelineOptions {
+function loadPipelineOptions(env = process.env): PipelineOptions {
   const settings = readPart('pipeline', env, { INGEST_WORKERS: 3 });
   return {
     host: settings.host,
@@ -101,8 +102,10 @@ async function main(): Promise<void> {
   function stop(): Promise<void> {
     stopping ??= (async () => {
       clearInterval(statusTimer);
-      say('stopping: ingest, then the relay, then persist (it commits what it holds)');
-      await supervisor.stopAll(['ingest', 'relay', 'persist']);
+      say('stopping: ingest, then the relay and persist (it commits what it holds)');
+      // Ingest first (no new events); then the relay and persist together: persist
+      // commits what it holds while the relay's last deliveries end.
+      await supervisor.stopAll([['ingest'], ['relay', 'persist']]);
       redis.disconnect();
       await mongo.close(true).catch(() => undefined);
       say('stopped');

@@ -26,7 +26,7 @@ interface DeadLetter {
 }
 
 /** The stream entry a dead letter holds, as field/value strings; undefined when none. */
-export function entryOf(letter: Pick<DeadLetter, 'raw'>): string[] | undefined {
+function entryOf(letter: Pick<DeadLetter, 'raw'>): string[] | undefined {
   try {
     const raw = JSON.parse(letter.raw) as unknown;
     if (!Array.isArray(raw)) return undefined;

@@ -41,7 +41,7 @@ interface Running {
 }
 
 /** How a child ended, for a log line: a signal when it was killed, else its exit code. */
-export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
   return signal ? `signal ${signal}` : `code ${code}`;
 }
 
@@ -135,11 +135,12 @@ export class Supervisor {
     await running.exited;
   }
 
-  /** Stops every child, one after another in `order` (the rest after them). */
-  async stopAll(order: readonly string[]): Promise<void> {
+  /** Stops every child: phase after phase, the children of one phase together (the rest last). */
+  async stopAll(phases: ReadonlyArray<readonly string[]>): Promise<void> {
     this.stopping = true;
-    const names = [...order, ...[...this.children.keys()].filter((n) => !order.includes(n))];
-    for (const name of names) await this.stop(name);
+    const named = phases.flat();
+    const rest = [...this.children.keys()].filter((name) => !named.includes(name));
+    for (const phase of [...phases, rest]) await Promise.all(phase.map((name) => this.stop(name)));
   }
 
   /** Kills every child at once (a second Ctrl-C). */

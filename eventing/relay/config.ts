@@ -3,4 +3,3 @@ import { readPart } from '../../functions/shared/settings.js';
 
 /** The relay's settings: those functions/shared/settings.ts names for it. */
 export const loadRelayConfig = (env: Env = process.env) => readPart('relay', env);
-export type RelayConfig = ReturnType<typeof loadRelayConfig>;

@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    relay.stop().then(
+    relay.stop(config.shutdownTimeoutMs).then(
       () => {
         log.info(relay.stats, 'relay stopped');
         redis.disconnect();

@@ -78,15 +78,19 @@ export class Relay {
    * destroyed, as the adapter does at the end of its Start (XGROUP DESTROY). What
    * is added while no group exists is only ever persisted by persist's sweeper.
    */
-  async stop(): Promise<void> {
+  async stop(timeoutMs = 10_000): Promise<void> {
     this.stopping = true;
     this.reader.disconnect();
     await this.loop?.catch(() => undefined);
-    while (this.inFlight > 0) await new Promise((r) => setTimeout(r, 10));
+    // In-flight sends may finish; past the timeout they are abandoned unacked (their
+    // entries stay in the stream, and the group goes anyway, as the source's does).
+    const deadline = performance.now() + timeoutMs;
+    while (this.inFlight > 0 && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    this.agent.destroy();
     await this.options.redis
       .xgroup('DESTROY', this.options.streamKey, this.options.consumerGroup)
       .catch(() => undefined);
-    this.agent.destroy();
   }
 
   private async run(): Promise<void> {

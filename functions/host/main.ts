@@ -17,7 +17,7 @@ import { runWorkers } from './workers.js';
 export const START_COMMAND = ['node', 'dist/functions/host/main.js'] as const;
 
 /** Each function: its module (loaded only where it runs) and its config (cheap, no side effects). */
-export const TARGETS = {
+const TARGETS = {
   ingest: {
     load: async (): Promise<SpillwayFunction> => (await import('../ingest/index.js')).ingest,
     config: async () => (await import('../ingest/config.js')).loadIngestConfig(),
@@ -27,14 +27,14 @@ export const TARGETS = {
     config: async () => (await import('../persist/config.js')).loadPersistConfig(),
   },
 } as const;
-export type Target = keyof typeof TARGETS;
+type Target = keyof typeof TARGETS;
 
-export interface HostOptions {
+interface HostOptions {
   target: Target;
   workers: number;
 }
 
-export function loadHostOptions(env = process.env): HostOptions {
+function loadHostOptions(env = process.env): HostOptions {
   const settings = readPart('host', env);
   const target = settings.functionTarget;
   return {

@@ -13,7 +13,8 @@ export type Listener = (req: RawRequest, res: ServerResponse) => void;
 
 function fail(fn: HttpFunction | EventFunction, res: ServerResponse, error: unknown): void {
   if (error instanceof HttpError) {
-    if (error.status >= 500) fn.log.warn({ err: error }, 'request not done');
+    // The function logs its own failures once per streak, not once per request.
+    if (error.status >= 500) fn.log.debug({ err: error }, 'request not done');
     if (!res.headersSent) sendError(res, error);
     return;
   }

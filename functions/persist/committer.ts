@@ -25,6 +25,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Collection } from 'mongodb';
 import type { EventDocument } from '../shared/document.js';
+import { HttpError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { Scripts } from '../shared/redis/scripts.js';
 import type { TokenBucket } from './bucket.js';
@@ -55,9 +56,13 @@ export type Work =
 
 export type Intake = 'push' | 'pull';
 
-/** A delivery that was not committed in time: the Trigger should redeliver it. */
-export class DeadlineError extends Error {
-  readonly status = 503;
+/** A delivery that was not committed (in time, or at all yet): the Trigger should redeliver it. */
+export class DeadlineError extends HttpError {
+  override name = 'DeadlineError';
+
+  constructor(detail: string) {
+    super('not_persisted', detail);
+  }
 }
 
 interface Waiter {

@@ -107,7 +107,7 @@ async function handler(event: CloudEventV1<unknown>): Promise<void> {
       raw.data instanceof Uint8Array ? Buffer.from(raw.data).toString('base64') : raw.data;
     const text = JSON.stringify({ ...raw, data });
     const dead = deadDocument(`not a RedisStreamSource event: ${error.message}`, id, text);
-    return committer.submit({ kind: 'dead', doc: dead }, id, text.length + 64);
+    return committer.submit({ kind: 'dead', doc: dead }, id, entryBytes([text]));
   }
   const fields = entryFields(decoded.entry);
   return committer.submit(workOf(decoded.streamId, fields), decoded.streamId, entryBytes(fields));

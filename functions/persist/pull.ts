@@ -235,7 +235,7 @@ export function workOf(streamId: string, fields: readonly string[]): Work {
   }
 }
 
-export function compareIds(a: string, b: string): number {
+function compareIds(a: string, b: string): number {
   const [am = 0n, as = 0n] = a.split('-').map(BigInt);
   const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
   return am === bm ? Number(as - bs) : am < bm ? -1 : 1;

@@ -18,7 +18,7 @@
  */
 import { BSON, MongoBulkWriteError, MongoError, MongoInvalidArgumentError } from 'mongodb';
 
-export const DUPLICATE_KEY = 11000;
+const DUPLICATE_KEY = 11000;
 
 /** Server error codes that describe the document, not the server's state. */
 const CONTENT_CODES = new Set([

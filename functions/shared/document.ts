@@ -1,5 +1,6 @@
 /**
- * Contract 3 (DESIGN.md): the MongoDB document of one event, collection `events`.
+ * The MongoDB document of one event, collection `events` (docs/architecture.md,
+ * "The three contracts").
  * `_id` is the event id, which makes every write idempotent.
  */
 import type { StreamEntry } from './entry.js';

@@ -1,5 +1,5 @@
 /**
- * Contracts 1 and 2 (DESIGN.md): the stream entry ingest XADDs, and the CloudEvent
+ * Two of the three contracts (docs/architecture.md): the stream entry ingest XADDs, and the CloudEvent
  * RedisStreamSource makes of it. This module is the only place that knows the
  * field names and their order.
  *
@@ -124,7 +124,7 @@ export function sourceEventFor(
 
 /**
  * Decodes a CloudEvent from RedisStreamSource into (stream id, entry). Throws
- * EntryError for anything that is not contract 2: such an event is poison.
+ * EntryError for anything that is not such an event: it is poison.
  */
 export function decodeSourceEvent(event: SourceEvent): { streamId: string; entry: StreamEntry } {
   if (event.type !== SOURCE_EVENT_TYPE) {

@@ -1,4 +1,4 @@
-/** Names every part agrees on (DESIGN.md, "Conventions"). */
+/** Names every part agrees on (docs/architecture.md). */
 export const STREAM_KEY = 'spillway:events';
 export const CONSUMER_GROUP = 'spillway-persist';
 export const DATABASE = 'spillway';

@@ -57,22 +57,20 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
       const database = `chaos_${scenario.name.replace(/-/g, '_')}`;
       await mongo.db(database).dropDatabase();
       const port = 19_100 + n * 10;
-      const pipeline = await PipelineRun.start(
-        {
-          REDIS_URL: services.urls.REDIS_URL as string,
-          MONGODB_URL: services.urls.MONGODB_URL as string,
-          DB_METRICS_URL: services.urls.DB_METRICS_URL ?? '',
-          MONGODB_DB: database,
-          LOG_LEVEL: 'warn',
-          INGEST_WORKERS: '2',
-          RELAY_CONSUMERS: '100',
-          WRITE_OPS_PER_SEC: String(BUDGET),
-          STALE_AFTER_MS: '5000',
-          SWEEP_INTERVAL_MS: '1000',
-          ...scenario.env,
-        },
-        port,
-      );
+      const pipelineEnv = {
+        REDIS_URL: services.urls.REDIS_URL as string,
+        MONGODB_URL: services.urls.MONGODB_URL as string,
+        DB_METRICS_URL: services.urls.DB_METRICS_URL ?? '',
+        MONGODB_DB: database,
+        LOG_LEVEL: 'warn',
+        INGEST_WORKERS: '2',
+        RELAY_CONSUMERS: '100',
+        WRITE_OPS_PER_SEC: String(BUDGET),
+        STALE_AFTER_MS: '5000',
+        SWEEP_INTERVAL_MS: '1000',
+        ...scenario.env,
+      };
+      let pipeline = await PipelineRun.start(pipelineEnv, port);
       const writes = sampleWrites(mongo, services.urls.DB_METRICS_URL);
       let stopped = false;
       try {
@@ -87,7 +85,15 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
         });
         await sleep(FAULT_AT_MS);
         const faultStarted = Date.now() - loadStarted;
-        await scenario.fault({ services, pipeline, long });
+        await scenario.fault({
+          services,
+          pipeline,
+          long,
+          stopPipeline: () => pipeline.interrupt(60_000),
+          async startPipeline() {
+            pipeline = await PipelineRun.start(pipelineEnv, port);
+          },
+        });
         const faultEnded = Date.now() - loadStarted;
         const result = await load;
         const loadEnded = Date.now();

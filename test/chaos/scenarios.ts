@@ -7,6 +7,10 @@ import { type ChaosServices, childPids, killAndWait, type PipelineRun, sleep } f
 export interface FaultContext {
   services: ChaosServices;
   pipeline: PipelineRun;
+  /** Stops the pipeline with SIGINT (as Ctrl-C); says how the stop went. */
+  stopPipeline(): Promise<{ code: number | null; elapsedMs: number }>;
+  /** Starts it again, on the same ports. */
+  startPipeline(): Promise<void>;
   /** Long faults (`npm run chaos`) or short ones (the subset in `npm test`). */
   long: boolean;
 }
@@ -52,6 +56,26 @@ export const SCENARIOS: Scenario[] = [
       process.kill(pid, 'SIGSTOP');
       await sleep(long ? 30_000 : 10_000);
       process.kill(pid, 'SIGCONT');
+    },
+  },
+  {
+    name: 'stop-db-hung',
+    what: 'Ctrl-C while the database hangs (SIGSTOP), then a new start',
+    core: false,
+    async fault({ services, stopPipeline, startPipeline }) {
+      const pid = services.dbPid();
+      process.kill(pid, 'SIGSTOP');
+      let stopped: { code: number | null; elapsedMs: number };
+      try {
+        await sleep(3000);
+        // Persist gives up waiting after its SHUTDOWN_TIMEOUT_MS (10 s under npm start).
+        stopped = await stopPipeline();
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      if (stopped.code !== 0 || stopped.elapsedMs > 20_000)
+        throw new Error(`Ctrl-C took ${stopped.elapsedMs} ms (exit ${stopped.code})`);
+      await startPipeline();
     },
   },
   {

@@ -75,7 +75,7 @@ describe('ingest', () => {
     await redis.del(stream);
   });
 
-  it('answers 202 {id, seq} and appends a stream entry matching contract 1 field for field', async () => {
+  it('answers 202 {id, seq} and appends a stream entry matching the stream entry contract field for field', async () => {
     const subject = unique('order');
     const key = unique('idem');
     const before = Date.now();

@@ -20,7 +20,7 @@ const entry: StreamEntry = {
   key: 'idem-1',
 };
 
-describe('stream entry codec (contract 1)', () => {
+describe('stream entry codec (the stream entry contract)', () => {
   it('writes the fields in contract order and reads them back', () => {
     const fields = entryFields(entry);
     expect(fields).toEqual([
@@ -60,7 +60,7 @@ describe('stream entry codec (contract 1)', () => {
   });
 });
 
-describe('RedisStreamSource CloudEvent (contract 2) into a document (contract 3)', () => {
+describe('RedisStreamSource CloudEvent into a MongoDB document (the other two contracts)', () => {
   // Built the way eventing-redis's adapter builds it: type, source `<address>/<stream>`,
   // id = the stream entry id, data = the entry's fields as one flat JSON array of strings.
   const sourceEvent = {

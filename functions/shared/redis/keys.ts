@@ -27,7 +27,7 @@ export const idempotencyKey = (key: string) => `spillway:idem:${key}`;
 
 /** A client's request count in one second (the rate limit); these expire by themselves. */
 export const RATE_WINDOW_PREFIX = 'spillway:rate:';
-export const rateWindowKey = (client: string, second: number) =>
+const rateWindowKey = (client: string, second: number) =>
   `${RATE_WINDOW_PREFIX}${client}:${second}`;
 
 /** A source's settings hash (`disabled`, `rateLimitPerSec`): set by operators. */
@@ -41,6 +41,3 @@ export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;
 
 /** The pull intake's lease: one persist replica pulls from a stream at a time. */
 export const pullLeaseKey = (stream: string) => `spillway:persist:lease:${stream}`;
-
-/** The shared write budget of one database. */
-export const writeBudgetKey = (database: string) => `spillway:budget:${database}`;

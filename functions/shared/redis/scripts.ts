@@ -14,7 +14,7 @@ import type { Redis } from 'ioredis';
 const DIR = new URL('./commands/', import.meta.url);
 const FILE = /^([a-z][a-z0-9-]*)-(\d+)\.lua$/;
 
-export interface ScriptFile {
+interface ScriptFile {
   name: string;
   numberOfKeys: number;
   lua: string;
@@ -43,7 +43,7 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
   return scripts;
 }
 
-export const SCRIPT_FILES = loadScriptFiles();
+const SCRIPT_FILES = loadScriptFiles();
 
 /** The scripts, as the code calls them. */
 export type ScriptName = 'ingest' | 'ack-delete' | 'lease-renew' | 'lease-release';
