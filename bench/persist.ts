@@ -67,7 +67,11 @@ async function main(): Promise<void> {
   /** Runs fn while sampling the server's write commands and the device's I/O. */
   async function measure(name: string, fn: () => Promise<number>, note?: string): Promise<Row> {
     process.stdout.write(`running ${name} …\n`);
-    const sampler = sampleServerWrites(mongo, 50);
+    const sampler = sampleServerWrites({
+      mongodbUrl: env.MONGODB_URL as string,
+      metricsUrl: env.DB_METRICS_URL,
+      intervalMs: 50,
+    });
     const io0 = ioServiced();
     const t0 = performance.now();
     const docs = await fn();

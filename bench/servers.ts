@@ -38,8 +38,10 @@ async function build(kind: string): Promise<Server> {
       return getTestServer('noop');
     }
     case 'ff-ingest': {
-      await import('../functions/ingest/index.js');
+      const { ingest } = await import('../functions/ingest/index.js');
       const { getTestServer } = await import('@google-cloud/functions-framework/testing');
+      // The framework's server has no readiness route: listen once Redis is ready.
+      await ingest.whenReady?.(10_000);
       return getTestServer('ingest');
     }
     default:

@@ -4,7 +4,9 @@
  * serverStatus().metrics.commands. Used by the tests and the benchmarks to check
  * the I/O budget where it matters.
  */
-import type { MongoClient } from 'mongodb';
+import { MongoClient } from 'mongodb';
+import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
+import { spawnEntry, stopProcess } from './processes.js';
 
 const WRITE_COMMANDS = [
   'insert',
@@ -45,46 +47,70 @@ export async function serverWriteCommands(
 }
 
 export interface WriteSample {
-  /** When the read of the counter started and when its answer came (performance.now()). */
+  /** When the read of the counter started and when its answer came (ms since the epoch, monotonic). */
   fromMs: number;
   toMs: number;
   /** Write commands so far, carried over a restart of the server (its counter starts again). */
   writes: number;
 }
 
+const clock = () => performance.timeOrigin + performance.now();
+
 /**
- * Samples the server's write-command count every intervalMs until stopped. A
- * server that does not answer (stopped, restarting) leaves a gap.
+ * Samples the server's write-command count every intervalMs until stopped, in a
+ * process of its own: a test or benchmark that keeps its own event loop busy
+ * (thousands of requests in flight) would otherwise delay its reads and leave
+ * gaps. A server that does not answer (stopped, restarting) leaves a gap.
  */
-export function sampleServerWrites(
-  mongo: MongoClient,
-  intervalMs = 50,
-  metricsUrl = process.env.DB_METRICS_URL,
-) {
+export function sampleServerWrites(options: {
+  mongodbUrl: string;
+  metricsUrl?: string | undefined;
+  intervalMs?: number;
+}) {
+  const child = spawnEntry(new URL(import.meta.url), {
+    args: ['sample', String(options.intervalMs ?? 50)],
+    env: { MONGODB_URL: options.mongodbUrl, DB_METRICS_URL: options.metricsUrl ?? '' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const samples: WriteSample[] = [];
-  let stopped = false;
-  let offset = 0;
-  let previous = 0;
-  const loop = (async () => {
-    while (!stopped) {
-      const fromMs = performance.now();
-      const raw = await serverWriteCommands(mongo, metricsUrl).catch(() => undefined);
-      if (raw !== undefined) {
-        if (raw < previous) offset += previous;
-        previous = raw;
-        samples.push({ fromMs, toMs: performance.now(), writes: raw + offset });
-      }
-      await new Promise((r) => setTimeout(r, intervalMs));
-    }
-  })();
+  let rest = '';
+  child.proc.stdout?.setEncoding('utf8');
+  child.proc.stdout?.on('data', (chunk: string) => {
+    const lines = (rest + chunk).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() !== '') samples.push(JSON.parse(line) as WriteSample);
+  });
   return {
     samples,
     async stop(): Promise<WriteSample[]> {
-      stopped = true;
-      await loop;
+      await stopProcess(child.proc, { timeoutMs: 5000 });
       return samples;
     },
   };
+}
+
+async function sample(intervalMs: number): Promise<void> {
+  const mongo = new MongoClient(process.env.MONGODB_URL as string, {
+    serverSelectionTimeoutMS: 2000,
+  });
+  const metricsUrl = process.env.DB_METRICS_URL || undefined;
+  let stopped = false;
+  process.on('SIGTERM', () => {
+    stopped = true;
+  });
+  let offset = 0;
+  let previous = 0;
+  while (!stopped) {
+    const fromMs = clock();
+    const raw = await serverWriteCommands(mongo, metricsUrl).catch(() => undefined);
+    if (raw !== undefined) {
+      if (raw < previous) offset += previous;
+      previous = raw;
+      process.stdout.write(`${JSON.stringify({ fromMs, toMs: clock(), writes: raw + offset })}\n`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  await mongo.close(true);
 }
 
 /**
@@ -110,3 +136,9 @@ export function busiestSecond(samples: readonly WriteSample[]): { writes: number
 export function maxWritesPerSecond(samples: readonly WriteSample[]): number {
   return busiestSecond(samples).writes;
 }
+
+runIfEntryPoint(import.meta.url, 'db-writes', async () => {
+  const [command, interval] = process.argv.slice(2);
+  if (command !== 'sample') throw new Error('usage: db-writes sample <intervalMs>');
+  await sample(Number(interval));
+});

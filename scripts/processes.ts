@@ -50,13 +50,20 @@ export function spawnEntry(entry: string | URL, options: SpawnOptions = {}): Spa
 export const hasExited = (proc: ChildProcess) => proc.exitCode !== null || proc.signalCode !== null;
 
 /**
- * Resolves once `url` answers 200; rejects when the process exits first, or
+ * Resolves once `url` answers 2xx; rejects when the process exits first, or
  * after timeoutMs with the last answer seen.
  */
 export async function waitHttpReady(
   url: string,
-  options: { timeoutMs: number; proc?: ChildProcess; what?: string },
+  options: {
+    timeoutMs: number;
+    proc?: ChildProcess;
+    what?: string;
+    /** Which answers mean ready (default: 2xx). */
+    accept?: (status: number) => boolean;
+  },
 ): Promise<void> {
+  const accept = options.accept ?? ((status: number) => status >= 200 && status < 300);
   const what = options.what ?? url;
   const deadline = performance.now() + options.timeoutMs;
   let last = 'no answer';
@@ -68,7 +75,7 @@ export async function waitHttpReady(
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       const body = await res.text();
-      if (res.status === 200) return;
+      if (accept(res.status)) return;
       last = `${res.status} ${body}`;
     } catch (error) {
       last = String(error);

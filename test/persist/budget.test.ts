@@ -52,7 +52,11 @@ describe('persist keeps to its write budget during a burst', () => {
     procs.push(
       await startRelay({ ...env, PERSIST_URL: `${persist.url}/`, RELAY_CONSUMERS: '300' }),
     );
-    const sampler = sampleServerWrites(mongo, 25);
+    const sampler = sampleServerWrites({
+      mongodbUrl: mongoUrl(),
+      metricsUrl: process.env.DB_METRICS_URL,
+      intervalMs: 25,
+    });
     const n = 20_000;
     await postMany(ingest.url, n, 128, (i) => ({
       type: 'burst',
