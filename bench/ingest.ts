@@ -204,6 +204,9 @@ async function startServer(
     timeoutMs: 30_000,
     proc: child,
     what: `${SERVERS[id].label} (log ${logFile})`,
+    // The lean host answers /readyz; the others answer once they listen (and the
+    // framework's ingest listens once its Redis is ready).
+    accept: kind === 'host' ? (status) => status === 200 : (status) => status > 0,
   });
   return { child, port, logFile };
 }
@@ -474,7 +477,7 @@ async function main(): Promise<void> {
   } finally {
     killChildren();
     for (const { client: redis } of redisServers.values()) {
-      const idem = await deleteMatching(redis, idempotencyKey(`${runTag}-*`));
+      const idem = await deleteMatching(redis, idempotencyKey('anon', `${runTag}-*`));
       const subjects = Math.max(opts.vus, opts.connections);
       let seqs = 0;
       for (let from = 1; from <= subjects; from += 1000) {

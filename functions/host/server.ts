@@ -53,8 +53,16 @@ export async function serve(
   let inFlight = 0;
   let stopping = false;
   let idle: (() => void) | undefined;
+  // A client that trickles its headers or body holds a socket, never a worker (the
+  // event loop goes on), and only until HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS:
+  // the server checks every second and closes it then.
   const server = createServer(
-    { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 120_000 },
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
+    },
     (req, res) => {
       inFlight++;
       if (stopping) res.setHeader('connection', 'close');

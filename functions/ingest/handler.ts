@@ -11,9 +11,10 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import { ClientError, HttpError, pathOf, send, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
+import { clientAddress, requestFingerprint } from './caller.js';
 import type { IngestConfig } from './config.js';
 import { parseEvent } from './request.js';
-import { type AcceptOutcome, EventStore } from './store.js';
+import { type AcceptOutcome, type Caller, EventStore } from './store.js';
 
 export type IngestRequest = IncomingMessage & { rawBody?: Buffer; body?: unknown };
 
@@ -39,6 +40,8 @@ export function createIngest(
     idempotencyTtlMs: config.idempotencyTtlSec * 1000,
     rateLimitPerSec: config.rateLimitPerSec,
     maxBacklog: config.maxBacklog,
+    sequenceTtlMs: config.seqTtlSec * 1000,
+    countersTtlMs: config.countersTtlSec * 1000,
   });
   const keyDigests = config.ingestApiKeys.map(digest);
 
@@ -65,11 +68,26 @@ export function createIngest(
     return match ? presented : undefined;
   }
 
-  function clientOf(req: IncomingMessage, token: Buffer | undefined): string {
-    if (token) return `key:${token.subarray(0, 8).toString('hex')}`;
-    const forwarded = req.headers['x-forwarded-for'];
-    const first = typeof forwarded === 'string' ? forwarded.split(',')[0]?.trim() : undefined;
-    return `ip:${first || req.socket.remoteAddress || 'unknown'}`;
+  /**
+   * Who sent it. With an API key: the key (its digest), for both the rate limit and
+   * the idempotency scope. Without: the client's address for the rate limit (the
+   * peer, or with TRUSTED_PROXY_HOPS = N the Nth address from the right of
+   * X-Forwarded-For, which only the trusted proxies wrote), and one shared
+   * idempotency scope, "anon".
+   */
+  function callerOf(req: IngestRequest, token: Buffer | undefined, body: Buffer): Caller {
+    // Only a request with an Idempotency-Key needs its fingerprint.
+    const fingerprint =
+      req.headers['idempotency-key'] === undefined ? '' : requestFingerprint(req, body);
+    if (token) {
+      const key = `key:${token.subarray(0, 8).toString('hex')}`;
+      return { client: key, scope: key, fingerprint };
+    }
+    return {
+      client: `ip:${clientAddress(req, config.trustedProxyHops)}`,
+      scope: 'anon',
+      fingerprint,
+    };
   }
 
   /** Answers one event, or throws the HttpError that says why not. */
@@ -106,7 +124,7 @@ export function createIngest(
     };
     let outcome: AcceptOutcome;
     try {
-      outcome = await store.accept(entry, clientOf(req, token), now);
+      outcome = await store.accept(entry, callerOf(req, token, body), now);
     } catch (error) {
       log.warn({ err: error }, 'redis did not take the event');
       throw new HttpError(
@@ -117,14 +135,21 @@ export function createIngest(
     }
     switch (outcome.kind) {
       case 'ok':
+        send(res, 202, { id: outcome.id, source: entry.source, seq: outcome.seq });
+        return 202;
       case 'dup':
         send(
           res,
           202,
-          { id: outcome.id, seq: outcome.seq },
-          outcome.kind === 'dup' ? { 'idempotent-replay': 'true' } : {},
+          { id: outcome.id, source: outcome.source, seq: outcome.seq },
+          { 'idempotent-replay': 'true' },
         );
         return 202;
+      case 'reused':
+        throw new ClientError(
+          'idempotency_key_reused',
+          'this Idempotency-Key was used for a different request; use a new key for a new event',
+        );
       case 'disabled':
         throw new ClientError(
           'source_disabled',

@@ -4,7 +4,7 @@
  * `{type, source?, subject?, data}`, and a CloudEvent in binary or structured mode.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { HTTP } from 'cloudevents';
+import { checkData, DataError, jsonText, parseJson } from '../shared/data.js';
 import { ClientError, isJsonMediaType, mediaType } from '../shared/http.js';
 
 export interface EventDraft {
@@ -22,26 +22,43 @@ export interface EventDraft {
 const LIMITS = { id: 256, type: 256, source: 1024, subject: 1024 } as const;
 const PLAIN_FIELDS = new Set(['type', 'source', 'subject', 'data']);
 
-function text(field: string, value: unknown, required: boolean): string | undefined {
-  if (value === undefined || value === null) {
-    if (required) throw new ClientError('invalid_field', `"${field}" is required`);
-    return undefined;
-  }
+type Field = keyof typeof LIMITS;
+
+/** A string attribute that may be absent; present, it must be a string within its limit. */
+function optionalText(field: Field, value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string') {
     throw new ClientError('invalid_field', `"${field}" must be a string`);
   }
-  const max = LIMITS[field as keyof typeof LIMITS];
-  if (required && value === '')
-    throw new ClientError('invalid_field', `"${field}" must not be empty`);
-  if (value.length > max) {
-    throw new ClientError('invalid_field', `"${field}" is longer than ${max} characters`);
+  if (!value.isWellFormed())
+    throw new ClientError('invalid_field', `"${field}" is not valid Unicode (a lone surrogate)`);
+  if (value.length > LIMITS[field]) {
+    throw new ClientError('invalid_field', `"${field}" is longer than ${LIMITS[field]} characters`);
   }
   return value;
 }
 
-function parseJson(body: Buffer): unknown {
+/** A string attribute that must be there and not empty. */
+function requiredText(field: Field, value: unknown): string {
+  const text = optionalText(field, value);
+  if (text === undefined) throw new ClientError('invalid_field', `"${field}" is required`);
+  if (text === '') throw new ClientError('invalid_field', `"${field}" must not be empty`);
+  return text;
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** The body as JSON, every number kept as written (functions/shared/data.ts). */
+function bodyJson(body: Buffer): unknown {
+  let text: string;
   try {
-    return JSON.parse(body.toString('utf8'));
+    text = UTF8.decode(body);
+  } catch {
+    throw new ClientError('malformed_json', 'the body is not valid JSON: it is not valid UTF-8');
+  }
+  try {
+    return parseJson(text);
   } catch (error) {
     throw new ClientError(
       'malformed_json',
@@ -50,15 +67,28 @@ function parseJson(body: Buffer): unknown {
   }
 }
 
+/** The event's data as the text the stream entry carries; refused when it cannot be stored exactly. */
+function dataOf(value: unknown): string {
+  try {
+    checkData(value, 'data');
+  } catch (error) {
+    if (error instanceof DataError) throw new ClientError('invalid_data', error.message);
+    throw error;
+  }
+  return jsonText(value);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function plainEvent(body: Buffer, defaultSource: string): EventDraft {
-  const value = parseJson(body);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  const event = bodyJson(body);
+  if (!isObject(event))
     throw new ClientError(
       'invalid_body',
       'the body must be a JSON object {type, source?, subject?, data}',
     );
-  }
-  const event = value as Record<string, unknown>;
   for (const name of Object.keys(event)) {
     if (!PLAIN_FIELDS.has(name)) {
       throw new ClientError(
@@ -70,52 +100,81 @@ function plainEvent(body: Buffer, defaultSource: string): EventDraft {
   if (!('data' in event))
     throw new ClientError('invalid_field', '"data" is required (any JSON value)');
   return {
-    type: text('type', event.type, true) as string,
-    source: text('source', event.source, false) ?? defaultSource,
-    subject: text('subject', event.subject, false) ?? '',
-    data: JSON.stringify(event.data),
+    type: requiredText('type', event.type),
+    source: optionalText('source', event.source) ?? defaultSource,
+    subject: optionalText('subject', event.subject) ?? '',
+    data: dataOf(event.data),
   };
 }
 
-function cloudEvent(headers: IncomingHttpHeaders, body: Buffer): EventDraft {
-  let event: ReturnType<typeof HTTP.toEvent>;
-  try {
-    event = HTTP.toEvent({
-      headers: headers as Record<string, string>,
-      body: body.toString('utf8'),
-    });
-  } catch (error) {
-    const message = (error as Error).message;
-    const code =
-      message.includes('JSON') || error instanceof SyntaxError
-        ? 'malformed_json'
-        : 'invalid_cloudevent';
-    throw new ClientError(code, `not a valid CloudEvent: ${message}`);
-  }
-  if (Array.isArray(event)) {
+/** A CloudEvent's context attributes and data, checked (spec version 1.0, JSON data). */
+function cloudEventDraft(attributes: Record<string, unknown>, data: () => unknown): EventDraft {
+  if (attributes.specversion !== '1.0')
     throw new ClientError(
-      'unsupported_media_type',
-      'CloudEvents batch mode is not accepted; send one event per request',
+      'invalid_cloudevent',
+      `not a valid CloudEvent: specversion ${JSON.stringify(attributes.specversion ?? null)} is not 1.0`,
     );
-  }
-  const data = event.data ?? (event.data_base64 === undefined ? undefined : null);
-  if (data === undefined)
-    throw new ClientError('invalid_field', '"data" is required (any JSON value)');
-  if (event.data_base64 !== undefined || Buffer.isBuffer(data) || data instanceof Uint8Array) {
+  for (const name of ['id', 'source', 'type'])
+    if (attributes[name] === undefined || attributes[name] === null)
+      throw new ClientError('invalid_cloudevent', `not a valid CloudEvent: "${name}" is required`);
+  const contentType = attributes.datacontenttype;
+  if (
+    contentType !== undefined &&
+    !(
+      typeof contentType === 'string' &&
+      isJsonMediaType(contentType.split(';')[0]?.trim().toLowerCase() ?? '')
+    )
+  )
     throw new ClientError(
       'unsupported_media_type',
       'CloudEvent data must be JSON (datacontenttype application/json)',
     );
-  }
   const draft: EventDraft = {
-    id: text('id', event.id, true) as string,
-    type: text('type', event.type, true) as string,
-    source: text('source', event.source, true) as string,
-    subject: text('subject', event.subject, false) ?? '',
-    data: JSON.stringify(data),
+    id: requiredText('id', attributes.id),
+    type: requiredText('type', attributes.type),
+    source: requiredText('source', attributes.source),
+    subject: optionalText('subject', attributes.subject) ?? '',
+    data: dataOf(data()),
   };
-  if (event.time) draft.time = event.time;
+  const time = attributes.time;
+  if (time !== undefined) {
+    if (typeof time !== 'string' || !RFC3339.test(time) || Number.isNaN(Date.parse(time)))
+      throw new ClientError('invalid_field', '"time" must be an RFC 3339 timestamp');
+    draft.time = time;
+  }
   return draft;
+}
+
+/**
+ * Structured mode: the whole event is the JSON body. Parsed here rather than by
+ * the CloudEvents SDK, which parses with JSON.parse and would round numbers.
+ */
+function structuredEvent(body: Buffer): EventDraft {
+  const event = bodyJson(body);
+  if (!isObject(event))
+    throw new ClientError(
+      'invalid_cloudevent',
+      'not a valid CloudEvent: the body is not a JSON object',
+    );
+  if (event.data_base64 !== undefined)
+    throw new ClientError(
+      'unsupported_media_type',
+      'CloudEvent data must be JSON (datacontenttype application/json)',
+    );
+  if (!('data' in event))
+    throw new ClientError('invalid_field', '"data" is required (any JSON value)');
+  return cloudEventDraft(event, () => event.data);
+}
+
+/** Binary mode: the attributes are `ce-*` headers, the body is the data. */
+function binaryEvent(headers: IncomingHttpHeaders, body: Buffer): EventDraft {
+  const attributes: Record<string, unknown> = { datacontenttype: headers['content-type'] };
+  for (const [name, value] of Object.entries(headers))
+    if (name.startsWith('ce-'))
+      attributes[name.slice(3)] = Array.isArray(value) ? value.join(',') : value;
+  if (body.length === 0)
+    throw new ClientError('invalid_field', '"data" is required (any JSON value)');
+  return cloudEventDraft(attributes, () => bodyJson(body));
 }
 
 /** Validates and parses the request body; throws ClientError for anything wrong. */
@@ -125,7 +184,7 @@ export function parseEvent(
   defaultSource: string,
 ): EventDraft {
   const type = mediaType(headers);
-  if (type === 'application/cloudevents+json') return cloudEvent(headers, body);
+  if (type === 'application/cloudevents+json') return structuredEvent(body);
   if (type === 'application/cloudevents-batch+json') {
     throw new ClientError(
       'unsupported_media_type',
@@ -138,6 +197,6 @@ export function parseEvent(
       `Content-Type ${type === '' ? '(none)' : JSON.stringify(type)} is not accepted; send application/json or a CloudEvent`,
     );
   }
-  if (headers['ce-specversion'] !== undefined) return cloudEvent(headers, body);
+  if (headers['ce-specversion'] !== undefined) return binaryEvent(headers, body);
   return plainEvent(body, defaultSource);
 }

@@ -12,7 +12,8 @@ const RATE_WINDOW_TTL_MS = 2000;
 
 export type AcceptOutcome =
   | { kind: 'ok'; id: string; seq: number; streamId: string }
-  | { kind: 'dup'; id: string; seq: number }
+  | { kind: 'dup'; id: string; seq: number; source: string }
+  | { kind: 'reused' }
   | { kind: 'disabled' }
   | { kind: 'rate'; limit: number }
   | { kind: 'full'; backlog: number };
@@ -22,6 +23,18 @@ export interface AcceptLimits {
   idempotencyTtlMs: number;
   rateLimitPerSec: number;
   maxBacklog: number;
+  sequenceTtlMs: number;
+  countersTtlMs: number;
+}
+
+/** Who sent the request, for its idempotency scope and its rate limit. */
+export interface Caller {
+  /** The rate-limit identity: the API key's digest, else the client's address. */
+  client: string;
+  /** The idempotency scope: the API key's digest, or "anon". */
+  scope: string;
+  /** The request's fingerprint: a reused Idempotency-Key must come with the same one. */
+  fingerprint: string;
 }
 
 type ScriptReply = string[];
@@ -47,15 +60,16 @@ export class EventStore {
    */
   async accept(
     entry: Omit<StreamEntry, 'seq'>,
-    client: string,
+    caller: Caller,
     nowMs: number,
   ): Promise<AcceptOutcome> {
     const fields = entryFields({ ...entry, seq: 0 });
     const keys = ingestKeys({
       stream: this.limits.streamKey,
+      scope: caller.scope,
       idempotencyKey: entry.key,
-      client,
-      second: Math.floor(nowMs / 1000),
+      client: caller.client,
+      nowMs,
       source: entry.source,
       subject: entry.subject,
     });
@@ -66,6 +80,10 @@ export class EventStore {
       RATE_WINDOW_TTL_MS,
       this.limits.maxBacklog,
       entry.id,
+      entry.source,
+      this.limits.sequenceTtlMs,
+      this.limits.countersTtlMs,
+      caller.fingerprint,
       ...fields,
     ])) as ScriptReply;
     switch (reply[0]) {
@@ -77,7 +95,14 @@ export class EventStore {
           streamId: String(reply[3]),
         };
       case 'dup':
-        return { kind: 'dup', id: String(reply[1]), seq: Number(reply[2]) };
+        return {
+          kind: 'dup',
+          id: String(reply[1]),
+          seq: Number(reply[2]),
+          source: String(reply[3]),
+        };
+      case 'reused':
+        return { kind: 'reused' };
       case 'disabled':
         return { kind: 'disabled' };
       case 'rate':

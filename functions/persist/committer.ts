@@ -21,7 +21,6 @@
  * A stop is bounded: what is not committed by SHUTDOWN_TIMEOUT_MS stays in the
  * stream for the next start (nothing is acked that was not committed).
  */
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Collection } from 'mongodb';
 import type { EventDocument } from '../shared/document.js';
@@ -31,28 +30,13 @@ import { Scripts } from '../shared/redis/scripts.js';
 import type { TokenBucket } from './bucket.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
+import { type DeadDocument, deadDocument, entryBytes, type Work, workOf } from './work.js';
+
+type EventWork = Extract<Work, { kind: 'event' }>;
+type DeadWork = Extract<Work, { kind: 'dead' }>;
 
 const ACK_CHUNK = 1000;
 const WRITE_CONCERN = { w: 1, j: true } as const;
-const MAX_REASON_CHARS = 2000;
-
-/**
- * A document of `events_dead`: what could not become an event, and why. `raw` is
- * text (the stream entry's field list, or the CloudEvent, as JSON), so that a
- * dead letter is storable whatever its content.
- */
-export interface DeadDocument {
-  _id: string;
-  reason: string;
-  streamId: string | null;
-  raw: string;
-  deadAt: Date;
-}
-
-/** What a queued item writes: an event, or a dead letter. */
-export type Work =
-  | { kind: 'event'; doc: EventDocument; fields: readonly string[] }
-  | { kind: 'dead'; doc: DeadDocument };
 
 export type Intake = 'push' | 'pull';
 
@@ -88,13 +72,6 @@ interface Retry {
   dueAt: number;
 }
 
-/** Builds the dead-letter document; its _id is stable so a retried write is idempotent. */
-export function deadDocument(reason: string, streamId: string | null, raw: string): DeadDocument {
-  const id = streamId ?? createHash('sha256').update(raw).digest('hex');
-  const short = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}…` : reason;
-  return { _id: id, reason: short, streamId, raw, deadAt: new Date() };
-}
-
 export interface CommitterOptions {
   events: Collection<EventDocument>;
   dead: Collection<DeadDocument>;
@@ -107,6 +84,8 @@ export interface CommitterOptions {
   deliveryDeadlineMs: number;
   maxCommitAttempts: number;
   parkMs: number;
+  /** Asks the database whether it answers at all (a ping). */
+  ping(): Promise<unknown>;
   log: Logger;
   metrics: PersistMetrics;
 }
@@ -302,16 +281,17 @@ export class Committer {
   /** One write attempt for a group: events first, then dead letters (another token). */
   private async attempt(group: Item[]): Promise<void> {
     const started = now();
+    const answered = await this.openDoors(group);
     const events = group.filter((item) => item.work.kind === 'event');
     const dead = group.filter((item) => item.work.kind === 'dead');
     const committed: Item[] = [];
     if (events.length > 0) {
       const persistedAt = new Date();
-      for (const item of events) (item.work.doc as EventDocument).persistedAt = persistedAt;
+      for (const item of events) (item.work as EventWork).doc.persistedAt = persistedAt;
       const outcome = await this.write(this.options.events, events, 'events');
       committed.push(...outcome.committed);
       for (const [item, reason] of outcome.refused) {
-        const fields = (item.work as Extract<Work, { kind: 'event' }>).fields;
+        const fields = (item.work as EventWork).fields;
         item.work = {
           kind: 'dead',
           doc: deadDocument(
@@ -340,6 +320,7 @@ export class Committer {
           'refused',
         );
     }
+    if (answered.length > 0) this.settle(answered);
     if (committed.length === 0) return;
     this.lastCommitAt = now();
     await this.forget(committed);
@@ -367,7 +348,7 @@ export class Committer {
     const verdict: InsertVerdict = await this.options.bucket.run(async () => {
       try {
         await (collection as Collection<EventDocument | DeadDocument>).insertMany(
-          items.map((item) => item.work.doc),
+          items.map((item) => (item.work as EventWork | DeadWork).doc),
           { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
         );
         return { kind: 'committed', duplicates: 0 };
@@ -401,6 +382,14 @@ export class Committer {
         break;
       }
       case 'unavailable':
+        // A batch that failed before while the server answers a ping now is suspect
+        // itself (a server can drop the connection over one document): split it.
+        if (items.length > 1 && items.some((item) => item.attempts > 0) && (await this.answers())) {
+          this.failed(items, `${verdict.reason} (the server answers: split)`, 'unknown', {
+            split: true,
+          });
+          break;
+        }
         result.unavailable = true;
         this.failed(items, verdict.reason, 'unavailable');
         break;
@@ -417,15 +406,62 @@ export class Committer {
           );
         } else {
           // Unforeseen: not committed; retried in halves with backoff, parked after its attempts.
-          this.failed(items, verdict.reason, 'unknown', true);
+          this.failed(items, verdict.reason, 'unknown', { split: true });
         }
         break;
     }
     return result;
   }
 
+  /**
+   * The stream is the truth, a delivery only a doorbell: every doorbell of the
+   * group is replaced by the work its stream entry gives, all read in one round
+   * trip. An entry that is not in the stream (persisted and deleted already, or
+   * never there) has nothing to write: its deliveries are answered at once, and
+   * nothing is written or deleted for them. Returns those.
+   */
+  private async openDoors(group: Item[]): Promise<Item[]> {
+    const doorbells = group.filter((item) => item.work.kind === 'doorbell');
+    if (doorbells.length === 0) return [];
+    const pipeline = this.options.redis.pipeline();
+    for (const item of doorbells)
+      pipeline.xrange(this.options.streamKey, item.streamId as string, item.streamId as string);
+    const replies = (await pipeline.exec()) ?? [];
+    const absent: Item[] = [];
+    doorbells.forEach((item, i) => {
+      const [error, entries] = replies[i] ?? [new Error('no reply')];
+      if (error) throw error;
+      const entry = (entries as Array<[string, string[]]>)[0];
+      if (entry) {
+        item.work = workOf(entry[0], entry[1]);
+        item.bytes = entryBytes(entry[1]);
+      } else absent.push(item);
+    });
+    for (const item of absent) group.splice(group.indexOf(item), 1);
+    this.options.metrics.absentEntries.inc(absent.length);
+    return absent;
+  }
+
+  /** The server answers a ping within a second (a read; it takes no token). */
+  private async answers(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.options.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('ping timed out')), 1000);
+        }),
+      ]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Not committed: retried with backoff, or parked once it has had its attempts. */
-  private failed(items: Item[], reason: string, kind: string, split = false): void {
+  private failed(items: Item[], reason: string, kind: string, { split = false } = {}): void {
     this.options.metrics.batchFailures.inc({ reason: kind });
     const park: Item[] = [];
     const retry: Item[] = [];

@@ -11,23 +11,19 @@ import type { CloudEventV1 } from 'cloudevents';
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import type { EventDocument } from '../shared/document.js';
-import {
-  decodeSourceEvent,
-  EntryError,
-  entryFields,
-  isStreamId,
-  type SourceEvent,
-} from '../shared/entry.js';
+import { EntryError, type SourceEvent, sourceEventStreamId } from '../shared/entry.js';
 import { redactUrl } from '../shared/env.js';
 import type { EventFunction } from '../shared/function.js';
+import { ClientError } from '../shared/http.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
 import { TokenBucket } from './bucket.js';
-import { Committer, type DeadDocument, deadDocument } from './committer.js';
+import { Committer } from './committer.js';
 import { loadPersistConfig } from './config.js';
 import { createPersistMetrics } from './metrics.js';
-import { entryBytes, PullIntake, workOf } from './pull.js';
+import { PullIntake } from './pull.js';
+import type { DeadDocument } from './work.js';
 
 const config = loadPersistConfig();
 const log = createLogger('persist', config.logLevel);
@@ -55,6 +51,7 @@ const committer = new Committer({
   deliveryDeadlineMs: config.deliveryDeadlineMs,
   maxCommitAttempts: config.maxCommitAttempts,
   parkMs: config.parkMs,
+  ping: () => db.command({ ping: 1 }),
   log,
   metrics,
 });
@@ -94,23 +91,25 @@ log.info(
   'persist started',
 );
 
+/**
+ * A delivery is a doorbell: it names a stream entry, and the committer writes
+ * what that entry holds (read from the stream with the rest of its batch). An
+ * event that is not the source's is refused (400) and changes nothing.
+ */
 async function handler(event: CloudEventV1<unknown>): Promise<void> {
   const raw = event as unknown as SourceEvent;
-  let decoded: ReturnType<typeof decodeSourceEvent>;
+  let streamId: string;
   try {
-    decoded = decodeSourceEvent(raw);
+    streamId = sourceEventStreamId(raw);
   } catch (error) {
     if (!(error instanceof EntryError)) throw error;
-    // Poison: kept with its reason as text, then acknowledged; it never blocks the queue.
-    const id = isStreamId(raw.id) ? raw.id : null;
-    const data =
-      raw.data instanceof Uint8Array ? Buffer.from(raw.data).toString('base64') : raw.data;
-    const text = JSON.stringify({ ...raw, data });
-    const dead = deadDocument(`not a RedisStreamSource event: ${error.message}`, id, text);
-    return committer.submit({ kind: 'dead', doc: dead }, id, entryBytes([text]));
+    metrics.refused.inc();
+    throw new ClientError('invalid_cloudevent', `not a RedisStreamSource event: ${error.message}`);
   }
-  const fields = entryFields(decoded.entry);
-  return committer.submit(workOf(decoded.streamId, fields), decoded.streamId, entryBytes(fields));
+  // The delivery's size stands in for the entry's until the entry is read.
+  const size =
+    typeof raw.data === 'string' ? raw.data.length : JSON.stringify(raw.data ?? null).length;
+  return committer.submit({ kind: 'doorbell' }, streamId, size + 64);
 }
 
 /**

@@ -36,6 +36,16 @@ export function createPersistMetrics(registry: Registry) {
       help: 'Documents the database already held (a redelivery): counted as committed',
       registers,
     }),
+    refused: new Counter({
+      name: 'spillway_persist_refused_deliveries_total',
+      help: 'CloudEvents refused (400): not a RedisStreamSource event; nothing written',
+      registers,
+    }),
+    absentEntries: new Counter({
+      name: 'spillway_persist_absent_entries_total',
+      help: 'Deliveries naming a stream entry that is not in the stream (persisted before, or never there): nothing written',
+      registers,
+    }),
     parked: new Counter({
       name: 'spillway_persist_parked_total',
       help: 'Entries not committed after MAX_COMMIT_ATTEMPTS: left in the stream, retried after PARK_MS',

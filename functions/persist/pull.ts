@@ -13,23 +13,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { DocumentError, toDocument } from '../shared/document.js';
-import { EntryError, parseEntryFields } from '../shared/entry.js';
 import type { Logger } from '../shared/logger.js';
 import { pullLeaseKey } from '../shared/redis/keys.js';
 import { Scripts } from '../shared/redis/scripts.js';
-import { type Committer, deadDocument, type Work } from './committer.js';
+import type { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
 import type { PersistMetrics } from './metrics.js';
+import { entryBytes, workOf } from './work.js';
 
 type Entries = Array<[string, string[]]>;
-
-/** Bytes a document adds to a batch, roughly (for MAX_BATCH_BYTES). */
-export function entryBytes(fields: readonly string[]): number {
-  let bytes = 64;
-  for (const field of fields) bytes += field.length;
-  return bytes;
-}
 
 /** The next stream id after `id` (for exclusive ranges). */
 function after(id: string): string {
@@ -211,27 +203,6 @@ export class PullIntake {
       this.committer.enqueue(workOf(streamId, fields), streamId, entryBytes(fields));
     }
     return queued;
-  }
-}
-
-/** The work a stream entry gives: its event, or a dead letter when it is not one. */
-export function workOf(streamId: string, fields: readonly string[]): Work {
-  try {
-    return {
-      kind: 'event',
-      doc: toDocument(parseEntryFields(fields), streamId, new Date()),
-      fields,
-    };
-  } catch (error) {
-    if (!(error instanceof EntryError || error instanceof DocumentError)) throw error;
-    return {
-      kind: 'dead',
-      doc: deadDocument(
-        `stream entry is not an event: ${(error as Error).message}`,
-        streamId,
-        JSON.stringify(fields),
-      ),
-    };
   }
 }
 

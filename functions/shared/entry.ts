@@ -123,29 +123,15 @@ export function sourceEventFor(
 }
 
 /**
- * Decodes a CloudEvent from RedisStreamSource into (stream id, entry). Throws
- * EntryError for anything that is not such an event: it is poison.
+ * The stream entry a CloudEvent from RedisStreamSource names (its id). Persist
+ * takes the event as a doorbell: what it writes comes from the stream entry with
+ * that id, never from the event's data, so a forged event cannot write what
+ * ingest did not accept. Throws EntryError for anything that is not such an event.
  */
-export function decodeSourceEvent(event: SourceEvent): { streamId: string; entry: StreamEntry } {
-  if (event.type !== SOURCE_EVENT_TYPE) {
+export function sourceEventStreamId(event: SourceEvent): string {
+  if (event.type !== SOURCE_EVENT_TYPE)
     throw new EntryError(`type is ${JSON.stringify(event.type)}, expected ${SOURCE_EVENT_TYPE}`);
-  }
   if (!isStreamId(event.id))
     throw new EntryError(`id ${JSON.stringify(event.id)} is not a stream entry id`);
-  let data = event.data;
-  if (typeof data === 'string') {
-    try {
-      data = JSON.parse(data);
-    } catch {
-      throw new EntryError('data is not JSON');
-    }
-  } else if (Buffer.isBuffer(data) || data instanceof Uint8Array) {
-    try {
-      data = JSON.parse(Buffer.from(data).toString('utf8'));
-    } catch {
-      throw new EntryError('data is not JSON');
-    }
-  }
-  if (!Array.isArray(data)) throw new EntryError('data is not a flat array of field/value strings');
-  return { streamId: event.id, entry: parseEntryFields(data) };
+  return event.id;
 }

@@ -96,6 +96,20 @@ export const SETTINGS = {
     [...ALL, 'pipeline'],
     'longest wait for in-flight work on SIGTERM (persist: 30000)',
   ),
+  HEADERS_TIMEOUT_MS: setting(
+    int(1000, 600_000),
+    10_000,
+    'ms',
+    SERVED,
+    "a client that has not sent a request's headers by then is disconnected",
+  ),
+  REQUEST_TIMEOUT_MS: setting(
+    int(1000, 600_000),
+    30_000,
+    'ms',
+    SERVED,
+    'a client that has not sent a whole request by then is disconnected',
+  ),
   // The host
   FUNCTION_TARGET: setting(
     oneOf(['ingest', 'persist'] as const),
@@ -155,6 +169,27 @@ export const SETTINGS = {
     '—',
     ['ingest'],
     '`source` of plain events that give none',
+  ),
+  SEQ_TTL_SEC: setting(
+    int(1, MAX),
+    7 * 86_400,
+    's',
+    ['ingest'],
+    "a subject's sequence expires after this long unused (then starts again at 1)",
+  ),
+  COUNTERS_TTL_SEC: setting(
+    int(1, MAX),
+    8 * 86_400,
+    's',
+    ['ingest'],
+    'how long a day of per-source counters is kept',
+  ),
+  TRUSTED_PROXY_HOPS: setting(
+    int(0, 16),
+    0,
+    'proxies',
+    ['ingest'],
+    'the client is the Nth address from the right of X-Forwarded-For (0: the peer)',
   ),
   // Persist
   MONGODB_URL: setting(

@@ -71,11 +71,14 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
         ...scenario.env,
       };
       let pipeline = await PipelineRun.start(pipelineEnv, port);
-      const writes = sampleWrites(mongo, services.urls.DB_METRICS_URL);
+      const writes = sampleWrites(
+        services.urls.MONGODB_URL as string,
+        services.urls.DB_METRICS_URL,
+      );
       let stopped = false;
       try {
         const loadStarted = Date.now();
-        const loadStartedPerf = performance.now();
+        const loadStartedEpoch = performance.timeOrigin + performance.now();
         const load = paceLoad({
           url: pipeline.ingestUrl,
           ratePerSec: RATE,
@@ -148,7 +151,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
           mismatched: verdict.mismatched.length,
           deadLetters: verdict.deadLetters,
           maxWritesPerSec: budget.maxPerSecond,
-          busiestSecondAtMs: Math.round(budget.busiestAtMs - loadStartedPerf),
+          busiestSecondAtMs: Math.round(budget.busiestAtMs - loadStartedEpoch),
           budget: Number(scenario.env?.WRITE_OPS_PER_SEC ?? BUDGET),
         };
         mkdirSync(services.dataDir, { recursive: true });

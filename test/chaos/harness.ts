@@ -11,6 +11,8 @@ import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { MongoClient } from 'mongodb';
+import { sameJson, storedDataText } from '../../functions/shared/data.js';
+import { type EventId, eventId } from '../../functions/shared/document.js';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
 import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry } from '../../scripts/processes.js';
@@ -286,8 +288,8 @@ export async function paceLoad(options: {
 }
 
 /** Samples the server's write commands until stopped (scripts/db-writes.ts). */
-export function sampleWrites(mongo: MongoClient, metricsUrl: string | undefined) {
-  const sampler = sampleServerWrites(mongo, 50, metricsUrl);
+export function sampleWrites(mongodbUrl: string, metricsUrl: string | undefined) {
+  const sampler = sampleServerWrites({ mongodbUrl, metricsUrl, intervalMs: 50 });
   return {
     async stop() {
       const samples = await sampler.stop();
@@ -317,12 +319,15 @@ export async function verify(options: {
   accepted: Map<string, PostedEvent>;
 }): Promise<Verdict> {
   const db = options.mongo.db(options.database);
-  const events = db.collection<{ _id: string } & Record<string, unknown>>('events');
+  const events = db.collection<{ _id: EventId } & Record<string, unknown>>('events');
   const ids = [...options.accepted.keys()];
   const found = new Map<string, Record<string, unknown>>();
   for (let i = 0; i < ids.length; i += 2000) {
-    const chunk = ids.slice(i, i + 2000);
-    for (const doc of await events.find({ _id: { $in: chunk } }).toArray()) found.set(doc._id, doc);
+    const chunk = ids
+      .slice(i, i + 2000)
+      .map((id) => eventId((options.accepted.get(id) as PostedEvent).source, id));
+    for (const doc of await events.find({ _id: { $in: chunk } }).toArray())
+      found.set(doc._id.id, doc);
   }
   const missing = ids.filter((id) => !found.has(id));
   const mismatched: string[] = [];
@@ -331,9 +336,9 @@ export async function verify(options: {
     if (!doc) continue;
     const same =
       doc.type === posted.type &&
-      doc.source === posted.source &&
+      (doc._id as EventId).source === posted.source &&
       doc.subject === posted.subject &&
-      JSON.stringify(doc.data) === JSON.stringify(posted.data);
+      sameJson(storedDataText(doc.data), JSON.stringify(posted.data));
     if (!same) mismatched.push(id);
   }
   const pending = (await options.redis

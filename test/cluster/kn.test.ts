@@ -187,6 +187,8 @@ function fromKn(words: string[]): Model {
     const value = one(flag);
     if (value !== undefined) m.annotations[AUTOSCALING + key] = value;
   }
+  // --annotation-revision sets an annotation of the revision template only.
+  for (const a of many('--annotation-revision')) Object.assign(m.annotations, keyValues(a));
   m.containerConcurrency = Number(one('--concurrency-limit') ?? -1);
   m.timeoutSeconds = Number(one('--timeout') ?? -1);
   for (const l of many('--label')) {

@@ -93,7 +93,7 @@ describe('under the Functions Framework server', () => {
         await mongo
           .db(dbName)
           .collection('events')
-          .findOne({ _id: fields[1] as never }),
+          .findOne({ _id: { source: '/ff', id: fields[1] } as never }),
       ).toMatchObject({ data: { b: 2 }, streamId });
       await mongo.close();
     } finally {

@@ -3,9 +3,9 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEntryFields } from '../../functions/shared/entry.js';
 import {
+  countersKey,
   RATE_WINDOW_PREFIX,
   sourceSettingsKey,
-  sourceStatsKey,
 } from '../../functions/shared/redis/keys.js';
 import {
   type FunctionProcess,
@@ -75,7 +75,7 @@ describe('ingest', () => {
     await redis.del(stream);
   });
 
-  it('answers 202 {id, seq} and appends a stream entry matching the stream entry contract field for field', async () => {
+  it('answers 202 {id, source, seq} and appends a stream entry matching the stream entry contract field for field', async () => {
     const subject = unique('order');
     const key = unique('idem');
     const before = Date.now();
@@ -89,6 +89,7 @@ describe('ingest', () => {
       id: expect.stringMatching(
         /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
       ),
+      source: '/shop',
       seq: 1,
     });
     const entries = await redis.xrange(stream, '-', '+');
@@ -356,11 +357,12 @@ describe('ingest', () => {
   it('gives 100 concurrent requests with one Idempotency-Key one id and one stream entry', async () => {
     const key = unique('idem');
     const lenBefore = await redis.xlen(stream);
+    // The same request 100 times (a client retrying): one event.
     const answers = await Promise.all(
-      Array.from({ length: 100 }, (_, i) =>
+      Array.from({ length: 100 }, () =>
         postJson(
           `${fn.url}/events`,
-          { type: 'pay', subject: 'same', data: { i } },
+          { type: 'pay', subject: 'same', data: { amount: 5 } },
           { 'idempotency-key': key },
         ),
       ),
@@ -420,8 +422,15 @@ describe('ingest', () => {
     // Inside the script: reads GET×3 (idempotency, rate window, sequence), HMGET,
     // XLEN; writes SET (sequence), XADD, SET or INCR (rate window), HINCRBY, SET
     // (idempotency record).
-    const { set = 0, incr = 0, ...rest } = tally(seen.filter((c) => c.source === 'lua'));
+    const {
+      set = 0,
+      incr = 0,
+      pexpire = 0,
+      ...rest
+    } = tally(seen.filter((c) => c.source === 'lua'));
     expect(rest).toEqual({ get: 150, hmget: 50, xlen: 50, xadd: 50, hincrby: 50 });
+    // The day's counters get their expiry with the first event of a source that day only.
+    expect(pexpire).toBeLessThanOrEqual(1);
     expect(set + incr).toBe(150);
     expect(set).toBeGreaterThanOrEqual(100);
   });
@@ -479,6 +488,94 @@ describe('ingest with INGEST_API_KEYS', () => {
     }
     expect(await redis.xlen(stream)).toBe(2);
   });
+
+  it('scopes an Idempotency-Key to its API key: another client with the same key is another event', async () => {
+    const key = unique('shared-key');
+    const alpha = await postJson(
+      `${fn.url}/events`,
+      { type: 'a.secret', data: { owner: 'alpha' } },
+      { authorization: 'Bearer k-one', 'idempotency-key': key },
+    );
+    const beta = await postJson(
+      `${fn.url}/events`,
+      { type: 'b.other', data: { owner: 'beta' } },
+      { authorization: 'Bearer k-two', 'idempotency-key': key },
+    );
+    expect([alpha.status, beta.status]).toEqual([202, 202]);
+    expect(beta.headers.get('idempotent-replay')).toBeNull();
+    expect(beta.body.id).not.toBe(alpha.body.id);
+    // Alpha again, same request: its own first answer.
+    const again = await postJson(
+      `${fn.url}/events`,
+      { type: 'a.secret', data: { owner: 'alpha' } },
+      { authorization: 'Bearer k-one', 'idempotency-key': key },
+    );
+    expect(again.status).toBe(202);
+    expect(again.headers.get('idempotent-replay')).toBe('true');
+    expect(again.body).toEqual(alpha.body);
+  });
+
+  it('answers 422 to a key reused for a different request, and writes nothing', async () => {
+    const key = unique('reused');
+    const headers = { authorization: 'Bearer k-one', 'idempotency-key': key };
+    const first = await postJson(`${fn.url}/events`, { type: 't', data: 1 }, headers);
+    expect(first.status).toBe(202);
+    const before = await footprint(stream);
+    const other = await postJson(`${fn.url}/events`, { type: 't', data: 2 }, headers);
+    expect(other.status).toBe(422);
+    expect(other.body.error).toBe('idempotency_key_reused');
+    expect(await footprint(stream)).toBe(before);
+  });
+});
+
+describe('ingest behind proxies (TRUSTED_PROXY_HOPS)', () => {
+  const stream = unique('test:proxies');
+  let direct: FunctionProcess;
+  let proxied: FunctionProcess;
+  beforeAll(async () => {
+    const env = { ...isolated, STREAM_KEY: stream, RATE_LIMIT_PER_SEC: '3' };
+    direct = await startFunction('ingest', env);
+    proxied = await startFunction('ingest', { ...env, TRUSTED_PROXY_HOPS: '1' });
+  });
+  afterAll(async () => {
+    await direct.kill();
+    await proxied.kill();
+    await redis.del(stream);
+  });
+
+  const burst = async (url: string, forwardedFor: (i: number) => string) => {
+    await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 20));
+    const statuses = [];
+    for (let i = 0; i < 6; i++)
+      statuses.push(
+        (
+          await postJson(
+            `${url}/events`,
+            { type: 't', data: i },
+            { 'x-forwarded-for': forwardedFor(i) },
+          )
+        ).status,
+      );
+    return statuses;
+  };
+
+  it('does not take a client-written X-Forwarded-For for the client (no trusted proxy)', async () => {
+    // Each request claims another address; the limit still counts the one real peer.
+    expect(await burst(direct.url, (i) => `203.0.113.${i}`)).toEqual([
+      202, 202, 202, 429, 429, 429,
+    ]);
+  });
+
+  it('takes the address the trusted proxy appended, never what the client wrote before it', async () => {
+    // The client forges the left part; the proxy appended 198.51.100.7 each time.
+    expect(await burst(proxied.url, (i) => `203.0.113.${i}, 198.51.100.7`)).toEqual([
+      202, 202, 202, 429, 429, 429,
+    ]);
+    // Two real clients behind the proxy are two clients.
+    expect(await burst(proxied.url, (i) => `198.51.100.${i % 2}`)).toEqual([
+      202, 202, 202, 202, 202, 202,
+    ]);
+  });
 });
 
 describe('ingest limits', () => {
@@ -533,8 +630,10 @@ describe('ingest limits', () => {
     const first = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 });
     const second = await postJson(`${fn.url}/events`, { type: 't', source, data: 2 });
     expect([first.status, second.status]).toEqual([202, 429]);
-    expect(await redis.hget(sourceStatsKey(source), 'accepted')).toBe('1');
-    await redis.del(sourceSettingsKey(source), sourceStatsKey(source));
+    // Today's counters count it once, under its source.
+    expect(await redis.hget(countersKey(Date.now()), source)).toBe('1');
+    await redis.hdel(countersKey(Date.now()), source);
+    await redis.del(sourceSettingsKey(source));
   });
 });
 

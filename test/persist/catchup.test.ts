@@ -6,6 +6,7 @@
 import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventId } from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import {
   type FunctionProcess,
@@ -75,11 +76,11 @@ describe('catch-up drains a backlog with the relay stopped', () => {
       async () => `stream ${await redis.xlen(stream)}, documents ${await events.countDocuments()}`,
     );
     expect(await events.countDocuments()).toBe(n);
-    // _id is the event id and unique: n documents made from n distinct ids are each
-    // event exactly once. A sample across the whole backlog is present.
-    const sample = Array.from({ length: 200 }, (_, k) => `ev-${k * 997}`);
+    // _id is the event's identity (source, id) and unique: n documents made from n
+    // distinct ids are each event exactly once. A sample across the whole backlog is present.
+    const sample = Array.from({ length: 200 }, (_, k) => eventId('/fill', `ev-${k * 997}`));
     expect(await events.countDocuments({ _id: { $in: sample as never[] } })).toBe(sample.length);
-    expect(await events.findOne({ _id: 'ev-123456' as never })).toMatchObject({
+    expect(await events.findOne({ _id: eventId('/fill', 'ev-123456') as never })).toMatchObject({
       type: 'backlog',
       subject: 's-56',
       data: { i: 123456 },

@@ -5,7 +5,7 @@
  */
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deadDocument } from '../../functions/persist/committer.js';
+import { deadDocument } from '../../functions/persist/work.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { spawnEntry } from '../../scripts/processes.js';
 import { mongoUrl, redisClient, unique } from '../helpers.js';

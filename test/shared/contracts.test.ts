@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { DocumentError, toDocument } from '../../functions/shared/document.js';
 import {
-  decodeSourceEvent,
   EntryError,
   entryFields,
   parseEntryFields,
   type StreamEntry,
+  sourceEventStreamId,
 } from '../../functions/shared/entry.js';
 import { SOURCE_EVENT_TYPE } from '../../functions/shared/names.js';
 
@@ -72,14 +72,14 @@ describe('RedisStreamSource CloudEvent into a MongoDB document (the other two co
     data: JSON.stringify(entryFields(entry)),
   };
 
-  it('decodes binary-mode data (JSON text) into the right document', () => {
-    const { streamId, entry: decoded } = decodeSourceEvent(sourceEvent);
+  it('names its stream entry, which becomes the right document', () => {
+    const streamId = sourceEventStreamId(sourceEvent);
     expect(streamId).toBe('1732770000000-0');
     const persistedAt = new Date('2026-11-28T06:00:01Z');
-    expect(toDocument(decoded, streamId, persistedAt)).toEqual({
-      _id: entry.id,
+    // What is written comes from the stream entry, never from the event's data.
+    expect(toDocument(parseEntryFields(entryFields(entry)), streamId, persistedAt)).toEqual({
+      _id: { source: '/shop', id: entry.id },
       type: 'order.created',
-      source: '/shop',
       subject: 'cust-42',
       seq: 7,
       time: new Date('2026-11-28T06:00:00.123Z'),
@@ -90,21 +90,18 @@ describe('RedisStreamSource CloudEvent into a MongoDB document (the other two co
     });
   });
 
-  it('decodes structured-mode data (an already parsed array) the same way', () => {
-    const structured = { ...sourceEvent, data: entryFields(entry) };
-    expect(decodeSourceEvent(structured)).toEqual(decodeSourceEvent(sourceEvent));
+  it('takes the stream id alone, whatever the data says (a doorbell)', () => {
+    for (const data of [entryFields(entry), '[not json', '{"id":"forged"}', undefined])
+      expect(sourceEventStreamId({ ...sourceEvent, data })).toBe('1732770000000-0');
   });
 
   it.each([
     ['another type', { ...sourceEvent, type: 'com.example' }, /expected dev\.knative/],
     ['an id that is not a stream id', { ...sourceEvent, id: 'abc' }, /not a stream entry id/],
-    ['data that is not JSON', { ...sourceEvent, data: '[not json' }, /not JSON/],
-    ['data that is an object', { ...sourceEvent, data: '{"id":"x"}' }, /flat array/],
-    ['data missing fields', { ...sourceEvent, data: '["id","x"]' }, /missing/],
-    ['no data', { ...sourceEvent, data: undefined }, /flat array/],
-  ])('treats %s as poison (EntryError), not a crash', (_what, event, message) => {
-    expect(() => decodeSourceEvent(event)).toThrow(EntryError);
-    expect(() => decodeSourceEvent(event)).toThrow(message);
+    ['no id', { ...sourceEvent, id: undefined }, /not a stream entry id/],
+  ])('refuses %s (EntryError), not a crash', (_what, event, message) => {
+    expect(() => sourceEventStreamId(event)).toThrow(EntryError);
+    expect(() => sourceEventStreamId(event)).toThrow(message);
   });
 
   it('rejects a time that is not RFC 3339 and data that is not JSON text', () => {

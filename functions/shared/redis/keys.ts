@@ -6,24 +6,26 @@
 /** Ingest's keys for one event (ingest-6.lua, in its KEYS order). */
 export function ingestKeys(options: {
   stream: string;
+  /** Whose key it is: the API key's digest, or "anon" (clients without an API key share one scope). */
+  scope: string;
   idempotencyKey: string | undefined;
   client: string;
-  second: number;
+  nowMs: number;
   source: string;
   subject: string;
 }): string[] {
   return [
-    idempotencyKey(options.idempotencyKey ?? ''),
-    rateWindowKey(options.client, options.second),
+    idempotencyKey(options.scope, options.idempotencyKey ?? ''),
+    rateWindowKey(options.client, Math.floor(options.nowMs / 1000)),
     options.stream,
     sourceSettingsKey(options.source),
-    sourceStatsKey(options.source),
+    countersKey(options.nowMs),
     sequenceKey(options.subject),
   ];
 }
 
-/** The first answer to an Idempotency-Key. */
-export const idempotencyKey = (key: string) => `spillway:idem:${key}`;
+/** The first answer to an Idempotency-Key, in the scope of the client that sent it. */
+export const idempotencyKey = (scope: string, key: string) => `spillway:idem:${scope}:${key}`;
 
 /** A client's request count in one second (the rate limit); these expire by themselves. */
 export const RATE_WINDOW_PREFIX = 'spillway:rate:';
@@ -33,8 +35,10 @@ const rateWindowKey = (client: string, second: number) =>
 /** A source's settings hash (`disabled`, `rateLimitPerSec`): set by operators. */
 export const sourceSettingsKey = (source: string) => `spillway:source:${source}:settings`;
 
-/** A source's counters (`accepted`). */
-export const sourceStatsKey = (source: string) => `spillway:source:${source}:stats`;
+/** One day's counters: a hash of source → events accepted that day (UTC). */
+export const COUNTERS_PREFIX = 'spillway:stats:';
+export const countersKey = (nowMs: number) =>
+  `${COUNTERS_PREFIX}${new Date(nowMs).toISOString().slice(0, 10)}`;
 
 /** The last sequence number given to a subject. */
 export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;

@@ -3,8 +3,10 @@
 
   Steps:
     Reads
-      1. GET    the idempotency record (KEYS[1]); a hit answers the first id and
-                seq and writes nothing.
+      1. GET    the idempotency record (KEYS[1], scoped to the client); a hit with
+                the same request fingerprint answers the first id, seq and source
+                and writes nothing; a hit with another fingerprint is refused
+                (the key was reused for a different request) and writes nothing.
       2. HMGET  the per-source settings (KEYS[4]): `disabled` ("1" refuses the
                 source) and `rateLimitPerSec` (overrides ARGV[3] for that source).
       3. GET    the client's rate-limit window counter (KEYS[2]); at the limit the
@@ -12,21 +14,24 @@
       4. XLEN   the stream (KEYS[3]): the backlog not yet persisted; at ARGV[5] or
                 above the request is refused and nothing is written.
       5. GET    the per-subject sequence (KEYS[6]).
-    Writes (only when accepted)
-      6. SET    the per-subject sequence to seq = previous + 1.
-      7. XADD   the stream entry (docs/architecture.md, "the stream entry"), the value
-                of its `seq` field filled in here.
+    Writes (only when accepted); every key written expires or is bounded:
+      6. SET    the per-subject sequence to seq = previous + 1, its time to live
+                (ARGV[8] ms) refreshed: a subject silent that long starts again at 1.
+      7. XADD   the stream entry (docs/architecture.md, "The three contracts"), the
+                value of its `seq` field filled in here. Persist deletes it once stored.
       8. SET/INCR the client's window counter (a new window expires after ARGV[4] ms).
-      9. HINCRBY the per-source counter `accepted`.
-     10. SET    the idempotency record "<seq> <id>" with ARGV[2] ms to live (only when
-                the client sent an Idempotency-Key: ARGV[1] = "1").
+      9. HINCRBY the source's count of accepted events in today's counters hash
+                (KEYS[5], one hash a day for every source, expiring after ARGV[9] ms).
+     10. SET    the idempotency record (JSON: seq, id, source, fingerprint) with
+                ARGV[2] ms to live, only when the client sent an Idempotency-Key
+                (ARGV[1] = "1").
 
   Input:
-    KEYS[1] idempotency record     spillway:idem:<Idempotency-Key>
+    KEYS[1] idempotency record     spillway:idem:<client scope>:<Idempotency-Key>
     KEYS[2] rate-limit window      spillway:rate:<client>:<unix second>
     KEYS[3] stream                 spillway:events
-    KEYS[4] per-source settings    spillway:source:<source>:settings (hash)
-    KEYS[5] per-source counters    spillway:source:<source>:stats (hash)
+    KEYS[4] per-source settings    spillway:source:<source>:settings (hash, set by operators)
+    KEYS[5] today's counters       spillway:stats:<YYYY-MM-DD> (hash: source → accepted)
     KEYS[6] per-subject sequence   spillway:seq:<subject>
 
     ARGV[1] "1" when the client sent an Idempotency-Key, else "0"
@@ -35,12 +40,17 @@
     ARGV[4] rate-limit window time to live, ms
     ARGV[5] max backlog (stream length), 0 = none
     ARGV[6] event id
-    ARGV[7..] the stream entry's field/value strings; the value of the field named
+    ARGV[7] event source
+    ARGV[8] per-subject sequence time to live, ms
+    ARGV[9] counters hash time to live, ms
+    ARGV[10] request fingerprint (method, path, media type, CloudEvent headers, body)
+    ARGV[11..] the stream entry's field/value strings; the value of the field named
             `seq` is replaced by the sequence this script assigns
 
   Output (an array whose first element says what happened):
     {"ok", id, seq, streamId}   accepted: entry appended
-    {"dup", id, seq}            Idempotency-Key seen before: the first answer
+    {"dup", id, seq, source}    the same request with this Idempotency-Key before: its answer
+    {"reused"}                  this Idempotency-Key was used for a different request
     {"disabled"}                the source's settings refuse it
     {"rate", limit}             the client is over its limit in this second
     {"full", backlog}           the stream holds max backlog entries or more
@@ -52,8 +62,11 @@ local backlog = redis.call('XLEN', KEYS[3])
 local last = tonumber(redis.call('GET', KEYS[6]) or '0')
 
 if idem then
-  local space = string.find(idem, ' ', 1, true)
-  return {'dup', string.sub(idem, space + 1), string.sub(idem, 1, space - 1)}
+  local record = cjson.decode(idem)
+  if record.fingerprint ~= ARGV[10] then
+    return {'reused'}
+  end
+  return {'dup', record.id, tostring(record.seq), record.source}
 end
 if settings[1] == '1' then
   return {'disabled'}
@@ -68,9 +81,9 @@ if maxBacklog > 0 and backlog >= maxBacklog then
 end
 
 local seq = last + 1
-redis.call('SET', KEYS[6], seq)
+redis.call('SET', KEYS[6], seq, 'PX', ARGV[8])
 local fields = {}
-for i = 7, #ARGV do
+for i = 11, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 for i = 1, #fields - 1, 2 do
@@ -84,8 +97,11 @@ if used == 0 then
 else
   redis.call('INCR', KEYS[2])
 end
-redis.call('HINCRBY', KEYS[5], 'accepted', 1)
+if redis.call('HINCRBY', KEYS[5], ARGV[7], 1) == 1 then
+  redis.call('PEXPIRE', KEYS[5], ARGV[9], 'NX')
+end
 if ARGV[1] == '1' then
-  redis.call('SET', KEYS[1], seq .. ' ' .. ARGV[6], 'PX', ARGV[2])
+  local record = cjson.encode({seq = seq, id = ARGV[6], source = ARGV[7], fingerprint = ARGV[10]})
+  redis.call('SET', KEYS[1], record, 'PX', ARGV[2])
 end
 return {'ok', ARGV[6], tostring(seq), streamId}
