@@ -197,12 +197,16 @@ export class SharedBudget {
     this.local = new TokenBucket(this.localRate);
   }
 
-  /** Stops the background probe. Writes already waiting finish. */
-  close(): void {
+  /**
+   * Stops the background probe, and resolves once the writes already taken in
+   * have released the budget (before the Redis client is closed).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.probeTimer);
     this.probeTimer = undefined;
     this.redis.off('ready', this.onReady);
+    await this.chain;
   }
 
   /**
