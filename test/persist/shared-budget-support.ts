@@ -49,6 +49,8 @@ export interface Writer {
   writes(): WriteLine[];
   /** Its pino log lines' messages. */
   messages(): string[];
+  /** Its pino log lines. */
+  logs(): Array<Record<string, unknown>>;
   output(): string;
 }
 
@@ -82,6 +84,7 @@ export function startWriter(config: WriterConfig): Writer {
       parsed()
         .filter((line) => typeof line.msg === 'string')
         .map((line) => line.msg as string),
+    logs: () => parsed().filter((line) => typeof line.msg === 'string'),
     output: () => output,
   };
 }

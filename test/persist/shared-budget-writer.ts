@@ -79,7 +79,6 @@ for (let i = 0; Date.now() < config.endAt; i++) {
     answered.push({ start, answer: clock() });
   });
 }
-await sleep(100); // the last release
-budget.close();
+await budget.close();
 print({ kind: 'done', name: config.name });
 redis.disconnect();

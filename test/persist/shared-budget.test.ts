@@ -94,12 +94,14 @@ describe('shared write budget', () => {
     return writer;
   };
 
-  beforeAll(() => {
+  beforeAll(async () => {
     url = budgetRedisUp();
     port = Number(new URL(url).port);
     redis = new Redis(url) as ScriptClient;
     redis.on('error', () => undefined);
     redis.defineCommand('writeBudget', { numberOfKeys: 1, lua: SCRIPT });
+    // Answered once Redis has loaded its data (a client meanwhile waits, then falls back).
+    await redis.ping();
   });
 
   afterAll(async () => {
@@ -372,6 +374,10 @@ describe('shared write budget', () => {
           smallestGapAfterAllBack: smallestGap(after).toFixed(2),
         },
       );
+      // On a failure below, the logs say when each replica fell back and came back.
+      for (const writer of three)
+        if (count(writer.messages(), 'Redis unreachable') !== 1)
+          console.log(writer.name, { stoppedAt, upAt }, writer.logs());
       for (const w of perWriter) {
         // Writes went on while Redis was down, each process at its share, spaced from its answers.
         expect(w.locals).toBeGreaterThanOrEqual(15);
@@ -427,7 +433,7 @@ describe('shared write budget', () => {
               answer = clock();
             });
           }
-          budget.close();
+          await budget.close();
         };
         return { budget, done: loop() };
       });
@@ -509,8 +515,8 @@ describe('shared write budget', () => {
         }),
       ).rejects.toThrow('write refused');
       expect(await budget.run(async () => 'next')).toBe('next');
-      await sleep(20); // its release (and the metrics after it) follow the answer
-      budget.close();
+      // Its release (and the metrics after it) follow the answer.
+      await budget.close();
       expect(writes.map((w) => w.ok)).toEqual([false, true]);
       // The failure cut the rate (40 × 0.7), the success added one.
       expect(writes.map((w) => w.rate)).toEqual([28, 29]);
@@ -579,8 +585,8 @@ describe('shared write budget', () => {
       expect(cut.mode).toBe('shared');
       expect(count(messages, 'Redis unreachable')).toBe(1);
       expect(count(messages, 'Redis is back')).toBe(1);
-      cut.close();
-      other.close();
+      await cut.close();
+      await other.close();
       await proxy.close();
     });
 
@@ -593,7 +599,7 @@ describe('shared write budget', () => {
       await budget.run(async () => undefined);
       await budget.run(async () => undefined);
       const took = clock() - started;
-      budget.close();
+      await budget.close();
       expect(budget.mode).toBe('local');
       expect(budget.rate).toBe(20);
       // Two writes at 20 writes/s of the local share: spacing from start, then one more; no Redis wait.
