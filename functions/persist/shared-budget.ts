@@ -23,8 +23,9 @@
  * (connection down, command error, timeout), the process falls back to a local
  * TokenBucket at ceiling / maxReplicas, logs it once, probes Redis in the
  * background (every second, and whenever the client reconnects), and logs once
- * when the shared budget is used again. A write never waits on Redis longer
- * than redisTimeoutMs before falling back. The local share keeps the total
+ * when the shared budget is used again. A write never waits on any one Redis
+ * call longer than redisTimeoutMs before falling back, and while it is cut off
+ * it does not wait on Redis at all. The local share keeps the total
  * within the ceiling only when every replica is cut off: while some replicas
  * still share the budget, each one that is cut off from Redis may add up to
  * ceiling / maxReplicas writes per second at the database, and around the
@@ -76,7 +77,11 @@ export interface BudgetWrite {
 }
 
 export interface SharedBudgetOptions {
-  /** The client the script is defined on. A client that fails fast when the connection is down (enableOfflineQueue: false) falls back at once; any other within redisTimeoutMs. */
+  /**
+   * The client the script is defined on (defineCommand). A call made while it
+   * (re)connects waits for it up to redisTimeoutMs, and fails at once on a
+   * connection error (refused, reset).
+   */
   redis: Redis;
   /** writeBudgetKey(database). */
   key: string;
