@@ -283,7 +283,7 @@ describe('shared write budget', () => {
       const leaseMs = 1000;
       const base = writerConfig({ name: '', key, leaseMs });
       const endAt = base.startAt + 7000;
-      const victim = spawn({ ...base, name: 'victim', hangAt: 10, endAt });
+      const victim = spawn({ ...base, name: 'victim', hangAt: 5, endAt });
       const others = ['w1', 'w2'].map((name) => spawn({ ...base, name, endAt }));
       let holdingAt = 0;
       while (holdingAt === 0) {
@@ -315,7 +315,7 @@ describe('shared write budget', () => {
       expect(resumedAt - killedAt).toBeGreaterThanOrEqual((2 / 3) * leaseMs);
       // …and the others went on within leaseMs, plus one spacing and a margin.
       expect(resumedAt - killedAt).toBeLessThanOrEqual(leaseMs + spacing(30) + 150);
-      expect(figures.writesAfterKill).toBeGreaterThan(30);
+      expect(figures.writesAfterKill).toBeGreaterThan(20);
       expect(figures.mostAnswers).toBeLessThanOrEqual(30);
       expect(figures.mostStarts).toBeLessThanOrEqual(30);
       expect(smallestGap(all)).toBeGreaterThanOrEqual(spacing(30) - CLOCK_SLACK_MS);
@@ -348,7 +348,7 @@ describe('shared write budget', () => {
         return {
           name: writer.name,
           locals: locals.length,
-          localPerSec: locals.length / ((upAt - stoppedAt) / 1000),
+          localPerSec: ratePerSec(locals),
           firstLocalAfterStopMs: Math.round((locals[0]?.start ?? Number.NaN) - stoppedAt),
           smallestLocalGap: gap,
           mostLocalInOneSecond: mostInOneSecond(locals.map((w) => w.start)),
