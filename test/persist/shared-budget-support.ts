@@ -9,6 +9,13 @@ import { fileURLToPath } from 'node:url';
 import type { WriterConfig, WriterLine } from './shared-budget-writer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * Ms on the machine's monotonic clock (CLOCK_MONOTONIC), the same in every
+ * process on it: each process's performance.timeOrigin is sampled at its start
+ * and may be off by a few ms when the machine is busy.
+ */
+export const clock = () => Number(process.hrtime.bigint()) / 1e6;
 const REDIS_PORT = process.env.SPILLWAY_BUDGET_REDIS_PORT ?? '6393';
 const servicesEnv = () => ({
   ...process.env,

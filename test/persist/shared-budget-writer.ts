@@ -1,13 +1,14 @@
 /**
  * A stand-in persist replica for the shared write budget's tests: writes under a
  * SharedBudget with simulated latencies until a given time, and prints one JSON
- * line per write (start and answer in ms on the machine's clock, mode, rate) to
+ * line per write (start and answer in ms on the machine's monotonic clock, mode, rate) to
  * stdout, next to its own pino logs. Configured by WRITER_CONFIG (WriterConfig).
  */
 
 import { SharedBudget } from '../../functions/persist/shared-budget.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { createRedis } from '../../functions/shared/redis.js';
+import { clock } from './shared-budget-support.js';
 
 export interface WriterConfig {
   name: string;
@@ -37,7 +38,6 @@ export type WriterLine =
   | { kind: 'holding'; name: string; at: number }
   | { kind: 'done'; name: string };
 
-const clock = () => performance.timeOrigin + performance.now();
 const print = (line: WriterLine) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -3,7 +3,7 @@
  * write-budget-1.lua), on a real Redis of its own (port 6393 unless
  * SPILLWAY_BUDGET_REDIS_PORT): separate writer processes sharing one budget, a
  * holder killed, Redis stopped and stalled, the rate adapting to latency, and
- * the script's edge cases. Times are ms on the machine's clock.
+ * the script's edge cases. Times are ms on the machine's monotonic clock.
  */
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
@@ -20,6 +20,7 @@ import { unique } from '../helpers.js';
 import {
   budgetRedisStop,
   budgetRedisUp,
+  clock,
   finished,
   mostInOneSecond,
   ratePerSec,
@@ -40,10 +41,9 @@ type ScriptClient = Redis & {
   writeBudget(key: string, ...args: Array<string | number>): Promise<Reply>;
 };
 
-const clock = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const spacing = (perSec: number) => 1010 / perSec;
-/** Clocks of two processes on one machine, and Date-based rounding, may differ this much. */
+/** Spacing measured from outside may fall short by this much (Redis's clock is the wall clock). */
 const CLOCK_SLACK_MS = 1;
 
 function memoryLog() {
@@ -167,8 +167,9 @@ describe('shared write budget', () => {
       const key = writeBudgetKey(unique('edge-expiry'));
       await redis.writeBudget(key, 'acquire', 'x', 1000, 20, 2);
       await sleep(spacing(20) + 2);
-      expect((await redis.writeBudget(key, 'acquire', 'c', 200, 20, 2))[0]).toBe(1);
+      // Before the call: no later than c's grant, whatever delays its answer here.
       const taken = clock();
+      expect((await redis.writeBudget(key, 'acquire', 'c', 200, 20, 2))[0]).toBe(1);
       let takenOver = 0;
       while (takenOver === 0) {
         const reply = await redis.writeBudget(key, 'acquire', 'd', 1000, 20, 2);
@@ -177,7 +178,7 @@ describe('shared write budget', () => {
       }
       // c's write counts as answered when its lease ended: d waits one spacing more.
       expect(takenOver - taken).toBeGreaterThanOrEqual(200 + spacing(20) - CLOCK_SLACK_MS);
-      expect(takenOver - taken).toBeLessThan(200 + spacing(20) + 30);
+      expect(takenOver - taken).toBeLessThan(200 + spacing(20) + 60);
       const late = await redis.writeBudget(key, 'release', 'c', 10, 1, 100, 20, 2);
       expect(late.slice(0, 2)).toEqual([0, 'not holder']);
       expect(await redis.hget(key, 'holder')).toBe('d');
@@ -217,12 +218,16 @@ describe('shared write budget', () => {
       expect(await cycle(10, 0)).toBeCloseTo(25.2, 4); // failed (timed out): a cut, however fast
       await sleep(1000);
       expect(await cycle(150, 1, 50, 20)).toBe(20); // never below the floor
+      const beforeRelease = clock();
       expect(await cycle(10, 1, 50, 20)).toBe(21);
-      // A lowered ceiling holds at once, in the reply and in the wait.
+      // A lowered ceiling holds at once, in the reply and in the wait: one spacing at 5/s
+      // (202 ms, not 48 ms at 21/s) from that release, less the time since.
       const lowered = await redis.writeBudget(key, 'acquire', 'o', 1000, 5, 1);
+      const since = clock() - beforeRelease;
       expect(lowered[0]).toBe(0);
       expect(lowered[1]).toBe('5.0000');
-      expect(lowered[2]).toBeGreaterThanOrEqual(spacing(5) - 5);
+      expect(lowered[2]).toBeGreaterThanOrEqual(Math.floor(spacing(5) - since));
+      expect(lowered[2]).toBeLessThanOrEqual(Math.ceil(spacing(5)));
       for (let i = 0; i < 60; i++) await cycle(1, 1, 200, 1);
       // Climbing by max(1, 200/50) = 4 a write, but never above the ceiling.
       expect(Number((await redis.writeBudget(key, 'state', 200, 1))[3])).toBe(200);
@@ -232,18 +237,14 @@ describe('shared write budget', () => {
   describe('replicas in separate processes', () => {
     it('share 30 writes/s: single flight, no second over the budget at either end, the rate of one process', async () => {
       const latencyMs: [number, number] = [5, 150];
-      const alone = spawn(
-        writerConfig({ name: 'alone', key: writeBudgetKey(unique('alone')), latencyMs }),
-      );
-      await finished([alone]);
+      // The single process runs at the same time, on a budget of its own: both see the
+      // same machine (whatever else runs on it) and the same spread of latencies.
+      const base = writerConfig({ name: '', key: writeBudgetKey(unique('three')), latencyMs });
+      base.endAt = base.startAt + 8000;
+      const alone = spawn({ ...base, name: 'alone', key: writeBudgetKey(unique('alone')) });
+      const three = ['w0', 'w1', 'w2'].map((name) => spawn({ ...base, name }));
+      await finished([alone, ...three]);
       const single = ratePerSec(alone.writes());
-
-      const key = writeBudgetKey(unique('three'));
-      const base = writerConfig({ name: '', key, latencyMs });
-      const three = ['w0', 'w1', 'w2'].map((name) =>
-        spawn({ ...base, name, endAt: base.startAt + 8000 }),
-      );
-      await finished(three);
       const writes = three.flatMap((writer) => writer.writes());
       const combined = ratePerSec(writes);
       const shares = three.map((writer) => writer.writes().length / writes.length);
@@ -325,14 +326,15 @@ describe('shared write budget', () => {
       const key = writeBudgetKey(unique('down'));
       const base = writerConfig({ name: '', key });
       const three = ['w0', 'w1', 'w2'].map((name) =>
-        spawn({ ...base, name, endAt: base.startAt + 9000 }),
+        spawn({ ...base, name, endAt: base.startAt + 11_000 }),
       );
       await sleep(base.startAt + 2000 - Date.now());
       const stoppedAt = clock();
       budgetRedisStop();
       await sleep(3000 - (clock() - stoppedAt));
-      const upAt = clock();
       budgetRedisUp();
+      // Back: listening again (services.sh waits for the port).
+      const upAt = clock();
       await finished(three);
       const local = spacing(30 / 3);
       const perWriter = three.map((writer) => {
@@ -353,6 +355,10 @@ describe('shared write budget', () => {
           smallestLocalGap: gap,
           mostLocalInOneSecond: mostInOneSecond(locals.map((w) => w.start)),
           sharedAgainAfterUpMs: Math.round((sharedAgain?.start ?? Number.NaN) - upAt),
+          backLoggedAfterUpMs: Math.round(
+            Number(writer.logs().find((l) => String(l.msg).includes('Redis is back'))?.time) -
+              (Date.now() - (clock() - upAt)),
+          ),
           lastLocal: Math.max(...locals.map((w) => w.answer)),
           messages: writer.messages(),
         };
@@ -385,8 +391,9 @@ describe('shared write budget', () => {
         expect(w.firstLocalAfterStopMs).toBeLessThan(500 + local + 100);
         expect(w.smallestLocalGap).toBeGreaterThanOrEqual(local - CLOCK_SLACK_MS);
         expect(w.mostLocalInOneSecond).toBeLessThanOrEqual(10);
-        // Back on the shared budget soon after Redis is.
-        expect(w.sharedAgainAfterUpMs).toBeLessThan(4000);
+        // Back on the shared budget soon after Redis is (the client's reconnect backoff
+        // is up to 2 s, and it waits up to 1 s more when it finds Redis loading).
+        expect(w.sharedAgainAfterUpMs).toBeLessThan(5000);
         // Logged once when falling back, once when back.
         expect(count(w.messages, 'Redis unreachable')).toBe(1);
         expect(count(w.messages, 'Redis is back')).toBe(1);
@@ -577,7 +584,7 @@ describe('shared write budget', () => {
         const gap =
           (locals[i] as { start: number }).start - (locals[i - 1] as { answer: number }).answer;
         expect(gap).toBeGreaterThanOrEqual(spacing(10) - CLOCK_SLACK_MS);
-        expect(gap).toBeLessThan(spacing(10) + 30);
+        expect(gap).toBeLessThan(spacing(10) + 50);
       }
       // The late acquire's grant was cancelled right behind it: nobody holds, nobody stalls.
       expect(state[0]).toBe('');
