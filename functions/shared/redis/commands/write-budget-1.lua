@@ -1,0 +1,192 @@
+--[[
+  The database's write budget, shared by every persist replica: one hash per
+  database, on Redis's clock (TIME), so replicas on different machines agree.
+
+  Guarantee: at the database server, no one-second window, wherever it starts,
+  holds more than `ceiling` write commands, whether the server counts a command
+  when it arrives or when it completes.
+  Why: the budget is a single flight. A replica writes only while it holds the
+  lease (one holder at a time, across all replicas), and the next lease is
+  granted no earlier than 1010/rate ms (1 % slack for timers) after the previous
+  holder's release, which it sends after its write's ANSWER. A write is counted
+  at the server somewhere between its grant and its release, both seen here, so
+  any two counted writes are at least 1010/rate ms apart; a one-second window
+  then holds at most floor(0.99 * rate) + 1 <= ceiling of them (for an integer
+  ceiling; rate never exceeds it). A plain GCRA over start times would not do: writes started
+  one spacing apart by different replicas can reach the server bunched by up to
+  their latency. The cost is that a replica waits for the previous write's
+  answer (latency + spacing per write, across all replicas); the committer makes
+  up for it with bigger batches.
+
+  Step by step:
+    1. now = TIME in ms. The rate is min(stored rate, ceiling of this caller),
+       at least floor: a lowered ceiling takes effect at once.
+    2. acquire: a holder whose lease has ended counts as answered when it ended
+       (its write may still reach the server; nothing better is known), and is
+       dropped. If someone holds the lease: wait one spacing (the earliest the
+       budget can be free again) and ask again; so a waiting replica asks at
+       most `rate` times a second, and is due again soon after the release. Else if now < previous answer +
+       spacing: wait until then. Else the caller becomes the holder until
+       now + leaseMs.
+    3. renew: the holder's lease is extended to now + leaseMs (a long write).
+    4. release: only the holder. Its answer time (now) is where the next
+       spacing starts; the rate adapts (AIMD):
+         latency > targetMs or ok = 0 (the database failed or timed out):
+           rate = max(floor, rate * 0.7), at most once a second (one slow
+           period is one decrease, not one per write);
+         else: rate = min(ceiling, rate + max(1, ceiling / 50)).
+       A release by anyone else (its lease ended and may have been taken over)
+       is refused: holder, lease and rate stay as they are. Only its answer time
+       is kept, if later than the last one, so that the next write still starts
+       one spacing after every answer this script hears of.
+    5. cancel: the holder gives the lease back without having written (its
+       acquire timed out at the caller and may have been granted after all):
+       the answer time and rate are untouched.
+    6. state: read only, for probes and metrics.
+  A new hash starts at rate = ceiling, with its first grant one spacing after it
+  is made (a replica of a budget whose hash was lost cannot double up with a
+  write just answered). Every call but state refreshes a TTL of 10 minutes, so an
+  unused budget disappears (callers keep leaseMs well under it).
+
+  Input:
+    KEYS[1] budget hash              spillway:budget:<database>
+    ARGV[1] operation                acquire | renew | release | cancel | state
+
+    acquire: ARGV[2] owner (unique per write), ARGV[3] leaseMs, ARGV[4] ceiling
+             (writes/s), ARGV[5] floor (writes/s)
+    renew:   ARGV[2] owner, ARGV[3] leaseMs
+    release: ARGV[2] owner, ARGV[3] latencyMs, ARGV[4] ok (1 | 0), ARGV[5] targetMs,
+             ARGV[6] ceiling, ARGV[7] floor
+    cancel:  ARGV[2] owner
+    state:   ARGV[2] ceiling, ARGV[3] floor
+
+  Output (rates are strings: Redis would truncate a Lua number to an integer):
+    acquire: {1, rate, leaseMs}       granted: write now, renew before leaseMs
+             {0, rate, waitMs}        not now: ask again after waitMs
+    renew:   {1, leaseMs}             extended
+             {0, 'not holder'}        the lease ended and is someone else's (or no one's)
+    release: {1, rate, waitMs}        released; the next write may start in waitMs
+             {0, 'not holder', rate}  refused
+    cancel:  {1} given back | {0} not the holder
+    state:   {holder or '', leaseLeftMs, waitMs, rate or ''}   ('' when no budget yet)
+
+  Hash fields: holder, until (lease end, ms), done (last answer, ms), rate,
+  cut (last decrease, ms).
+]]
+local key = KEYS[1]
+local op = ARGV[1]
+local TTL_MS = 600000
+local SLACK = 1010
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+
+local function fmt(rate)
+  return string.format('%.4f', rate)
+end
+
+local function load()
+  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut')
+  return {
+    holder = v[1] or '',
+    untilMs = tonumber(v[2]) or 0,
+    done = tonumber(v[3]),
+    rate = tonumber(v[4]),
+    cut = tonumber(v[5]) or 0,
+  }
+end
+
+local function bounded(rate, ceiling, floor)
+  if floor > ceiling then floor = ceiling end
+  if rate == nil or rate > ceiling then rate = ceiling end
+  if rate < floor then rate = floor end
+  return rate
+end
+
+local function save(s)
+  redis.call('HSET', key, 'holder', s.holder, 'until', s.untilMs, 'done', s.done,
+    'rate', s.rate, 'cut', s.cut)
+  redis.call('PEXPIRE', key, TTL_MS)
+end
+
+if op == 'acquire' then
+  local owner, leaseMs = ARGV[2], tonumber(ARGV[3])
+  local s = load()
+  s.rate = bounded(s.rate, tonumber(ARGV[4]), tonumber(ARGV[5]))
+  local spacing = SLACK / s.rate
+  if s.done == nil then s.done = now end
+  if s.holder ~= '' and s.untilMs <= now then
+    if s.untilMs > s.done then s.done = s.untilMs end
+    s.holder = ''
+  end
+  local wait
+  if s.holder ~= '' then
+    wait = spacing
+  elseif now < s.done + spacing then
+    wait = s.done + spacing - now
+  else
+    s.holder = owner
+    s.untilMs = now + leaseMs
+    save(s)
+    return {1, fmt(s.rate), leaseMs}
+  end
+  save(s)
+  return {0, fmt(s.rate), math.max(1, math.ceil(wait))}
+end
+
+if op == 'renew' then
+  local owner, leaseMs = ARGV[2], tonumber(ARGV[3])
+  if redis.call('HGET', key, 'holder') ~= owner then
+    return {0, 'not holder'}
+  end
+  redis.call('HSET', key, 'until', now + leaseMs)
+  redis.call('PEXPIRE', key, TTL_MS)
+  return {1, leaseMs}
+end
+
+if op == 'release' then
+  local owner, latency, ok = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+  local target, ceiling, floor = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local s = load()
+  s.rate = bounded(s.rate, ceiling, floor)
+  if s.done == nil or now > s.done then s.done = now end
+  if s.holder ~= owner then
+    save(s)
+    return {0, 'not holder', fmt(s.rate)}
+  end
+  if floor > ceiling then floor = ceiling end
+  if ok ~= '1' or latency > target then
+    if now - s.cut >= 1000 then
+      s.rate = math.max(floor, s.rate * 0.7)
+      s.cut = now
+    end
+  else
+    s.rate = math.min(ceiling, s.rate + math.max(1, ceiling / 50))
+  end
+  s.holder = ''
+  s.untilMs = 0
+  save(s)
+  return {1, fmt(s.rate), math.ceil(SLACK / s.rate)}
+end
+
+if op == 'cancel' then
+  if redis.call('HGET', key, 'holder') ~= ARGV[2] then return {0} end
+  redis.call('HSET', key, 'holder', '', 'until', 0)
+  redis.call('PEXPIRE', key, TTL_MS)
+  return {1}
+end
+
+if op == 'state' then
+  local s = load()
+  if s.rate == nil then return {'', 0, 0, ''} end
+  local rate = bounded(s.rate, tonumber(ARGV[2]), tonumber(ARGV[3]))
+  local holder, left = s.holder, 0
+  if holder ~= '' and s.untilMs > now then left = s.untilMs - now else holder = '' end
+  local done = s.done or now
+  if holder == '' and s.untilMs > done then done = s.untilMs end
+  local wait = math.max(0, done + SLACK / rate - now)
+  if holder ~= '' then wait = SLACK / rate end
+  return {holder, math.ceil(left), math.ceil(wait), fmt(rate)}
+end
+
+return redis.error_reply('write budget: unknown operation ' .. tostring(op))
