@@ -7,7 +7,7 @@
 
 import { SharedBudget } from '../../functions/persist/shared-budget.js';
 import { createLogger } from '../../functions/shared/logger.js';
-import { createRedis } from '../../functions/shared/redis.js';
+import { createRedis } from '../../functions/shared/redis/client.js';
 import { clock } from './shared-budget-support.js';
 
 export interface WriterConfig {

@@ -15,7 +15,7 @@ import {
   type SharedBudgetOptions,
   writeBudgetKey,
 } from '../../functions/persist/shared-budget.js';
-import { createRedis } from '../../functions/shared/redis.js';
+import { createRedis } from '../../functions/shared/redis/client.js';
 import { unique } from '../helpers.js';
 import {
   budgetRedisStop,
