@@ -2,10 +2,11 @@
 # Ensures the Go-built tools the cluster checks need, in the checkout's ignored
 # .data/bin/, and prints the path of each one asked for (default: kustomize).
 #
-#   scripts/cluster-tools.sh [--dry-run] [kustomize] [k6]
+#   scripts/cluster-tools.sh [--dry-run] [kustomize] [k6] [actionlint]
 #
 # kustomize renders the manifests; k6's `inspect` reads k6/spike-test.js and
-# prints the options it derives from the spike profile, without sending load.
+# prints the options it derives from the spike profile, without sending load;
+# actionlint checks the end-to-end workflow (.github/workflows/e2e.yaml).
 # Pinned versions, because a rendered manifest must not change under us when a
 # new release lands. kn (knative.dev/client) is not offered: the Go module proxy
 # refuses that module (403), so the kn commands are checked by parsing instead.
@@ -13,6 +14,7 @@ set -euo pipefail
 
 KUSTOMIZE_VERSION="v5.7.1"
 K6_VERSION="v1.8.1"
+ACTIONLINT_VERSION="v1.7.12"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../cluster/lib.sh source-path=SCRIPTDIR
@@ -25,12 +27,12 @@ for arg in "$@"; do
   case "${arg}" in
     --dry-run) DRY_RUN=1 ;;
     -h | --help)
-      sed -n '2,9p' "${BASH_SOURCE[0]}"
+      sed -n '2,10p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
-    kustomize | k6) TOOLS+=("${arg}") ;;
+    kustomize | k6 | actionlint) TOOLS+=("${arg}") ;;
     *)
-      echo "cluster-tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize, k6)" >&2
+      echo "cluster-tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize, k6, actionlint)" >&2
       exit 2
       ;;
   esac
@@ -63,6 +65,10 @@ ensure_kustomize() {
 
 ensure_k6() {
   go_install k6 "${K6_VERSION}" go.k6.io/k6
+}
+
+ensure_actionlint() {
+  go_install actionlint "${ACTIONLINT_VERSION}" github.com/rhysd/actionlint/cmd/actionlint
 }
 
 for tool in "${TOOLS[@]}"; do

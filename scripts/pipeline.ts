@@ -27,6 +27,7 @@ interface PipelineOptions {
   ingestMetricsPort: number;
   persistMetricsPort: number;
   ingestWorkers: number;
+  persistWorkers: number;
   streamKey: string;
   /** Each child's SHUTDOWN_TIMEOUT_MS: how long it may take to finish what it holds. */
   shutdownTimeoutMs: number;
@@ -41,6 +42,7 @@ function loadPipelineOptions(env = process.env): PipelineOptions {
     ingestMetricsPort: settings.metricsPort,
     persistMetricsPort: settings.persistMetricsPort || settings.metricsPort + 1,
     ingestWorkers: settings.ingestWorkers,
+    persistWorkers: settings.persistWorkers,
     streamKey: settings.streamKey,
     shutdownTimeoutMs: settings.shutdownTimeoutMs,
   };
@@ -132,6 +134,7 @@ async function main(): Promise<void> {
       env: {
         ...common,
         FUNCTION_TARGET: 'persist',
+        PERSIST_WORKERS: String(options.persistWorkers),
         PORT: String(options.persistPort),
         METRICS_PORT: String(options.persistMetricsPort),
       },
@@ -169,7 +172,7 @@ async function main(): Promise<void> {
     [
       '',
       `ingest   http://${shown}:${options.ingestPort}/events   (${options.ingestWorkers} workers; metrics :${options.ingestMetricsPort}/metrics)`,
-      `persist  http://${shown}:${options.persistPort}/         (metrics :${options.persistMetricsPort}/metrics)`,
+      `persist  http://${shown}:${options.persistPort}/         (${options.persistWorkers} workers, one write budget; metrics :${options.persistMetricsPort}/metrics)`,
       `redis    ${services.REDIS_URL}   stream ${options.streamKey}`,
       `mongodb  ${services.MONGODB_URL}  database spillway`,
       '',

@@ -10,7 +10,12 @@
  * when it completes; spacing from the answer holds for both. The spacing has 1 %
  * slack for timer jitter.
  */
-export class TokenBucket {
+/** What the committer writes under: one write command at a time, within a budget. */
+export interface WriteBudget {
+  run<T>(write: () => Promise<T>): Promise<T>;
+}
+
+export class TokenBucket implements WriteBudget {
   private next: number;
   private tail: Promise<void> = Promise.resolve();
 

@@ -1,6 +1,6 @@
 /**
  * Group commit. Deliveries (push) and pulled entries (pull) wait in one queue; a
- * single flusher takes a token from the write budget (bucket.ts), then writes everything
+ * single flusher takes the write budget (shared-budget.ts), then writes everything
  * queued (up to MAX_BATCH_DOCS / MAX_BATCH_BYTES) as ONE unordered insertMany
  * with {w: 1, j: true}. While the budget is spent the queue grows, so batches
  * grow by themselves under load. One bulk write is in flight at a time.
@@ -27,7 +27,7 @@ import type { EventDocument } from '../shared/document.js';
 import { HttpError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { Scripts } from '../shared/redis/scripts.js';
-import type { TokenBucket } from './bucket.js';
+import type { WriteBudget } from './bucket.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
 import { type DeadDocument, deadDocument, entryBytes, type Work, workOf } from './work.js';
@@ -78,7 +78,8 @@ export interface CommitterOptions {
   redis: Redis;
   streamKey: string;
   consumerGroup: string;
-  bucket: TokenBucket;
+  /** Every write command goes through it (shared-budget.ts, or a local TokenBucket). */
+  budget: WriteBudget;
   maxBatchDocs: number;
   maxBatchBytes: number;
   deliveryDeadlineMs: number;
@@ -345,7 +346,7 @@ export class Committer {
   ): Promise<{ committed: Item[]; refused: Array<[Item, string]>; unavailable: boolean }> {
     this.options.metrics.writeCommands.inc({ collection: name });
     // Every write command takes a token of the budget.
-    const verdict: InsertVerdict = await this.options.bucket.run(async () => {
+    const verdict: InsertVerdict = await this.options.budget.run(async () => {
       try {
         await (collection as Collection<EventDocument | DeadDocument>).insertMany(
           items.map((item) => (item.work as EventWork | DeadWork).doc),

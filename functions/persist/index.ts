@@ -18,11 +18,12 @@ import { ClientError } from '../shared/http.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
-import { TokenBucket } from './bucket.js';
+import { writeBudgetKey } from '../shared/redis/keys.js';
 import { Committer } from './committer.js';
 import { loadPersistConfig } from './config.js';
-import { createPersistMetrics } from './metrics.js';
+import { budgetGauges, createPersistMetrics } from './metrics.js';
 import { PullIntake } from './pull.js';
+import { SharedBudget } from './shared-budget.js';
 import type { DeadDocument } from './work.js';
 
 const config = loadPersistConfig();
@@ -38,14 +39,26 @@ const mongo = new MongoClient(config.mongodbUrl, {
   socketTimeoutMS: config.mongoTimeoutMs,
 });
 const db = mongo.db(config.mongodbDb);
-const bucket = new TokenBucket(config.writeOpsPerSec);
+// The database's budget, shared by every replica through Redis (single flight,
+// adaptive to write latency); this replica's share of it while Redis is away.
+const budget = new SharedBudget({
+  redis,
+  key: writeBudgetKey(config.mongodbDb),
+  ceiling: config.dbWriteOpsPerSec,
+  floor: config.dbWriteOpsFloor,
+  targetMs: config.dbLatencyTargetMs,
+  maxReplicas: config.persistMaxReplicas,
+  log,
+  onWrite: (write) => metrics.writeLatency.observe(write.latencyMs / 1000),
+});
+budgetGauges(registry, budget);
 const committer = new Committer({
   events: db.collection<EventDocument>(EVENTS_COLLECTION),
   dead: db.collection<DeadDocument>(DEAD_COLLECTION),
   redis,
   streamKey: config.streamKey,
   consumerGroup: config.consumerGroup,
-  bucket,
+  budget,
   maxBatchDocs: config.maxBatchDocs,
   maxBatchBytes: config.maxBatchBytes,
   deliveryDeadlineMs: config.deliveryDeadlineMs,
@@ -66,7 +79,7 @@ async function ensureIndexes(): Promise<void> {
     try {
       // Index creation is a write command too: it takes a token from the budget.
       metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
-      await bucket.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
+      await budget.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
       return;
     } catch (error) {
       if (attempt === 0) log.warn({ err: error }, 'database not reachable yet; retrying');
@@ -84,7 +97,8 @@ log.info(
     redis: redactUrl(config.redisUrl),
     stream: config.streamKey,
     group: config.consumerGroup,
-    writeOpsPerSec: config.writeOpsPerSec,
+    dbWriteOpsPerSec: config.dbWriteOpsPerSec,
+    dbLatencyTargetMs: config.dbLatencyTargetMs,
     maxBatchDocs: config.maxBatchDocs,
     maxBatchBytes: config.maxBatchBytes,
   },
@@ -140,6 +154,7 @@ async function drain(): Promise<void> {
 }
 /** Closes the clients, without waiting on a database that does not answer. */
 async function shutdown(): Promise<void> {
+  await Promise.race([budget.close(), new Promise((r) => setTimeout(r, 2000))]);
   await redis.quit().catch(() => redis.disconnect());
   await mongo.close(true).catch(() => undefined);
 }

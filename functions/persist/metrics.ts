@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { SharedBudget } from './shared-budget.js';
 
 export function createPersistMetrics(registry: Registry) {
   const registers = [registry];
@@ -72,6 +73,14 @@ export function createPersistMetrics(registry: Registry) {
     backlog: new Gauge({
       name: 'spillway_persist_backlog_entries',
       help: 'Stream length: entries not yet persisted',
+      // Every worker reads the same stream: aggregated, the largest reading, not the sum.
+      aggregator: 'max',
+      registers,
+    }),
+    writeLatency: new Histogram({
+      name: 'spillway_persist_write_latency_seconds',
+      help: 'Time from a write command to its answer (what the adaptive budget watches)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
     queued: new Gauge({
@@ -83,3 +92,35 @@ export function createPersistMetrics(registry: Registry) {
 }
 
 export type PersistMetrics = ReturnType<typeof createPersistMetrics>;
+
+/** The budget's state, read at each scrape. */
+export function budgetGauges(registry: Registry, budget: SharedBudget): void {
+  const registers = [registry];
+  new Gauge({
+    name: 'spillway_persist_write_budget_per_sec',
+    help: "The database's write budget (DB_WRITE_OPS_PER_SEC): the ceiling of the shared rate",
+    aggregator: 'max',
+    registers,
+    collect() {
+      this.set(budget.ceiling);
+    },
+  });
+  new Gauge({
+    name: 'spillway_persist_write_rate_per_sec',
+    help: 'Write commands per second the budget allows now (adapted to write latency)',
+    aggregator: 'max',
+    registers,
+    collect() {
+      this.set(budget.rate);
+    },
+  });
+  new Gauge({
+    name: 'spillway_persist_write_budget_shared',
+    help: '1 while the budget is shared through Redis, 0 while cut off (this replica writes at its share)',
+    aggregator: 'min',
+    registers,
+    collect() {
+      this.set(budget.mode === 'shared' ? 1 : 0);
+    },
+  });
+}

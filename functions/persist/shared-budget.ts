@@ -37,24 +37,14 @@
  * loses the lease, and another replica may write alongside it once.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
+import { Scripts } from '../shared/redis/scripts.js';
 import { TokenBucket } from './bucket.js';
 
-const SCRIPT = readFileSync(
-  new URL('../shared/redis/commands/write-budget-1.lua', import.meta.url),
-  'utf8',
-);
-const COMMAND = 'spillwayWriteBudget';
 /** Kept by the script for 10 minutes after its last use; a lease must be far shorter. */
 const MAX_LEASE_MS = 60_000;
 const PROBE_EVERY_MS = 1000;
-
-/** The Redis key of a database's write budget: two databases never share one. */
-export function writeBudgetKey(database: string): string {
-  return `spillway:budget:${database}`;
-}
 
 /** Logs the budget writes: pino's Logger fits. */
 export interface BudgetLogger {
@@ -78,12 +68,11 @@ export interface BudgetWrite {
 
 export interface SharedBudgetOptions {
   /**
-   * The client the script is defined on (defineCommand). A call made while it
-   * (re)connects waits for it up to redisTimeoutMs, and fails at once on a
-   * connection error (refused, reset).
+   * The client the script runs on. A call made while it (re)connects waits for it
+   * up to redisTimeoutMs, and fails at once on a connection error (refused, reset).
    */
   redis: Redis;
-  /** writeBudgetKey(database). */
+  /** writeBudgetKey(database) (functions/shared/redis/keys.ts). */
   key: string;
   /** The database's budget (DB_WRITE_OPS_PER_SEC): a hard ceiling, writes per second. */
   ceiling: number;
@@ -103,9 +92,6 @@ export interface SharedBudgetOptions {
 }
 
 type Reply = Array<string | number>;
-type BudgetClient = Redis & {
-  [COMMAND](key: string, ...args: Array<string | number>): Promise<Reply>;
-};
 
 class RedisUnavailable extends Error {
   override name = 'RedisUnavailable';
@@ -113,8 +99,25 @@ class RedisUnavailable extends Error {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Runs one write and then `after` with its latency and whether it succeeded (also when it throws). */
+async function timed<T>(
+  write: () => Promise<T>,
+  after: (latencyMs: number, ok: boolean) => void,
+): Promise<T> {
+  const started = performance.now();
+  let ok = false;
+  try {
+    const result = await write();
+    ok = true;
+    return result;
+  } finally {
+    after(performance.now() - started, ok);
+  }
+}
+
 export class SharedBudget {
-  private readonly redis: BudgetClient;
+  private readonly redis: Redis;
+  private readonly scripts: Scripts;
   private readonly key: string;
   private readonly floor: number;
   private readonly targetMs: number;
@@ -165,8 +168,8 @@ export class SharedBudget {
     this.onWrite = options.onWrite;
     this.sharedRate = options.ceiling;
     this.local = new TokenBucket(this.localRate);
-    options.redis.defineCommand(COMMAND, { numberOfKeys: 1, lua: SCRIPT });
-    this.redis = options.redis as BudgetClient;
+    this.redis = options.redis;
+    this.scripts = new Scripts(options.redis);
     this.redis.on('ready', this.onReady);
   }
 
@@ -265,33 +268,20 @@ export class SharedBudget {
         () => undefined,
       );
     }, this.leaseMs / 3);
-    const started = performance.now();
-    let ok = false;
-    try {
-      const result = await write();
-      ok = true;
-      return result;
-    } finally {
-      const latencyMs = performance.now() - started;
+    return timed(write, (latencyMs, ok) => {
       clearInterval(renewal);
       // The release goes on after the result is returned; the next write waits for it.
       void this.release(owner, latencyMs, ok).finally(done);
-    }
+    });
   }
 
   private async runLocal<T>(write: () => Promise<T>): Promise<T> {
     const bucket = this.local;
     await bucket.take();
-    const started = performance.now();
-    let ok = false;
-    try {
-      const result = await write();
-      ok = true;
-      return result;
-    } finally {
+    return timed(write, (latencyMs, ok) => {
       bucket.completed();
-      this.wrote(performance.now() - started, ok, 'local');
-    }
+      this.wrote(latencyMs, ok, 'local');
+    });
   }
 
   /** Loops until the lease is granted; throws when Redis does not answer in time. */
@@ -373,7 +363,7 @@ export class SharedBudget {
         if (settled) return;
         unwatch();
         try {
-          redis[COMMAND](this.key, op, ...args).then(
+          (this.scripts.run('write-budget', [this.key], [op, ...args]) as Promise<Reply>).then(
             (reply) => settle(undefined, reply),
             (error: unknown) => settle(error),
           );

@@ -129,8 +129,8 @@ export const SETTINGS = {
     int(1, 64),
     1,
     'processes',
-    ['host'],
-    'persist processes sharing the port',
+    ['host', 'pipeline'],
+    'persist processes sharing the port (replicas of one write budget)',
   ),
   // Ingest
   MAX_BACKLOG: setting(
@@ -207,12 +207,33 @@ export const SETTINGS = {
     ['persist', 'relay'],
     "the source's consumer group (persist acks for it)",
   ),
-  WRITE_OPS_PER_SEC: setting(
+  DB_WRITE_OPS_PER_SEC: setting(
     int(1, 100_000),
     100,
     'commands/s',
     ['persist'],
-    'write budget of one persist process',
+    "the database's write budget, shared by every persist replica (a hard ceiling)",
+  ),
+  DB_WRITE_OPS_FLOOR: setting(
+    int(1, 100_000),
+    5,
+    'commands/s',
+    ['persist'],
+    'the lowest the budget adapts down to when writes are slow',
+  ),
+  DB_LATENCY_TARGET_MS: setting(
+    int(1, 600_000),
+    1000,
+    'ms',
+    ['persist'],
+    'write commands slower than this lower the shared rate (AIMD)',
+  ),
+  PERSIST_MAX_REPLICAS: setting(
+    int(1, 1000),
+    10,
+    'replicas',
+    ['persist'],
+    'the most persist processes that may run: cut off from Redis, each writes at budget ÷ this',
   ),
   MAX_BATCH_DOCS: setting(
     int(1, 100_000),

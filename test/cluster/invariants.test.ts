@@ -82,14 +82,31 @@ describe('scaling', () => {
     expect(annotation(persist, 'min-scale')).toBeGreaterThanOrEqual(1);
   });
 
-  it("persist's max-scale x WRITE_OPS_PER_SEC stays within the node's IOPS budget", () => {
+  it("the database's one write budget stays within its IOPS, and nothing bypasses it", () => {
     const writeIops = Number(flagValue(dockerRun, '--device-write-iops').split(':')[1]);
     const readIops = Number(flagValue(dockerRun, '--device-read-iops').split(':')[1]);
     expect(writeIops).toBe(100);
     expect(readIops).toBe(100);
-    const writesPerSec = Number(persistConfig.WRITE_OPS_PER_SEC);
-    expect(writesPerSec).toBeGreaterThan(0);
-    expect(annotation(persist, 'max-scale') * writesPerSec).toBeLessThanOrEqual(writeIops);
+    // One budget for the database, shared by every replica: not multiplied by max-scale.
+    const budget = Number(persistConfig.DB_WRITE_OPS_PER_SEC);
+    expect(budget).toBeGreaterThan(0);
+    expect(budget).toBeLessThanOrEqual(writeIops);
+    expect(Number(persistConfig.DB_WRITE_OPS_FLOOR)).toBeLessThanOrEqual(budget);
+    // Replicas cut off from Redis write at budget / PERSIST_MAX_REPLICAS each: all of
+    // them together (at most max-scale) stay within the budget.
+    expect(Number(persistConfig.PERSIST_MAX_REPLICAS)).toBeGreaterThanOrEqual(
+      annotation(persist, 'max-scale'),
+    );
+    // Only persist can reach the database, and no per-process budget is left anywhere.
+    for (const service of knativeServices) {
+      const names = [
+        ...Object.keys(envOf(service)),
+        ...Object.keys(service === persist ? persistConfig : ingestConfig),
+      ];
+      expect(names).not.toContain('WRITE_OPS_PER_SEC');
+      if (service !== persist) expect(names).not.toContain('MONGODB_URL');
+    }
+    expect(Number(persistConfig.PERSIST_WORKERS ?? 1)).toBe(1);
   });
 
   it('many deliveries can wait on one persist pod, so group commit batches', () => {

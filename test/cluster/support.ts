@@ -107,7 +107,7 @@ export function dryRun(
 }
 
 /** Ensures a tool pinned in scripts/cluster-tools.sh and returns its path. */
-export function clusterTool(name: 'kustomize' | 'k6'): string {
+export function clusterTool(name: 'kustomize' | 'k6' | 'actionlint'): string {
   return execFileSync('bash', [join(ROOT, 'scripts/cluster-tools.sh'), name], {
     cwd: ROOT,
     encoding: 'utf8',

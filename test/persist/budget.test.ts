@@ -1,7 +1,7 @@
 /**
  * The I/O budget, counted at the database server: during a burst of 20,000
  * events, write commands in any one-second window never exceed
- * WRITE_OPS_PER_SEC, while batches grow above one document.
+ * DB_WRITE_OPS_PER_SEC, while batches grow above one document.
  */
 import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
@@ -26,7 +26,7 @@ describe('persist keeps to its write budget during a burst', () => {
   const env = {
     STREAM_KEY: stream,
     MONGODB_DB: dbName,
-    WRITE_OPS_PER_SEC: String(budget),
+    DB_WRITE_OPS_PER_SEC: String(budget),
     CATCHUP_BACKLOG: '5000',
   };
   let redis: Redis;

@@ -33,7 +33,7 @@ function committerFor(client: MongoClient, database: string, stream: string) {
     redis,
     streamKey: stream,
     consumerGroup: 'spillway-persist',
-    bucket: new TokenBucket(200),
+    budget: new TokenBucket(200),
     maxBatchDocs: 1000,
     maxBatchBytes: 1024 * 1024,
     deliveryDeadlineMs: 20_000,

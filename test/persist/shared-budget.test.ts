@@ -5,7 +5,6 @@
  * holder killed, Redis stopped and stalled, the rate adapting to latency, and
  * the script's edge cases. Times are ms on the machine's monotonic clock.
  */
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -13,9 +12,10 @@ import {
   type BudgetWrite,
   SharedBudget,
   type SharedBudgetOptions,
-  writeBudgetKey,
 } from '../../functions/persist/shared-budget.js';
 import { createRedis } from '../../functions/shared/redis/client.js';
+import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
+import { Scripts } from '../../functions/shared/redis/scripts.js';
 import { unique } from '../helpers.js';
 import {
   budgetRedisStop,
@@ -32,10 +32,6 @@ import {
 } from './shared-budget-support.js';
 import type { WriterConfig } from './shared-budget-writer.js';
 
-const SCRIPT = readFileSync(
-  new URL('../../functions/shared/redis/commands/write-budget-1.lua', import.meta.url),
-  'utf8',
-);
 type Reply = Array<string | number>;
 type ScriptClient = Redis & {
   writeBudget(key: string, ...args: Array<string | number>): Promise<Reply>;
@@ -99,7 +95,9 @@ describe('shared write budget', () => {
     port = Number(new URL(url).port);
     redis = new Redis(url) as ScriptClient;
     redis.on('error', () => undefined);
-    redis.defineCommand('writeBudget', { numberOfKeys: 1, lua: SCRIPT });
+    const scripts = new Scripts(redis);
+    redis.writeBudget = (key, ...args) =>
+      scripts.run('write-budget', [key], args) as Promise<Reply>;
     // Answered once Redis has loaded its data (a client meanwhile waits, then falls back).
     await redis.ping();
   });

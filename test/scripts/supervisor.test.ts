@@ -100,7 +100,7 @@ describe('the supervisor', () => {
 describe('npm start when a function cannot start', () => {
   it('stops with a clear message and exit code 1', async () => {
     const run = spawnEntry('scripts/pipeline.ts', {
-      env: { WRITE_OPS_PER_SEC: '0', PORT: '19480', METRICS_PORT: '20480', LOG_LEVEL: 'warn' },
+      env: { DB_WRITE_OPS_PER_SEC: '0', PORT: '19480', METRICS_PORT: '20480', LOG_LEVEL: 'warn' },
       capture: true,
     });
     const result = await Promise.race([
@@ -109,7 +109,7 @@ describe('npm start when a function cannot start', () => {
     ]);
     if (!result) run.proc.kill('SIGKILL');
     expect(result?.code, run.output()).toBe(1);
-    expect(run.output()).toMatch(/WRITE_OPS_PER_SEC="0" is not an integer/);
+    expect(run.output()).toMatch(/DB_WRITE_OPS_PER_SEC="0" is not an integer/);
     expect(run.output()).toMatch(/pipeline: could not start: persist exited before it was ready/);
   });
 });

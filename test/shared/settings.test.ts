@@ -29,8 +29,8 @@ describe('the settings catalogue', () => {
       maxBacklog: 5,
       ingestApiKeys: ['a', 'b'],
     });
-    expect(() => loadPersistConfig({ WRITE_OPS_PER_SEC: '0' })).toThrow(ConfigError);
-    expect(() => loadPersistConfig({ WRITE_OPS_PER_SEC: '0' })).toThrow(/WRITE_OPS_PER_SEC/);
+    expect(() => loadPersistConfig({ DB_WRITE_OPS_PER_SEC: '0' })).toThrow(ConfigError);
+    expect(() => loadPersistConfig({ DB_WRITE_OPS_PER_SEC: '0' })).toThrow(/DB_WRITE_OPS_PER_SEC/);
     expect(() => loadIngestConfig({ REDIS_URL: 'http://x' })).toThrow(/REDIS_URL must use/);
   });
 

@@ -45,3 +45,6 @@ export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;
 
 /** The pull intake's lease: one persist replica pulls from a stream at a time. */
 export const pullLeaseKey = (stream: string) => `spillway:persist:lease:${stream}`;
+
+/** The shared write budget of one database (write-budget-1.lua): two databases never share one. */
+export const writeBudgetKey = (database: string) => `spillway:budget:${database}`;

@@ -46,7 +46,7 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
 const SCRIPT_FILES = loadScriptFiles();
 
 /** The scripts, as the code calls them. */
-export type ScriptName = 'ingest' | 'ack-delete' | 'lease-renew' | 'lease-release';
+export type ScriptName = 'ingest' | 'ack-delete' | 'lease-renew' | 'lease-release' | 'write-budget';
 
 type Runner = (...args: Array<string | number>) => Promise<unknown>;
 
