@@ -5,9 +5,9 @@
  * Two load models, never mixed up (bench/README.md, "The two load models"):
  *   paced   k6's model: each VU owns one keep-alive connection, sends one event,
  *           waits for the answer, then sleeps a think time (the profile's mean ±
- *           jitter, uniform). Connections are opened first, VU start times are then
- *           spread uniformly over one mean think time, and the measurement starts
- *           one think time later, when the offered load is steady.
+ *           jitter, uniform). VU start times are spread over about one mean think
+ *           time (each VU connects when it starts, and sends at once), and the
+ *           measurement starts one think time later, when the offered load is steady.
  *   closed  saturation: every connection sends its next request as soon as the
  *           answer to the previous one arrives (no think time). Its latency is
  *           queueing (connections / throughput), not service time.
@@ -26,6 +26,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { firstThinkMs, thinkTimeMs } from './profile.js';
 
 export interface RunnerConfig {
@@ -462,23 +463,28 @@ export async function run(
 
   if (staged) return runStages();
 
-  // 1. Ramp: open connections gradually (a burst of 10,000 SYNs overflows listen queues).
-  //    Closed mode: each connection starts its loop as soon as it is open.
-  const rampStart = Date.now();
-  for (let i = 0; i < vus.length; i += config.connectPerTick) {
-    for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
-    await sleep(config.connectTickMs);
+  // 1. Closed: open connections gradually (a burst of 10,000 SYNs overflows listen
+  //    queues); each starts its loop as soon as it is open. Paced: a VU connects when
+  //    it starts (as a k6 VU does on its first request): a connection that sat idle
+  //    before its first request would be closed by a server's headers timeout (the
+  //    lean host answers 408 after HEADERS_TIMEOUT_MS), which is not the load's doing.
+  if (!paced) {
+    const rampStart = Date.now();
+    for (let i = 0; i < vus.length; i += config.connectPerTick) {
+      for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
+      await sleep(config.connectTickMs);
+    }
+    for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
+    report({
+      type: 'progress',
+      text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
+    });
   }
-  for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
-  report({
-    type: 'progress',
-    text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
-  });
 
-  // 2. Paced: stagger the VUs' first requests so that their sum is steady at once
-  //    (each VU starts after a stationary residual think time: stratified, so the
-  //    starts are smooth; ~7/8 of them fall within one mean think time), then warm
-  //    up for one mean think time before measuring. Closed: warm up.
+  // 2. Paced: stagger the VUs' starts so that their sum is steady at once (each VU
+  //    starts, connects and sends after a stationary residual think time:
+  //    stratified, so the starts are smooth; ~7/8 of them fall within one mean think
+  //    time), then warm up for one mean think time before measuring. Closed: warm up.
   if (paced) {
     const n = vus.length;
     const order = vus.map((_, i) => (i + Math.random()) / n);
@@ -486,9 +492,14 @@ export async function run(
       const j = Math.floor(Math.random() * (i + 1));
       [order[i], order[j]] = [order[j] as number, order[i] as number];
     }
+    const start = (vu: Vu) => {
+      vu.timer = null;
+      vu.sendOnConnect = true;
+      open(vu);
+    };
     vus.forEach((vu, i) => {
       const delay = firstThinkMs(config.thinkMeanMs, config.thinkJitter, order[i]);
-      vu.timer = setTimeout(send, delay, vu);
+      vu.timer = setTimeout(start, delay, vu);
     });
     report({
       type: 'progress',
@@ -619,8 +630,10 @@ export async function run(
   }
 }
 
-// As a child process: one config in, one result out.
-if (process.send !== undefined) {
+// As a child process (forked with IPC, this module its entry point): one config
+// in, one result out.
+runIfEntryPoint(import.meta.url, 'vu-runner', async () => {
+  if (process.send === undefined) throw new Error('run me with fork(): I take my config over IPC');
   const reply = (message: RunnerMessage) => process.send?.(message);
   process.once('message', (config: RunnerConfig) => {
     run(config, reply).then(
@@ -635,4 +648,4 @@ if (process.send !== undefined) {
       },
     );
   });
-}
+});
