@@ -123,10 +123,14 @@ function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): stri
     ['latency p99 over the spike', besideBare(s.latencyMs.p99, b?.p99)],
     ['peak backlog', `${int(s.peakBacklog)} entries at ${int(s.peakBacklogAt)} s`],
     [
-      'drain after the load',
+      'drain of the largest backlog',
       s.drain
-        ? `${int(s.drain.backlog)} entries in ${fmt(s.drain.seconds, 2)} s (${int(s.drain.rate)} docs/s; predicted ${fmt(s.drain.predictedSec, 2)} s)`
-        : 'nothing left when the load ended',
+        ? `${int(s.drain.backlog)} entries at ${int(s.drain.peakAt)} s → ≤ 1 % ${s.drain.emptyAt === null ? 'never' : `at ${int(s.drain.emptyAt)} s`}: ${int(s.drain.rate)} docs/s committed, ${int(s.drain.arrivalRate)}/s arriving; predicted ${fmt(s.drain.predictedSec, 1)} s`
+        : 'under one second of the ceiling: not timed',
+    ],
+    [
+      'left when the load ended',
+      `${int(s.afterLoad.backlog)} entries, stream empty ${s.afterLoad.seconds === null ? 'not within the drain timeout' : `${fmt(s.afterLoad.seconds, 2)} s later`}`,
     ],
     [
       'busiest sliding second at the server',

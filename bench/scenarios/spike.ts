@@ -12,8 +12,8 @@
  * (scripts/db-writes.ts, in a process of its own, every 50 ms: also the busiest
  * sliding second), and the IOPS the database's blkio group did. Both functions'
  * /metrics are kept every second too, to draw the operators' dashboard from the
- * run. The drain (from the end of the load to an empty stream) is timed with a
- * finer poll of XLEN.
+ * run. The drain of the largest backlog is timed from the per-second samples
+ * (drainOf); what is left when the load ends is timed with a finer poll of XLEN.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -35,8 +35,8 @@ import {
   sleep,
   tuneMachine,
 } from '../common.js';
+import { MetricsRecorder } from '../metrics-recorder.js';
 import { loadProfile } from '../profile.js';
-import { parsePromText } from '../prom-text.js';
 import type { SeriesStore } from '../promql.js';
 import type { RunnerConfig, RunnerMessage, RunnerResult, SecondFigures } from '../vu-runner.js';
 import { rawInsertManyCeiling } from './persist.js';
@@ -135,53 +135,15 @@ export interface SpikeResult {
     loadEndedAt: number;
     drainedAt: number | null;
     /** From the end of the load to an empty stream; undefined when nothing was left. */
-    drain?: { backlog: number; seconds: number; rate: number; predictedSec: number };
+    /** The largest backlog's drain (see drainOf); undefined when it was under a second of the ceiling. */
+    drain?: Drain;
+    /** What was left when the load ended, and how long until the stream was empty (20 ms poll). */
+    afterLoad: { backlog: number; seconds: number | null };
     latencyMs: RunnerResult['latencyMs'];
   };
   /** Both functions' metrics, scraped every second: the dashboard's input. */
   metrics: SeriesStore;
   warnings: string[];
-}
-
-/** Keeps scrapes of Prometheus endpoints as series on a common time axis. */
-export class MetricsRecorder {
-  readonly store: SeriesStore = { times: [], series: [] };
-  private readonly index = new Map<string, number>();
-
-  /** Adds one scrape (the texts of every endpoint) taken at `atMs`. */
-  add(atMs: number, texts: string[]): void {
-    const at = this.store.times.length;
-    this.store.times.push(atMs);
-    for (const text of texts) {
-      for (const sample of parsePromText(text)) {
-        if (!sample.name.startsWith('spillway_')) continue;
-        const key = `${sample.name}${JSON.stringify(sample.labels)}`;
-        let i = this.index.get(key);
-        if (i === undefined) {
-          i = this.store.series.length;
-          this.index.set(key, i);
-          this.store.series.push({ name: sample.name, labels: sample.labels, values: [] });
-        }
-        const series = this.store.series[i] as SeriesStore['series'][number];
-        // Several processes may serve one series (not here: each endpoint is one registry).
-        series.values[at] = (series.values[at] ?? 0) + sample.value;
-      }
-    }
-    for (const series of this.store.series)
-      if (series.values.length <= at) series.values[at] = undefined;
-  }
-
-  /** The sum of a metric's series at the latest scrape (NaN when absent). */
-  latest(name: string, filter: (labels: Record<string, string>) => boolean = () => true): number {
-    const at = this.store.times.length - 1;
-    let total = Number.NaN;
-    for (const series of this.store.series) {
-      if (series.name !== name || !filter(series.labels)) continue;
-      const v = series.values[at];
-      if (v !== undefined) total = (Number.isNaN(total) ? 0 : total) + v;
-    }
-    return total;
-  }
 }
 
 async function scrape(url: string): Promise<string> {
@@ -200,6 +162,58 @@ function writesAt(samples: readonly WriteSample[], atMs: number): number | null 
     found = sample.writes;
   }
   return found;
+}
+
+/**
+ * The drain of the largest backlog: from the second it peaked to the first
+ * second it was back to at most 1 % of the peak (while the load goes on, the
+ * deliveries in flight keep a few entries in the stream). Its rate is what
+ * persist committed per second meanwhile; the prediction is the peak ÷ (the
+ * ceiling − the arrivals per second meanwhile), which is peak ÷ ceiling when
+ * nothing arrives. Undefined when the peak was under one second of the ceiling
+ * (nothing worth timing at one-second resolution).
+ */
+export interface Drain {
+  backlog: number;
+  peakAt: number;
+  emptyAt: number | null;
+  seconds: number;
+  rate: number;
+  arrivalRate: number;
+  predictedSec: number;
+  /** The peak ÷ the ceiling, arrivals ignored. */
+  atCeilingSec: number;
+}
+
+export function drainOf(seconds: SpikeSecond[], ceiling: number): Drain | undefined {
+  let peak = -1;
+  for (let k = 0; k < seconds.length; k++)
+    if (peak < 0 || (seconds[k]?.backlog ?? 0) > (seconds[peak]?.backlog ?? 0)) peak = k;
+  const backlog = seconds[peak]?.backlog ?? 0;
+  if (peak < 0 || backlog < ceiling) return undefined;
+  let empty = -1;
+  for (let k = peak + 1; k < seconds.length; k++)
+    if ((seconds[k]?.backlog ?? Number.POSITIVE_INFINITY) <= backlog / 100) {
+      empty = k;
+      break;
+    }
+  const last = empty >= 0 ? empty : seconds.length - 1;
+  const span = seconds.slice(peak + 1, last + 1);
+  const length = Math.max(1, last - peak);
+  const persisted = span.reduce((sum, s) => sum + (s.persisted ?? 0), 0);
+  const arrivals = span.reduce((sum, s) => sum + (s.statuses['202'] ?? 0), 0);
+  const arrivalRate = arrivals / length;
+  return {
+    backlog,
+    peakAt: seconds[peak]?.t ?? peak,
+    emptyAt: empty >= 0 ? (seconds[empty]?.t ?? empty) : null,
+    seconds: empty >= 0 ? length : Number.POSITIVE_INFINITY,
+    rate: persisted / length,
+    arrivalRate,
+    predictedSec:
+      ceiling > arrivalRate ? backlog / (ceiling - arrivalRate) : Number.POSITIVE_INFINITY,
+    atCeilingSec: backlog / ceiling,
+  };
 }
 
 const children = new Set<ChildProcess>();
@@ -505,8 +519,9 @@ export async function runSpikeScenario(
   }
   const maxBacklog = ingestSettings.maxBacklog || Number.POSITIVE_INFINITY;
   const budgetMetric = recorder.latest('spillway_persist_write_budget_per_sec');
-  const budget = Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.writeOpsPerSec;
+  const budget = Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.dbWriteOpsPerSec;
   const drainSec = drainedAtMs === null ? Number.NaN : (drainedAtMs - loadEndMs) / 1000;
+  const drain = drainOf(seconds, ceiling.docsPerSec);
 
   return {
     startedAt: startedAt.toISOString(),
@@ -518,7 +533,7 @@ export async function runSpikeScenario(
     budget,
     budgetFrom: Number.isFinite(budgetMetric)
       ? "persist's spillway_persist_write_budget_per_sec"
-      : "persist's WRITE_OPS_PER_SEC",
+      : "persist's DB_WRITE_OPS_PER_SEC",
     maxBacklog: ingestSettings.maxBacklog,
     iopsLimit: iopsLimit(cgroup),
     ceiling,
@@ -541,16 +556,11 @@ export async function runSpikeScenario(
       storedDocuments,
       loadEndedAt: (loadEndMs - t0) / 1000,
       drainedAt: drainedAtMs === null ? null : (drainedAtMs - t0) / 1000,
-      ...(backlogAtLoadEnd > 0 && Number.isFinite(drainSec)
-        ? {
-            drain: {
-              backlog: backlogAtLoadEnd,
-              seconds: drainSec,
-              rate: backlogAtLoadEnd / drainSec,
-              predictedSec: backlogAtLoadEnd / ceiling.docsPerSec,
-            },
-          }
-        : {}),
+      ...(drain ? { drain } : {}),
+      afterLoad: {
+        backlog: backlogAtLoadEnd,
+        seconds: Number.isFinite(drainSec) ? drainSec : null,
+      },
       latencyMs: load.latencyMs,
     },
     metrics: recorder.store,

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dashboardSpecs, renderSvg, spikeSpec } from '../../bench/charts.js';
 import { freePort } from '../../bench/common.js';
 import { topSelfFrames } from '../../bench/cpu-profile.js';
+import { MetricsRecorder } from '../../bench/metrics-recorder.js';
 import {
   bucketQuantile,
   evaluateRange,
@@ -19,7 +20,7 @@ import {
   type SeriesStore,
 } from '../../bench/promql.js';
 import { dashboardPanels } from '../../bench/report.js';
-import { MetricsRecorder, type SpikeSecond } from '../../bench/scenarios/spike.js';
+import { drainOf, type SpikeSecond } from '../../bench/scenarios/spike.js';
 import { ingestTargets, spikeTargets } from '../../bench/targets.js';
 import { run, type SecondFigures, stageTarget } from '../../bench/vu-runner.js';
 import { type Spawned, spawnEntry, stopProcess, waitHttpReady } from '../../scripts/processes.js';
@@ -266,5 +267,21 @@ describe('the targets', () => {
       },
     } as never);
     expect(spike.map((t) => t.met)).toEqual([true, false, false, false]);
+  });
+
+  it('time the drain of the largest backlog from its peak to ≤ 1 % of it', () => {
+    const backlogs = [0, 500, 3000, 6000, 4000, 2000, 50, 40, 0];
+    const seconds = backlogs.map((backlog, t) => ({
+      t,
+      backlog,
+      persisted: t >= 4 ? 2500 : 100,
+      statuses: { '202': 500 },
+    })) as unknown as SpikeSecond[];
+    const drain = drainOf(seconds, 3000);
+    expect(drain).toMatchObject({ backlog: 6000, peakAt: 3, emptyAt: 6, seconds: 3 });
+    expect(drain?.rate).toBeCloseTo(2500);
+    expect(drain?.arrivalRate).toBeCloseTo(500);
+    expect(drain?.predictedSec).toBeCloseTo(6000 / 2500);
+    expect(drainOf(seconds, 7000)).toBeUndefined(); // under one second of the ceiling
   });
 });
