@@ -4,7 +4,7 @@
  * Redis clean-up and plain-text tables.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import type { Redis } from 'ioredis';
@@ -131,7 +131,7 @@ export function setIopsLimit(cgroup: string, iops: number): void {
     const path = `${cgroup}/${file}`;
     const device = readFileSync(path, 'utf8').trim().split(/\s+/)[0];
     if (!device) throw new Error(`${path} names no device`);
-    execFileSync('sh', ['-c', `echo "${device} ${iops}" > "${path}"`]);
+    writeFileSync(path, `${device} ${iops}\n`);
   }
 }
 

@@ -4,7 +4,9 @@
  * charts and the report.
  *
  * Flags: --seconds N (a, a′, b; default 15), --push N (c; default 40000),
- * --backlog N (d; default 1000000), --lag-seconds N (default 30).
+ * --backlog N (d; default 1000000), --lag-seconds N (default 30), --replicas N
+ * (e; default 3, below 2 skips it), --no-adaptive (skips the adaptive run),
+ * --adaptive-rate N (events/s fed during the adaptive run; default 1000).
  */
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { lineUi } from './common.js';
@@ -22,6 +24,9 @@ async function main(): Promise<void> {
       push: flag('push', FULL_PERSIST.push),
       backlog: flag('backlog', FULL_PERSIST.backlog),
       lagSeconds: flag('lag-seconds', FULL_PERSIST.lagSeconds),
+      replicas: flag('replicas', FULL_PERSIST.replicas),
+      adaptive: args.includes('--no-adaptive') ? [] : FULL_PERSIST.adaptive,
+      adaptiveRate: flag('adaptive-rate', FULL_PERSIST.adaptiveRate),
     },
     lineUi,
   );

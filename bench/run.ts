@@ -52,9 +52,10 @@ const USAGE = `usage: npm run bench -- [scenario ...] [options]
 /** The default lengths: shortened so that `npm run bench` fits in 20 minutes. */
 const DEFAULT_INGEST: IngestOptions = { ...FULL_INGEST, pacedSec: 30, saturationSec: 10 };
 const DEFAULT_PERSIST: PersistOptions = {
-  seconds: 10,
+  ...FULL_PERSIST,
+  seconds: 8,
   push: 20_000,
-  backlog: 300_000,
+  backlog: 150_000,
   lagSeconds: 20,
 };
 const SMOKE_INGEST: IngestOptions = {
@@ -67,7 +68,19 @@ const SMOKE_INGEST: IngestOptions = {
   connectPerTick: 40,
   thinkMs: 200,
 };
-const SMOKE_PERSIST: PersistOptions = { seconds: 1, push: 300, backlog: 3000, lagSeconds: 2 };
+const SMOKE_PERSIST: PersistOptions = {
+  seconds: 1,
+  push: 300,
+  backlog: 3000,
+  lagSeconds: 2,
+  replicas: 3,
+  adaptive: [
+    { iops: 100, seconds: 2 },
+    { iops: 20, seconds: 2 },
+    { iops: 100, seconds: 2 },
+  ],
+  adaptiveRate: 200,
+};
 
 function shortenedNotes(
   ingest: IngestOptions,

@@ -25,8 +25,11 @@ import {
   ioServiced,
   type ScenarioUi,
   servicesEnv,
+  setIopsLimit,
   sleep,
 } from '../common.js';
+import { MetricsRecorder } from '../metrics-recorder.js';
+import { evaluateRange } from '../promql.js';
 
 export interface PersistOptions {
   /** Seconds of (a), (a′) and (b). */
@@ -37,13 +40,28 @@ export interface PersistOptions {
   backlog: number;
   /** Seconds of the lag run. */
   lagSeconds: number;
+  /** Persist replicas sharing one budget in row (e) (PERSIST_WORKERS; below 2 skips it). */
+  replicas: number;
+  /** The adaptive run's phases: the database's IOPS and how long (none skips it). */
+  adaptive: { iops: number; seconds: number }[];
+  /** Events per second fed to the stream during the adaptive run. */
+  adaptiveRate: number;
 }
+
+export const ADAPTIVE_PHASES = [
+  { iops: 100, seconds: 15 },
+  { iops: 20, seconds: 20 },
+  { iops: 100, seconds: 20 },
+];
 
 export const FULL_PERSIST: PersistOptions = {
   seconds: 15,
   push: 40_000,
   backlog: 1_000_000,
   lagSeconds: 30,
+  replicas: 3,
+  adaptive: ADAPTIVE_PHASES,
+  adaptiveRate: 1000,
 };
 
 export const isFullPersist = (opts: PersistOptions) =>
@@ -56,10 +74,11 @@ export const isFullPersist = (opts: PersistOptions) =>
 export function estimatePersistSec(opts: PersistOptions): number {
   return (
     3 * opts.seconds +
-    opts.push / 1700 +
+    (opts.push / 1200) * (opts.replicas > 1 ? 2 : 1) +
     opts.lagSeconds +
     opts.backlog / 25_000 +
-    opts.backlog / 12_000 +
+    opts.backlog / 1700 +
+    opts.adaptive.reduce((sum, phase) => sum + phase.seconds + 5, 0) +
     25
   );
 }
@@ -211,10 +230,15 @@ export async function runPersistScenario(
   const waitReady = (url: string) => waitHttpReady(url, { timeoutMs: 60_000 });
 
   async function fill(stream: string, n: number, prefix: string): Promise<void> {
+    await fillFrom(stream, 0, n, prefix);
+  }
+
+  /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
+  async function fillFrom(stream: string, from: number, n: number, prefix: string): Promise<void> {
     const time = new Date().toISOString();
-    for (let start = 0; start < n; start += 5000) {
+    for (let start = from; start < from + n; start += 5000) {
       const pipeline = redis.pipeline();
-      for (let i = start; i < Math.min(n, start + 5000); i++) {
+      for (let i = start; i < Math.min(from + n, start + 5000); i++) {
         pipeline.xadd(
           stream,
           '*',
@@ -480,6 +504,153 @@ export async function runPersistScenario(
       await mongo.db(dbName).dropDatabase();
     }
 
+    // (e) several persist replicas on one host process (PERSIST_WORKERS), one shared budget.
+    let replicas: PersistResult['replicas'];
+    if (opts.replicas > 1) {
+      let budget = Number.NaN;
+      const { row } = await pushPath(
+        `(e) push path, ${opts.replicas} persist replicas, one budget`,
+        'e',
+        PUSH_EVENTS,
+        { PERSIST_WORKERS: String(opts.replicas) },
+        `${PUSH_EVENTS} events, PERSIST_WORKERS=${opts.replicas}`,
+        async (metricsUrl) => {
+          budget = gaugeOf(await scrapeText(metricsUrl), 'spillway_persist_write_budget_per_sec');
+          if (Number.isFinite(budget)) return true;
+          warnings.push(
+            '(e) skipped: persist exports no spillway_persist_write_budget_per_sec (no shared write budget)',
+          );
+          return false;
+        },
+      );
+      if (row)
+        replicas = {
+          label: row.name,
+          docs: row.docs,
+          docsPerSec: row.docsPerSec,
+          maxWritesInOneSecond: row.maxWritesInOneSecond,
+          budget,
+        };
+    }
+
+    // The adaptive run: the database's IOPS lowered mid-run and raised back.
+    let adaptive: PersistResult['adaptive'];
+    if (opts.adaptive.length > 0 && !cgroup)
+      warnings.push('the adaptive run needs the database in a blkio group: skipped');
+    if (opts.adaptive.length > 0 && cgroup) adaptive = await adaptiveRun(cgroup);
+
+    async function adaptiveRun(group: string): Promise<PersistResult['adaptive']> {
+      const stream = `bench:adaptive:${runId}`;
+      const dbName = `bench_${runId}_adaptive`;
+      const common = {
+        STREAM_KEY: stream,
+        MONGODB_DB: dbName,
+        CATCHUP_BACKLOG: '100000000',
+        STALE_AFTER_MS: '600000',
+      };
+      const port = await freePort();
+      const metricsPort = await freePort();
+      const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+      const persist = spawnNode('dist/functions/host/main.js', {
+        ...common,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(port),
+        METRICS_PORT: String(metricsPort),
+      });
+      const original = iopsLimit(group) ?? 100;
+      const restore = () => setIopsLimit(group, original);
+      process.once('exit', restore);
+      const recorder = new MetricsRecorder();
+      const sampler = sampleServerWrites({
+        mongodbUrl: env.MONGODB_URL as string,
+        metricsUrl: env.DB_METRICS_URL,
+        intervalMs: 50,
+      });
+      const ticks: { atMs: number; iops: number }[] = [];
+      let relay: ChildProcess | undefined;
+      try {
+        await waitReady(`http://127.0.0.1:${port}/readyz`);
+        relay = spawnNode('dist/eventing/relay/main.js', {
+          ...common,
+          PERSIST_URL: `http://127.0.0.1:${port}/`,
+          RELAY_CONSUMERS: '500',
+        });
+        for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
+        const clock = () => performance.timeOrigin + performance.now();
+        const t0 = clock();
+        let fed = 0;
+        let next = 1;
+        let phaseEnd = 0;
+        for (const phase of opts.adaptive) {
+          setIopsLimit(group, phase.iops);
+          ui.phase(`adaptive run: database at ${phase.iops} IOPS for ${phase.seconds} s`);
+          phaseEnd += phase.seconds;
+          while (clock() - t0 < phaseEnd * 1000) {
+            // Feed at a steady rate, in 100 ms steps; sample every second.
+            const due = Math.floor(((clock() - t0) / 1000) * opts.adaptiveRate);
+            if (due > fed) {
+              await fillFrom(stream, fed, due - fed, 'adaptive');
+              fed = due;
+            }
+            if (clock() - t0 >= next * 1000) {
+              recorder.add(clock(), [await scrapeText(metricsUrl)]);
+              ticks.push({ atMs: clock(), iops: iopsLimit(group) ?? Number.NaN });
+              next++;
+            }
+            await sleep(100);
+          }
+        }
+        restore();
+        ui.phase(`adaptive run: draining ${fed} events fed at ${opts.adaptiveRate}/s`);
+        await drained(stream, 300_000);
+        const serverWrites = await sampler.stop();
+        const rate = evaluateRange('max(spillway_persist_write_rate_per_sec)', recorder.store);
+        const p99 = evaluateRange(
+          'histogram_quantile(0.99, sum by (le) (rate(spillway_persist_write_latency_seconds_bucket[1500ms])))',
+          recorder.store,
+        );
+        const budgetNow = gaugeOf(
+          await scrapeText(metricsUrl),
+          'spillway_persist_write_budget_per_sec',
+        );
+        const valueAt = (series: typeof rate, t: number) =>
+          series[0]?.points.find((p) => p.t === t)?.v ?? null;
+        const writesAt = (ms: number) => {
+          let found: number | null = null;
+          for (const w of serverWrites) {
+            if (w.toMs > ms) break;
+            found = w.writes;
+          }
+          return found;
+        };
+        return {
+          phases: opts.adaptive,
+          budget: Number.isFinite(budgetNow) ? budgetNow : 100,
+          seconds: ticks.map((tick, i) => {
+            const w0 = writesAt(tick.atMs - 1000);
+            const w1 = writesAt(tick.atMs);
+            const t = recorder.store.times[i] as number;
+            const latency = valueAt(p99, t);
+            return {
+              t: i + 1,
+              iopsLimit: tick.iops,
+              rate: valueAt(rate, t),
+              latencyP99Ms: latency === null ? null : latency * 1000,
+              writes: w0 !== null && w1 !== null ? w1 - w0 : null,
+            };
+          }),
+        };
+      } finally {
+        restore();
+        process.removeListener('exit', restore);
+        await sampler.stop();
+        if (relay) await stopChild(relay);
+        await stopChild(persist);
+        await redis.del(stream);
+        await mongo.db(dbName).dropDatabase();
+      }
+    }
+
     const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix)) as Row;
     const [ra, rb, rc, rd] = [by('(a)'), by('(b)'), by('(c)'), by('(d)')];
     return {
@@ -490,6 +661,8 @@ export async function runPersistScenario(
       iopsLimit: iopsLimit(cgroup),
       rows,
       ...(lag ? { lag } : {}),
+      ...(replicas ? { replicas } : {}),
+      ...(adaptive ? { adaptive } : {}),
       ceiling: rb.docsPerSec,
       ratios: { dOverA: rd.docsPerSec / ra.docsPerSec, dOverB: rd.docsPerSec / rb.docsPerSec },
       maxPersistWritesInOneSecond: Math.max(
@@ -533,4 +706,18 @@ export function persistText(result: PersistResult): string {
   if (result.warnings.length > 0) lines.push('', ...result.warnings.map((w) => `WARNING: ${w}`));
   if (!result.full) lines.push('', 'NOTE: shortened run: not a full benchmark.');
   return lines.join('\n');
+}
+
+async function scrapeText(url: string): Promise<string> {
+  try {
+    return await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
+  } catch {
+    return '';
+  }
+}
+
+/** A gauge's value in a Prometheus text (NaN when absent). */
+function gaugeOf(text: string, name: string): number {
+  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
+  return match ? Number(match[1]) : Number.NaN;
 }
