@@ -81,6 +81,11 @@ export interface CommitterOptions {
   /** Every write command goes through it (shared-budget.ts, or a local TokenBucket). */
   budget: WriteBudget;
   maxBatchDocs: number;
+  /**
+   * Writes slower than this (DB_LATENCY_TARGET_MS) halve the largest batch (at
+   * most once a second); faster ones let it grow back toward maxBatchDocs.
+   */
+  latencyTargetMs: number;
   maxBatchBytes: number;
   deliveryDeadlineMs: number;
   maxCommitAttempts: number;
@@ -111,12 +116,38 @@ export class Committer {
   private inFlight: Item[] = [];
   private loop: Promise<void> | undefined;
   private failing = false;
+  /**
+   * The largest batch now: smaller while writes are slower than the latency
+   * target. Backing off the rate alone cannot bring a slow disk's write latency
+   * down (fewer writes make each batch larger); smaller batches do, and what is
+   * not written yet waits in the stream, which is what it is for.
+   */
+  private batchCap: number;
+  private lastCut = Number.NEGATIVE_INFINITY;
   /** When the last batch committed (performance.now()), for readiness. */
   lastCommitAt = Number.NEGATIVE_INFINITY;
   private readonly scripts: Scripts;
 
   constructor(private readonly options: CommitterOptions) {
     this.scripts = new Scripts(options.redis);
+    this.batchCap = options.maxBatchDocs;
+  }
+
+  /** The largest batch the committer takes now (for metrics). */
+  get batchLimit(): number {
+    return this.batchCap;
+  }
+
+  /** Adapts the largest batch to a write's latency (AIMD, as the budget's rate). */
+  private adapt(latencyMs: number, ok: boolean): void {
+    const max = this.options.maxBatchDocs;
+    if (!ok || latencyMs > this.options.latencyTargetMs) {
+      if (now() - this.lastCut < 1000) return;
+      this.lastCut = now();
+      this.batchCap = Math.max(Math.min(10, max), Math.floor(this.batchCap / 2));
+    } else {
+      this.batchCap = Math.min(max, this.batchCap + Math.max(1, Math.floor(max / 50)));
+    }
   }
 
   /** Items waiting for a write (fresh and retrying). */
@@ -265,7 +296,7 @@ export class Committer {
     if (this.head >= this.queue.length) return undefined;
     const batch: Item[] = [];
     let bytes = 0;
-    while (this.head < this.queue.length && batch.length < this.options.maxBatchDocs) {
+    while (this.head < this.queue.length && batch.length < this.batchCap) {
       const item = this.queue[this.head] as Item;
       if (batch.length > 0 && bytes + item.bytes > this.options.maxBatchBytes) break;
       this.head++;
@@ -327,6 +358,7 @@ export class Committer {
     await this.forget(committed);
     this.settle(committed);
     this.options.metrics.batchDocs.observe(committed.length);
+    this.options.metrics.batchLimit.set(this.batchCap);
     this.options.metrics.commitSeconds.observe((now() - started) / 1000);
     if (this.failing) {
       this.failing = false;
@@ -347,14 +379,18 @@ export class Committer {
     this.options.metrics.writeCommands.inc({ collection: name });
     // Every write command takes a token of the budget.
     const verdict: InsertVerdict = await this.options.budget.run(async () => {
+      const started = now();
       try {
         await (collection as Collection<EventDocument | DeadDocument>).insertMany(
           items.map((item) => (item.work as EventWork | DeadWork).doc),
           { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
         );
+        this.adapt(now() - started, true);
         return { kind: 'committed', duplicates: 0 };
       } catch (error) {
-        return insertVerdict(error, items.length);
+        const verdict = insertVerdict(error, items.length);
+        this.adapt(now() - started, verdict.kind !== 'unavailable');
+        return verdict;
       }
     });
     if (this.abandoned) return { committed: [], refused: [], unavailable: true };

@@ -60,6 +60,7 @@ const committer = new Committer({
   consumerGroup: config.consumerGroup,
   budget,
   maxBatchDocs: config.maxBatchDocs,
+  latencyTargetMs: config.dbLatencyTargetMs,
   maxBatchBytes: config.maxBatchBytes,
   deliveryDeadlineMs: config.deliveryDeadlineMs,
   maxCommitAttempts: config.maxCommitAttempts,
@@ -68,6 +69,7 @@ const committer = new Committer({
   log,
   metrics,
 });
+metrics.batchLimit.set(config.maxBatchDocs);
 const pull = new PullIntake(redis, committer, config, metrics, log);
 
 /**

@@ -77,6 +77,11 @@ export function createPersistMetrics(registry: Registry) {
       aggregator: 'max',
       registers,
     }),
+    batchLimit: new Gauge({
+      name: 'spillway_persist_batch_limit_docs',
+      help: 'The largest batch now: halved while writes are slower than DB_LATENCY_TARGET_MS',
+      registers,
+    }),
     writeLatency: new Histogram({
       name: 'spillway_persist_write_latency_seconds',
       help: 'Time from a write command to its answer (what the adaptive budget watches)',

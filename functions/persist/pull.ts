@@ -1,20 +1,25 @@
 /**
- * The pull intake: under a Redis lease (one replica at a time) it reads entries
- * straight from the stream into the same group commit and budget.
+ * The pull intake: persist reads entries straight from the stream into the same
+ * group commit and budget.
  *
- * - Sweeper: entries that stayed longer than STALE_AFTER_MS (the stream id is the
- *   time it was added). The source acknowledges an entry after failed sends, and
- *   drops it; it stays in the stream because only persist deletes, so the sweeper
- *   persists it. It also persists what was added while no consumer group existed.
  * - Catch-up: when the backlog beyond the group's last-delivered id passes
  *   CATCHUP_BACKLOG, entries past that id (leaving CATCHUP_SKIP_ENTRIES to the
- *   source) are read in big chunks: one XRANGE instead of one HTTP request per event.
+ *   source) are read in big chunks: one XRANGE instead of one HTTP request per
+ *   event. Every replica catches up at once, each on chunks it claimed
+ *   (catchup-claim-2.lua moves one shared cursor), so the reading scales out;
+ *   the writes share the one budget.
+ * - Sweeper, under a Redis lease (one replica at a time): entries that stayed
+ *   longer than STALE_AFTER_MS (the stream id is the time it was added). The
+ *   source acknowledges an entry after failed sends, and drops it; it stays in
+ *   the stream because only persist deletes, so the sweeper persists it. It also
+ *   persists what was added while no consumer group existed, and what a replica
+ *   that died had claimed.
  * What it commits is deleted, and XREADGROUP skips deleted entries.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
-import { pullLeaseKey } from '../shared/redis/keys.js';
+import { catchupCursorKey, pullLeaseKey } from '../shared/redis/keys.js';
 import { Scripts } from '../shared/redis/scripts.js';
 import type { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
@@ -40,8 +45,8 @@ export class PullIntake {
   private nextSweep = 0;
   /** Where the sweeper goes on from (exclusive), so entries it cannot commit do not hold it. */
   private sweepFrom: string | undefined;
-  /** Where the catch-up goes on from (exclusive), while it keeps finding entries. */
-  private catchupFrom: string | undefined;
+  /** The last round claimed a chunk: the next comes at once. */
+  private catchingUp = false;
 
   constructor(
     private readonly redis: Redis,
@@ -70,8 +75,7 @@ export class PullIntake {
           },
         )
         .finally(() => {
-          if (!this.stopped)
-            this.timer = setTimeout(tick, this.leased && this.catchupFrom ? 20 : 250);
+          if (!this.stopped) this.timer = setTimeout(tick, this.catchingUp ? 20 : 250);
         });
     };
     tick();
@@ -97,18 +101,18 @@ export class PullIntake {
     return this.leased;
   }
 
-  /** One round: refresh the lease, then catch up or sweep if there is room in the queue. */
+  /**
+   * One round: catch up (any replica, on a chunk of its own) or, holding the
+   * lease, sweep; only while there is room in the queue.
+   */
   async round(): Promise<void> {
     const backlog = await this.redis.xlen(this.config.streamKey);
     this.metrics.backlog.set(backlog);
     this.metrics.queued.set(this.committer.queued);
-    if (!(await this.lease())) return;
     // Keep about one batch queued: more would only wait in memory.
-    if (this.committer.queued >= this.config.maxBatchDocs) return;
-    const room = Math.min(
-      this.config.pullChunkEntries,
-      this.config.maxBatchDocs * 2 - this.committer.queued,
-    );
+    const batch = this.committer.batchLimit;
+    if (this.committer.queued >= batch) return;
+    const room = Math.min(this.config.pullChunkEntries, batch * 2 - this.committer.queued);
     const beyond = await this.beyondCursor(backlog);
     // Without a group no source reads the stream (it makes its group at `$` when it
     // comes back): everything in it is left to the pull intake.
@@ -116,7 +120,8 @@ export class PullIntake {
       await this.catchUp(beyond.cursor, room, beyond.grouped);
       return;
     }
-    this.catchupFrom = undefined;
+    this.catchingUp = false;
+    if (!(await this.lease())) return;
     if (Date.now() >= this.nextSweep) {
       const found = await this.sweep(room);
       // A full chunk means there is more: come back at once.
@@ -150,32 +155,14 @@ export class PullIntake {
     return { cursor: '0-0', count: backlog, grouped: false };
   }
 
+  /** Claims the next chunk past what any replica claimed, and queues it. */
   private async catchUp(cursor: string, room: number, grouped: boolean): Promise<void> {
-    let start = this.catchupFrom;
-    if (start === undefined || compareIds(start, cursor) < 0) {
-      // Leave the entries just past the cursor to the source, which is about to send them.
-      const skip = grouped ? this.config.catchupSkipEntries : 0;
-      const skipped =
-        skip > 0
-          ? ((await this.redis.xrange(
-              this.config.streamKey,
-              after(cursor),
-              '+',
-              'COUNT',
-              skip,
-            )) as Entries)
-          : [];
-      start =
-        skipped.length === skip && skip > 0 ? (skipped.at(-1) as [string, string[]])[0] : cursor;
-    }
-    const entries = (await this.redis.xrange(
-      this.config.streamKey,
-      after(start),
-      '+',
-      'COUNT',
-      room,
+    const entries = (await this.scripts.run(
+      'catchup-claim',
+      [this.config.streamKey, catchupCursorKey(this.config.streamKey)],
+      [cursor, grouped ? this.config.catchupSkipEntries : 0, room, 60_000],
     )) as Entries;
-    this.catchupFrom = entries.length > 0 ? (entries.at(-1) as [string, string[]])[0] : undefined;
+    this.catchingUp = entries.length > 0;
     this.queue(entries);
   }
 
@@ -204,10 +191,4 @@ export class PullIntake {
     }
     return queued;
   }
-}
-
-function compareIds(a: string, b: string): number {
-  const [am = 0n, as = 0n] = a.split('-').map(BigInt);
-  const [bm = 0n, bs = 0n] = b.split('-').map(BigInt);
-  return am === bm ? Number(as - bs) : am < bm ? -1 : 1;
 }

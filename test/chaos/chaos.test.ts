@@ -65,7 +65,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
         LOG_LEVEL: 'warn',
         INGEST_WORKERS: '2',
         RELAY_CONSUMERS: '100',
-        WRITE_OPS_PER_SEC: String(BUDGET),
+        DB_WRITE_OPS_PER_SEC: String(BUDGET),
         STALE_AFTER_MS: '5000',
         SWEEP_INTERVAL_MS: '1000',
         ...scenario.env,
@@ -152,7 +152,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
           deadLetters: verdict.deadLetters,
           maxWritesPerSec: budget.maxPerSecond,
           busiestSecondAtMs: Math.round(budget.busiestAtMs - loadStartedEpoch),
-          budget: Number(scenario.env?.WRITE_OPS_PER_SEC ?? BUDGET),
+          budget: Number(scenario.env?.DB_WRITE_OPS_PER_SEC ?? BUDGET),
         };
         mkdirSync(services.dataDir, { recursive: true });
         appendFileSync(

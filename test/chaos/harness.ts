@@ -99,10 +99,12 @@ export async function killAndWait(pid: number, signal: NodeJS.Signals, timeoutMs
   throw new Error(`pid ${pid} still alive ${timeoutMs} ms after ${signal}`);
 }
 
-/** The child pids of a process (ingest's workers under its primary). */
-export function childPids(pid: number): number[] {
+/** The worker processes of a host started with <TARGET>_WORKERS (forks of the same entry point). */
+export function hostWorkers(pid: number): number[] {
   try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+    return execFileSync('pgrep', ['-P', String(pid), '-f', 'functions/host/main'], {
+      encoding: 'utf8',
+    })
       .split('\n')
       .filter(Boolean)
       .map(Number);

@@ -2,7 +2,13 @@
  * The faults of the fault suite: each is injected on a real process of the
  * running pipeline (or its services) while paced load goes on.
  */
-import { type ChaosServices, childPids, killAndWait, type PipelineRun, sleep } from './harness.js';
+import {
+  type ChaosServices,
+  hostWorkers,
+  killAndWait,
+  type PipelineRun,
+  sleep,
+} from './harness.js';
 
 export interface FaultContext {
   services: ChaosServices;
@@ -25,6 +31,14 @@ export interface Scenario {
   /** Injects the fault; resolves once it is over (process back, disk fast again). */
   fault(ctx: FaultContext): Promise<void>;
 }
+
+/** Three persist replicas sharing one budget of 30 (a replica cut off from Redis writes at 10). */
+const REPLICAS = {
+  PERSIST_WORKERS: '3',
+  PERSIST_MAX_REPLICAS: '3',
+  DB_WRITE_OPS_PER_SEC: '30',
+  RELAY_CONSUMERS: '300',
+};
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -93,8 +107,9 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'redis-kill',
-    what: 'Redis SIGKILL, restarted from its AOF',
+    what: 'Redis SIGKILL, restarted from its AOF (3 persist replicas: each falls back to its share of the budget)',
     core: true,
+    env: REPLICAS,
     async fault({ services }) {
       await killAndWait(services.redisPid(), 'SIGKILL');
       await sleep(3000);
@@ -106,7 +121,7 @@ export const SCENARIOS: Scenario[] = [
     what: 'one ingest worker SIGKILL',
     core: false,
     async fault({ pipeline }) {
-      const workers = childPids(pipeline.pid('ingest'));
+      const workers = hostWorkers(pipeline.pid('ingest'));
       const victim = workers[0];
       if (victim === undefined) throw new Error('ingest has no worker processes');
       await killAndWait(victim, 'SIGKILL');
@@ -114,8 +129,26 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'persist-kill',
-    what: 'persist SIGKILL in the middle of batches',
+    what: 'one of 3 persist replicas SIGKILL in the middle of batches (the others keep the budget)',
     core: true,
+    env: REPLICAS,
+    async fault({ pipeline }) {
+      const workers = hostWorkers(pipeline.pid('persist'));
+      const victim = workers[1];
+      if (victim === undefined) throw new Error(`persist has ${workers.length} replicas, not 3`);
+      await killAndWait(victim, 'SIGKILL');
+      // The host starts another in its place.
+      const deadline = Date.now() + 30_000;
+      while (hostWorkers(pipeline.pid('persist')).length < 3) {
+        if (Date.now() > deadline) throw new Error('the killed persist replica was not replaced');
+        await sleep(100);
+      }
+    },
+  },
+  {
+    name: 'persist-kill-single',
+    what: 'persist (one process) SIGKILL in the middle of batches',
+    core: false,
     async fault({ pipeline }) {
       const pid = pipeline.pid('persist');
       await killAndWait(pid, 'SIGKILL');
@@ -147,7 +180,7 @@ export const SCENARIOS: Scenario[] = [
     what: 'persist graceful restart while it holds a backlog',
     core: false,
     // A small budget makes persist hold large batches and lets the stream back up.
-    env: { WRITE_OPS_PER_SEC: '4' },
+    env: { DB_WRITE_OPS_PER_SEC: '4', DB_WRITE_OPS_FLOOR: '1' },
     async fault({ pipeline }) {
       const pid = pipeline.pid('persist');
       await killAndWait(pid, 'SIGTERM', 30_000);

@@ -35,6 +35,7 @@ function committerFor(client: MongoClient, database: string, stream: string) {
     consumerGroup: 'spillway-persist',
     budget: new TokenBucket(200),
     maxBatchDocs: 1000,
+    latencyTargetMs: 10_000,
     maxBatchBytes: 1024 * 1024,
     deliveryDeadlineMs: 20_000,
     maxCommitAttempts: 2,

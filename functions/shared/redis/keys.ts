@@ -43,7 +43,10 @@ export const countersKey = (nowMs: number) =>
 /** The last sequence number given to a subject. */
 export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;
 
-/** The pull intake's lease: one persist replica pulls from a stream at a time. */
+/** Where the replicas' catch-up has claimed the backlog up to (catchup-claim-2.lua). */
+export const catchupCursorKey = (stream: string) => `spillway:persist:catchup:${stream}`;
+
+/** The sweeper's lease: one persist replica sweeps a stream at a time. */
 export const pullLeaseKey = (stream: string) => `spillway:persist:lease:${stream}`;
 
 /** The shared write budget of one database (write-budget-1.lua): two databases never share one. */

@@ -46,7 +46,13 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
 const SCRIPT_FILES = loadScriptFiles();
 
 /** The scripts, as the code calls them. */
-export type ScriptName = 'ingest' | 'ack-delete' | 'lease-renew' | 'lease-release' | 'write-budget';
+export type ScriptName =
+  | 'ingest'
+  | 'ack-delete'
+  | 'lease-renew'
+  | 'lease-release'
+  | 'write-budget'
+  | 'catchup-claim';
 
 type Runner = (...args: Array<string | number>) => Promise<unknown>;
 

@@ -1,0 +1,151 @@
+/**
+ * One write budget for the whole database, real processes on real sockets:
+ * three persist replicas (PERSIST_WORKERS=3) share a budget of 30 write commands
+ * a second through Redis. Under a 30,000-event burst, which they catch up on
+ * together, the server never sees more than 30 write commands in any one second,
+ * and the three drain at least 0.9 × as fast as one process alone at the same
+ * budget. (The push path with three replicas under faults: test/chaos.)
+ */
+
+import type { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { entryFields } from '../../functions/shared/entry.js';
+import { catchupCursorKey } from '../../functions/shared/redis/keys.js';
+import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { hostWorkers } from '../chaos/harness.js';
+import {
+  type FunctionProcess,
+  metricsOf,
+  mongoUrl,
+  redisClient,
+  startFunction,
+  unique,
+  waitFor,
+} from '../helpers.js';
+
+const BUDGET = 30;
+const EVENTS = 30_000;
+let redis: Redis;
+let mongo: MongoClient;
+beforeAll(async () => {
+  redis = redisClient();
+  mongo = await new MongoClient(mongoUrl()).connect();
+});
+afterAll(async () => {
+  redis.disconnect();
+  await mongo.close();
+});
+
+/** Appends `n` events to the stream, as fast as Redis takes them. */
+async function burst(stream: string, n: number, prefix: string): Promise<void> {
+  const time = new Date().toISOString();
+  for (let start = 0; start < n; start += 2000) {
+    const pipeline = redis.pipeline();
+    for (let i = start; i < Math.min(n, start + 2000); i++)
+      pipeline.xadd(
+        stream,
+        '*',
+        ...entryFields({
+          id: `${prefix}-${i}`,
+          type: 'burst',
+          source: '/replicas',
+          subject: `s-${i % 100}`,
+          time,
+          seq: i + 1,
+          data: JSON.stringify({ i }),
+        }),
+      );
+    await pipeline.exec();
+  }
+}
+
+/**
+ * Persist with `workers` replicas, started and serving, then a burst of EVENTS
+ * appended at once with no source reading the stream: the replicas catch up
+ * together (each on chunks it claims), their writes under the one budget.
+ */
+async function drain(workers: number) {
+  const stream = unique('test:replicas');
+  const database = unique('t_replicas').replace(/-/g, '_');
+  const env = {
+    STREAM_KEY: stream,
+    MONGODB_DB: database,
+    DB_WRITE_OPS_PER_SEC: String(BUDGET),
+    PERSIST_WORKERS: String(workers),
+    PERSIST_MAX_REPLICAS: '3',
+    // Batches of one size for one replica or three: the comparison is of the
+    // sharing, not of batch sizes.
+    PULL_CHUNK_ENTRIES: '2000',
+    MAX_BATCH_DOCS: '2000',
+    LOG_LEVEL: 'info',
+  };
+  let persist: FunctionProcess | undefined;
+  const sampler = sampleServerWrites({
+    mongodbUrl: mongoUrl(),
+    metricsUrl: process.env.DB_METRICS_URL,
+    intervalMs: 25,
+  });
+  try {
+    persist = await startFunction('persist', env);
+    const running = persist;
+    // Every replica serving (each logs it once) before the burst.
+    await waitFor(
+      async () => (running.output().match(/"msg":"serving"/g) ?? []).length >= workers,
+      60_000,
+      () => running.output().slice(-2000),
+    );
+    const workerPids = hostWorkers(running.proc.pid as number);
+    const started = performance.now();
+    await burst(stream, EVENTS, stream);
+    const events = mongo.db(database).collection('events');
+    await waitFor(
+      async () => (await redis.xlen(stream)) === 0,
+      300_000,
+      async () => `stream ${await redis.xlen(stream)}, ${await events.countDocuments()} stored`,
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const stored = await events.countDocuments();
+    const metrics = await metricsOf(running);
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(metrics)?.[1]);
+    const batches = {
+      writes: value('spillway_persist_batch_docs_count'),
+      meanDocs:
+        value('spillway_persist_batch_docs_sum') / value('spillway_persist_batch_docs_count'),
+      writeSeconds: value('spillway_persist_write_latency_seconds_sum'),
+    };
+    return { seconds, stored, workerPids, batches, samples: await sampler.stop() };
+  } finally {
+    await sampler.stop();
+    await persist?.kill('SIGKILL');
+    await redis.del(stream, catchupCursorKey(stream));
+    await mongo.db(database).dropDatabase();
+  }
+}
+
+describe('one write budget shared by three persist replicas', () => {
+  it(`keeps the server at ${BUDGET} write commands a second and drains as fast as one process`, async () => {
+    // Alternated, best of two each: the machine's noise falls on both alike.
+    const ones = [await drain(1)];
+    const threes = [await drain(3)];
+    ones.push(await drain(1));
+    threes.push(await drain(3));
+    const fastest = <T extends { seconds: number }>(runs: T[]) =>
+      runs.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
+    const one = fastest(ones);
+    const three = fastest(threes);
+    const ratio = one.seconds / three.seconds;
+    const busiest = busiestSecond(three.samples);
+    console.log(
+      `replicas: one process drained ${EVENTS} in ${one.seconds.toFixed(1)} s, three in ${three.seconds.toFixed(1)} s (ratio ${ratio.toFixed(2)}); busiest second at the server ${busiest.writes} (one: ${busiestSecond(one.samples).writes}); batches one ${JSON.stringify(one.batches)} three ${JSON.stringify(three.batches)}`,
+    );
+    for (const run of [...ones, ...threes]) expect(run.stored).toBe(EVENTS);
+    // Three replicas (worker processes behind one port) against one.
+    expect(three.workerPids).toHaveLength(3);
+    expect(one.workerPids).toHaveLength(0);
+    expect(three.samples.length).toBeGreaterThan(20);
+    for (const run of [...ones, ...threes])
+      expect(busiestSecond(run.samples).writes).toBeLessThanOrEqual(BUDGET);
+    expect(ratio).toBeGreaterThanOrEqual(0.9);
+  }, 600_000);
+});
