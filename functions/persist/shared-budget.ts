@@ -8,8 +8,8 @@
  * no earlier than 1010/rate ms after the previous one's answer, so no one-second
  * window at the server holds more than the ceiling, whichever way the server
  * counts. The rate adapts (AIMD): writes slower than the latency target (or
- * failing) cut it by 30 % at most once a second, down to the floor; faster ones
- * raise it back, never above the ceiling.
+ * failing) cut it by 30 % at most once a second, down to the floor; while writes
+ * are fast it climbs back by a tenth of the ceiling per second, never above it.
  *
  * Per write: take the lease (waiting what the script says, plus a small jitter),
  * renew it every leaseMs/3 while the write runs (a write may take seconds on a

@@ -34,7 +34,9 @@
          latency > targetMs or ok = 0 (the database failed or timed out):
            rate = max(floor, rate * 0.7), at most once a second (one slow
            period is one decrease, not one per write);
-         else: rate = min(ceiling, rate + max(1, ceiling / 50)).
+         else: rate = min(ceiling, rate + ceiling × 0.1 × the seconds since the
+           last change, at most one): it climbs back by a tenth of the ceiling
+           per second of fast writes, however many writes that is.
        A release by anyone else (its lease ended and may have been taken over)
        is refused: holder, lease and rate stay as they are. Only its answer time
        is kept, if later than the last one, so that the next write still starts
@@ -71,12 +73,14 @@
     state:   {holder or '', leaseLeftMs, waitMs, rate or ''}   ('' when no budget yet)
 
   Hash fields: holder, until (lease end, ms), done (last answer, ms), rate,
-  cut (last decrease, ms).
+  cut (last decrease, ms), grew (last change, ms).
 ]]
 local key = KEYS[1]
 local op = ARGV[1]
 local TTL_MS = 600000
 local SLACK = 1010
+-- The rate climbs back by this share of the ceiling per second of fast writes.
+local GROWTH = 0.1
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -86,13 +90,14 @@ local function fmt(rate)
 end
 
 local function load()
-  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut')
+  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut', 'grew')
   return {
     holder = v[1] or '',
     untilMs = tonumber(v[2]) or 0,
     done = tonumber(v[3]),
     rate = tonumber(v[4]),
     cut = tonumber(v[5]) or 0,
+    grew = tonumber(v[6]),
   }
 end
 
@@ -105,7 +110,7 @@ end
 
 local function save(s)
   redis.call('HSET', key, 'holder', s.holder, 'until', s.untilMs, 'done', s.done,
-    'rate', s.rate, 'cut', s.cut)
+    'rate', s.rate, 'cut', s.cut, 'grew', s.grew or 0)
   redis.call('PEXPIRE', key, TTL_MS)
 end
 
@@ -159,9 +164,13 @@ if op == 'release' then
     if now - s.cut >= 1000 then
       s.rate = math.max(floor, s.rate * 0.7)
       s.cut = now
+      s.grew = now
     end
   else
-    s.rate = math.min(ceiling, s.rate + math.max(1, ceiling / 50))
+    -- Additive increase in time, not per write: frequent writes do not undo a cut at once.
+    local elapsed = math.min(1000, math.max(0, now - (s.grew or (now - 1000))))
+    s.rate = math.min(ceiling, s.rate + ceiling * GROWTH * elapsed / 1000)
+    s.grew = now
   end
   s.holder = ''
   s.untilMs = 0
