@@ -3,12 +3,14 @@
  * scenario's progress and log lines, the blkio counters of the database's group,
  * Redis clean-up and plain-text tables.
  */
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { ensureServices } from '../scripts/services-env.js';
+import type { RunnerConfig, RunnerMessage, RunnerResult } from './vu-runner.js';
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -191,4 +193,35 @@ export function servicesEnv(): Record<string, string> {
     if (!env[name] && value) env[name] = value;
   }
   return env;
+}
+
+/** A VU runner (bench/vu-runner.ts) in a process of its own, waiting for its config. */
+export function forkVuRunner(): ChildProcess {
+  return fork(fileURLToPath(new URL('./vu-runner.js', import.meta.url)), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [],
+  });
+}
+
+/**
+ * Sends a forked VU runner its config and resolves with its result; every other
+ * message goes to `onMessage`. Rejects if the runner fails or exits first.
+ */
+export function runVuRunner(
+  runner: ChildProcess,
+  config: RunnerConfig,
+  onMessage: (message: Exclude<RunnerMessage, { type: 'result' | 'failed' }>) => void,
+): Promise<RunnerResult> {
+  return new Promise<RunnerResult>((resolve, reject) => {
+    runner.on('message', (message: RunnerMessage) => {
+      if (message.type === 'result') resolve(message.result);
+      else if (message.type === 'failed')
+        reject(new Error(`load generator failed: ${message.error}`));
+      else onMessage(message);
+    });
+    runner.once('exit', (code) =>
+      reject(new Error(`load generator exited with ${code} before its result`)),
+    );
+    runner.send(config);
+  });
 }

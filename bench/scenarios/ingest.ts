@@ -15,7 +15,7 @@
  * load under `node --cpu-prof`, and the profile's heaviest frames (self time) are
  * kept. See bench/README.md.
  */
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,10 +26,12 @@ import {
   cpuSeconds,
   deleteMatching,
   fmt,
+  forkVuRunner,
   freePort,
   int,
   type Machine,
   machine,
+  runVuRunner,
   type ScenarioUi,
   sleep,
   table,
@@ -37,7 +39,7 @@ import {
 } from '../common.js';
 import { type CpuFrame, topSelfFrames } from '../cpu-profile.js';
 import { loadProfile, repoRoot } from '../profile.js';
-import type { RunnerConfig, RunnerMessage, RunnerResult } from '../vu-runner.js';
+import type { RunnerConfig, RunnerResult } from '../vu-runner.js';
 
 export const SERVERS = {
   a: { label: '(a) bare node:http', kind: 'bare', redis: false },
@@ -206,58 +208,43 @@ async function runPhase(
   redis: Redis | undefined,
   ui: ScenarioUi,
 ): Promise<PhaseResult> {
-  const runner = fork(fileURLToPath(new URL('../vu-runner.js', import.meta.url)), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [],
-  });
+  const runner = forkVuRunner();
   children.add(runner);
   let windowStart = { server: 0, redis: 0, at: 0 };
   let cpu = { server: Number.NaN, redis: Number.NaN };
   try {
-    const result = await new Promise<RunnerResult>((resolve, reject) => {
-      runner.on('message', (message: RunnerMessage) => {
-        switch (message.type) {
-          case 'progress':
-            ui.log(`  [${name}] ${message.text}`);
-            break;
-          case 'window':
-            if (message.edge === 'start') {
-              const at = performance.now();
-              const serverCpu = cpuSeconds(server.child.pid);
-              redisCpuSeconds(redis).then(
-                (redisCpu) => {
-                  windowStart = { server: serverCpu, redis: redisCpu, at };
-                },
-                () => {},
-              );
-              ui.phase(`${name}: measuring for ${config.measureSec} s`);
-            } else {
-              const seconds = (performance.now() - windowStart.at) / 1000;
-              const serverCpu = cpuSeconds(server.child.pid);
-              cpu = {
-                server: ((serverCpu - windowStart.server) / seconds) * 100,
-                redis: Number.NaN,
-              };
-              redisCpuSeconds(redis).then(
-                (redisCpu) => {
-                  cpu.redis = ((redisCpu - windowStart.redis) / seconds) * 100;
-                },
-                () => {},
-              );
-            }
-            break;
-          case 'result':
-            resolve(message.result);
-            break;
-          case 'failed':
-            reject(new Error(`load generator failed: ${message.error}`));
-            break;
-        }
-      });
-      runner.once('exit', (code) =>
-        reject(new Error(`load generator exited with ${code} before its result`)),
-      );
-      runner.send(config);
+    const result = await runVuRunner(runner, config, (message) => {
+      switch (message.type) {
+        case 'progress':
+          ui.log(`  [${name}] ${message.text}`);
+          break;
+        case 'window':
+          if (message.edge === 'start') {
+            const at = performance.now();
+            const serverCpu = cpuSeconds(server.child.pid);
+            redisCpuSeconds(redis).then(
+              (redisCpu) => {
+                windowStart = { server: serverCpu, redis: redisCpu, at };
+              },
+              () => {},
+            );
+            ui.phase(`${name}: measuring for ${config.measureSec} s`);
+          } else {
+            const seconds = (performance.now() - windowStart.at) / 1000;
+            const serverCpu = cpuSeconds(server.child.pid);
+            cpu = {
+              server: ((serverCpu - windowStart.server) / seconds) * 100,
+              redis: Number.NaN,
+            };
+            redisCpuSeconds(redis).then(
+              (redisCpu) => {
+                cpu.redis = ((redisCpu - windowStart.redis) / seconds) * 100;
+              },
+              () => {},
+            );
+          }
+          break;
+      }
     });
     await sleep(50); // the Redis INFO of the window's end
     return {
@@ -376,61 +363,70 @@ export async function runIngestScenario(
   let cpuProfile: IngestResult['cpuProfile'];
 
   try {
-    for (const id of opts.only) {
-      const label = SERVERS[id].label;
-      const fsync = SERVERS[id].redis;
-      const redis = fsync ? redisServers.get(fsync)?.client : undefined;
-      const streamKey = `bench:ingest:${startedAt.getTime()}:${id}`;
-      ui.phase(`${label}: starting`);
-      const logFile = join(where.resultsDir, `ingest-${where.stamp}-${id}.log`);
-      const server = await startServer(id, serverEnv(id, streamKey), logFile);
-      const report: ServerReport = { label, logFile: server.logFile };
-      reports[id] = report;
-      ui.log(
-        `${label}: serving on 127.0.0.1:${server.port} (pid ${server.child.pid}), log ${server.logFile}`,
-      );
-      try {
-        if (opts.pacedSec > 0) {
-          ui.phase(`${label}: reference load, ${opts.vus} VUs`);
-          report.paced = await runPhase(
-            `${id} paced`,
-            pacedConfig(server.port, `${runTag}-${id}-p`),
-            server,
-            redis,
-            ui,
-          );
-        }
-        if (opts.saturationSec > 0) {
-          ui.phase(`${label}: saturation, ${opts.connections} connections`);
-          report.saturation = await runPhase(
-            `${id} saturation`,
-            {
-              ...base,
-              mode: 'closed',
-              port: server.port,
-              connections: opts.connections,
-              warmupSec: opts.warmupSec,
-              measureSec: opts.saturationSec,
-              timeoutMs: 30_000,
-              keyPrefix: `${runTag}-${id}-s`,
-            },
-            server,
-            redis,
-            ui,
-          );
-        }
-      } catch (error) {
-        report.error = String((error as Error).message ?? error);
-        ui.log(`  FAILED: ${report.error}`);
-      } finally {
-        await stopChild(server.child);
-        if (redis) {
-          const length = await redis.xlen(streamKey);
-          await redis.unlink(streamKey);
-          ui.log(`  deleted stream ${streamKey} (${length} entries)`);
+    // Every server's reference load first, then every saturation run: a paced row
+    // never follows another row's 10,000 closed connections (their TIME_WAIT
+    // sockets and the kernel's cleanup would fall into its tail, not the next's).
+    const passes = [
+      ...(opts.pacedSec > 0 ? (['paced'] as const) : []),
+      ...(opts.saturationSec > 0 ? (['saturation'] as const) : []),
+    ];
+    for (const pass of passes)
+      for (const id of opts.only) {
+        const label = SERVERS[id].label;
+        const fsync = SERVERS[id].redis;
+        const redis = fsync ? redisServers.get(fsync)?.client : undefined;
+        const streamKey = `bench:ingest:${startedAt.getTime()}:${id}:${pass}`;
+        ui.phase(`${label}: starting`);
+        const logFile = join(where.resultsDir, `ingest-${where.stamp}-${id}-${pass}.log`);
+        const server = await startServer(id, serverEnv(id, streamKey), logFile);
+        reports[id] ??= { label, logFile: server.logFile };
+        const report = reports[id] as ServerReport;
+        ui.log(
+          `${label}: serving on 127.0.0.1:${server.port} (pid ${server.child.pid}), log ${server.logFile}`,
+        );
+        try {
+          if (pass === 'paced') {
+            ui.phase(`${label}: reference load, ${opts.vus} VUs`);
+            report.paced = await runPhase(
+              `${id} paced`,
+              pacedConfig(server.port, `${runTag}-${id}-p`),
+              server,
+              redis,
+              ui,
+            );
+          }
+          if (pass === 'saturation') {
+            ui.phase(`${label}: saturation, ${opts.connections} connections`);
+            report.saturation = await runPhase(
+              `${id} saturation`,
+              {
+                ...base,
+                mode: 'closed',
+                port: server.port,
+                connections: opts.connections,
+                warmupSec: opts.warmupSec,
+                measureSec: opts.saturationSec,
+                timeoutMs: 30_000,
+                keyPrefix: `${runTag}-${id}-s`,
+              },
+              server,
+              redis,
+              ui,
+            );
+          }
+        } catch (error) {
+          const message = `${pass}: ${String((error as Error).message ?? error)}`;
+          report.error = report.error ? `${report.error}; ${message}` : message;
+          ui.log(`  FAILED: ${message}`);
+        } finally {
+          await stopChild(server.child);
+          if (redis) {
+            const length = await redis.xlen(streamKey);
+            await redis.unlink(streamKey);
+            ui.log(`  deleted stream ${streamKey} (${length} entries)`);
+          }
         }
       }
-    }
 
     if (opts.profile && opts.pacedSec > 0) {
       const redis = redisServers.get('everysec')?.client;

@@ -308,6 +308,46 @@ export async function runPersistScenario(
     await measure('(b) insertMany ×10000 loop', () => insertManyLoop(db, SECONDS));
 
     /**
+     * persist on its own stream and database with only the push intake at work
+     * (catch-up and the sweeper held off), ready; `startRelay` starts the relay
+     * that delivers to it, 500 deliveries in flight.
+     */
+    async function pushOnlyPersist(
+      stream: string,
+      dbName: string,
+      extra: Record<string, string> = {},
+    ): Promise<{ persist: ChildProcess; metricsUrl: string; startRelay: () => ChildProcess }> {
+      const common = {
+        STREAM_KEY: stream,
+        MONGODB_DB: dbName,
+        CATCHUP_BACKLOG: '100000000',
+        STALE_AFTER_MS: '600000',
+      };
+      const port = await freePort();
+      const metricsPort = await freePort();
+      const persist = spawnNode('dist/functions/host/main.js', {
+        ...common,
+        ...extra,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(port),
+        METRICS_PORT: String(metricsPort),
+      });
+      try {
+        await waitReady(`http://127.0.0.1:${port}/readyz`);
+      } catch (error) {
+        await stopChild(persist);
+        throw error;
+      }
+      const startRelay = () =>
+        spawnNode('dist/eventing/relay/main.js', {
+          ...common,
+          PERSIST_URL: `http://127.0.0.1:${port}/`,
+          RELAY_CONSUMERS: '500',
+        });
+      return { persist, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, startRelay };
+    }
+
+    /**
      * The push path: relay → persist, one event per HTTP request; `extra` is
      * persist's own environment (e.g. PERSIST_WORKERS). Returns its row and
      * persist's metrics text at the end.
@@ -322,32 +362,12 @@ export async function runPersistScenario(
     ): Promise<{ row?: Row; metrics: string }> {
       const stream = `bench:push:${runId}:${tag}`;
       const dbName = `bench_${runId}_${tag}`;
-      const common = {
-        STREAM_KEY: stream,
-        MONGODB_DB: dbName,
-        CATCHUP_BACKLOG: '100000000',
-        STALE_AFTER_MS: '600000',
-      };
-      const port = await freePort();
-      const metricsPort = await freePort();
-      const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-      const persist = spawnNode('dist/functions/host/main.js', {
-        ...common,
-        ...extra,
-        FUNCTION_TARGET: 'persist',
-        PORT: String(port),
-        METRICS_PORT: String(metricsPort),
-      });
+      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName, extra);
       let row: Row | undefined;
       let metrics = '';
       try {
-        await waitReady(`http://127.0.0.1:${port}/readyz`);
         if (beforeFill && !(await beforeFill(metricsUrl))) return { metrics };
-        const relay = spawnNode('dist/eventing/relay/main.js', {
-          ...common,
-          PERSIST_URL: `http://127.0.0.1:${port}/`,
-          RELAY_CONSUMERS: '500',
-        });
+        const relay = startRelay();
         try {
           for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
           // Entries added after the relay made its group at `$`; the relay delivers them as they come.
@@ -542,21 +562,7 @@ export async function runPersistScenario(
     async function adaptiveRun(group: string): Promise<PersistResult['adaptive']> {
       const stream = `bench:adaptive:${runId}`;
       const dbName = `bench_${runId}_adaptive`;
-      const common = {
-        STREAM_KEY: stream,
-        MONGODB_DB: dbName,
-        CATCHUP_BACKLOG: '100000000',
-        STALE_AFTER_MS: '600000',
-      };
-      const port = await freePort();
-      const metricsPort = await freePort();
-      const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-      const persist = spawnNode('dist/functions/host/main.js', {
-        ...common,
-        FUNCTION_TARGET: 'persist',
-        PORT: String(port),
-        METRICS_PORT: String(metricsPort),
-      });
+      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName);
       const original = iopsLimit(group) ?? 100;
       const restore = () => setIopsLimit(group, original);
       process.once('exit', restore);
@@ -569,12 +575,7 @@ export async function runPersistScenario(
       const ticks: { atMs: number; iops: number }[] = [];
       let relay: ChildProcess | undefined;
       try {
-        await waitReady(`http://127.0.0.1:${port}/readyz`);
-        relay = spawnNode('dist/eventing/relay/main.js', {
-          ...common,
-          PERSIST_URL: `http://127.0.0.1:${port}/`,
-          RELAY_CONSUMERS: '500',
-        });
+        relay = startRelay();
         for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
         const clock = () => performance.timeOrigin + performance.now();
         const t0 = clock();

@@ -15,7 +15,7 @@
  * run. The drain of the largest backlog is timed from the per-second samples
  * (drainOf); what is left when the load ends is timed with a finer poll of XLEN.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +27,11 @@ import { busiestSecond, sampleServerWrites, type WriteSample } from '../../scrip
 import { hasExited, spawnEntry, stopProcess } from '../../scripts/processes.js';
 import {
   deleteMatching,
+  forkVuRunner,
   freePort,
   iopsLimit,
   ioServiced,
+  runVuRunner,
   type ScenarioUi,
   servicesEnv,
   sleep,
@@ -38,7 +40,7 @@ import {
 import { MetricsRecorder } from '../metrics-recorder.js';
 import { loadProfile } from '../profile.js';
 import type { SeriesStore } from '../promql.js';
-import type { RunnerConfig, RunnerMessage, RunnerResult, SecondFigures } from '../vu-runner.js';
+import type { RunnerConfig, RunnerResult, SecondFigures } from '../vu-runner.js';
 import { rawInsertManyCeiling } from './persist.js';
 
 export interface SpikeOptions {
@@ -353,10 +355,7 @@ export async function runSpikeScenario(
     );
   }
 
-  const runner = fork(fileURLToPath(new URL('../vu-runner.js', import.meta.url)), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [],
-  });
+  const runner = forkVuRunner();
   children.add(runner);
   const config: RunnerConfig = {
     mode: 'stages',
@@ -382,40 +381,28 @@ export async function runSpikeScenario(
   let backlogAtLoadEnd = 0;
   let serverWrites: WriteSample[] = [];
   try {
-    load = await new Promise<RunnerResult>((resolve, reject) => {
-      runner.on('message', (message: RunnerMessage) => {
-        switch (message.type) {
-          case 'progress':
-            ui.log(`  [spike] ${message.text}`);
-            break;
-          case 'window':
-            if (message.edge === 'start') {
-              t0 = performance.timeOrigin + performance.now();
-              void tick();
-              schedule(1);
-              ui.phase(`spike: ${loadSec} s of load, ${peak} VUs at the peak`);
-            }
-            break;
-          case 'second': {
-            const s = message.figures;
-            runnerSeconds.push(s);
-            ui.phase(
-              `spike: ${s.second + 1}/${loadSec} s, ${s.vus} VUs, ${s.answered} answers/s, backlog ${ticks.at(-1)?.backlog ?? '?'}`,
-            );
-            break;
+    load = await runVuRunner(runner, config, (message) => {
+      switch (message.type) {
+        case 'progress':
+          ui.log(`  [spike] ${message.text}`);
+          break;
+        case 'window':
+          if (message.edge === 'start') {
+            t0 = performance.timeOrigin + performance.now();
+            void tick();
+            schedule(1);
+            ui.phase(`spike: ${loadSec} s of load, ${peak} VUs at the peak`);
           }
-          case 'result':
-            resolve(message.result);
-            break;
-          case 'failed':
-            reject(new Error(`load generator failed: ${message.error}`));
-            break;
+          break;
+        case 'second': {
+          const s = message.figures;
+          runnerSeconds.push(s);
+          ui.phase(
+            `spike: ${s.second + 1}/${loadSec} s, ${s.vus} VUs, ${s.answered} answers/s, backlog ${ticks.at(-1)?.backlog ?? '?'}`,
+          );
+          break;
         }
-      });
-      runner.once('exit', (code) =>
-        reject(new Error(`load generator exited with ${code} before its result`)),
-      );
-      runner.send(config);
+      }
     });
     loadEndMs = performance.timeOrigin + performance.now();
     backlogAtLoadEnd = await redis.xlen(streamKey);
