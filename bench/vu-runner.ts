@@ -5,12 +5,18 @@
  * Two load models, never mixed up (bench/README.md, "The two load models"):
  *   paced   k6's model: each VU owns one keep-alive connection, sends one event,
  *           waits for the answer, then sleeps a think time (the profile's mean ±
- *           jitter, uniform). Connections are opened first, VU start times are then
- *           spread uniformly over one mean think time, and the measurement starts
- *           one think time later, when the offered load is steady.
+ *           jitter, uniform). VU start times are spread over about one mean think
+ *           time (each VU connects when it starts, and sends at once), and the
+ *           measurement starts one think time later, when the offered load is steady.
  *   closed  saturation: every connection sends its next request as soon as the
  *           answer to the previous one arrives (no think time). Its latency is
  *           queueing (connections / throughput), not service time.
+ *   stages  the paced model following the profile's stages, as k6's ramping-vus
+ *           executor runs them: the number of active VUs moves linearly from one
+ *           stage's target to the next; a VU that starts opens its connection and
+ *           sends at once, then thinks; a VU that is retired sends nothing more
+ *           (an answer in flight is awaited) and closes its connection. Measured
+ *           from the first VU to the last answer, and reported second by second.
  *
  * Lean on purpose (it shares 2 cores with the server): raw net sockets, one
  * pre-built HTTP/1.1 request per VU whose Idempotency-Key counter, iteration and
@@ -20,10 +26,11 @@
  */
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { firstThinkMs, thinkTimeMs } from './profile.js';
 
 export interface RunnerConfig {
-  mode: 'paced' | 'closed';
+  mode: 'paced' | 'closed' | 'stages';
   host: string;
   port: number;
   /** VUs (paced) or connections (closed); one keep-alive connection each. */
@@ -43,6 +50,31 @@ export interface RunnerConfig {
   /** Unique per run: Idempotency-Key is `<keyPrefix>-<vu>-<iteration>`. */
   keyPrefix: string;
   path: string;
+  /** Stages mode: the profile's stages (k6 ramping-vus). */
+  stages?: { durationSec: number; target: number }[];
+  /** Report every second's figures ('second' messages); always on in stages mode. */
+  perSecond?: boolean;
+}
+
+/** One second of load, as the generator saw it. */
+export interface SecondFigures {
+  /** The second's start, ms since the epoch (this machine's clock), and its index from the first. */
+  atMs: number;
+  second: number;
+  /** Active VUs (stages mode) or open connections at the second's end. */
+  vus: number;
+  connections: number;
+  /** Requests sent (offered) and answers received in this second. */
+  offered: number;
+  answered: number;
+  /** Percentiles (ms) of the answers received in this second; 0 when none. */
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  /** Answers by HTTP status, and failures without an answer, in this second. */
+  statuses: Record<string, number>;
+  errors: { non2xx: number; socket: number; timeout: number; connect: number };
 }
 
 export interface LatencySummary {
@@ -87,6 +119,7 @@ export interface RunnerResult {
 export type RunnerMessage =
   | { type: 'progress'; text: string }
   | { type: 'window'; edge: 'start' | 'end' }
+  | { type: 'second'; figures: SecondFigures }
   | { type: 'result'; result: RunnerResult }
   | { type: 'failed'; error: string };
 
@@ -107,6 +140,8 @@ class Vu {
   iteration = 0;
   pending: Buffer | null = null;
   timer: NodeJS.Timeout | null = null;
+  /** Stages mode: a VU retired by a ramp-down sends nothing more. */
+  retired = false;
   constructor(
     readonly index: number,
     /** The request bytes; key, iteration and sentAt are rewritten before each send. */
@@ -189,13 +224,36 @@ class Samples {
   }
 }
 
+/** Exact percentile (ms) of a small sample of µs values, sorted in place. */
+function percentileMs(values: number[], q: number): number {
+  if (values.length === 0) return 0;
+  return (
+    Math.round(values[Math.min(values.length - 1, Math.ceil(q * values.length) - 1)] ?? 0) / 1000
+  );
+}
+
+/** The number of active VUs at `ms` from the start: linear within each stage, from 0. */
+export function stageTarget(stages: RunnerConfig['stages'], ms: number): number {
+  let start = 0;
+  let from = 0;
+  for (const stage of stages ?? []) {
+    const length = stage.durationSec * 1000;
+    if (ms < start + length)
+      return Math.round(from + ((stage.target - from) * (ms - start)) / length);
+    start += length;
+    from = stage.target;
+  }
+  return from;
+}
+
 export async function run(
   config: RunnerConfig,
   report: (message: RunnerMessage) => void = () => {},
 ): Promise<RunnerResult> {
   const vus: Vu[] = [];
   for (let i = 0; i < config.connections; i++) vus.push(buildVu(config, i + 1));
-  const paced = config.mode === 'paced';
+  const staged = config.mode === 'stages';
+  const paced = config.mode === 'paced' || staged;
   const samples = new Samples();
   const statuses = new Map<number, number>();
   const errorCodes = new Map<string, number>();
@@ -208,6 +266,22 @@ export async function run(
   let connected = 0;
 
   const countCode = (code: string) => errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
+
+  // This second's figures (stages mode, or perSecond).
+  const perSecond = staged || config.perSecond === true;
+  let active = 0;
+  const newSecond = () => ({
+    offered: 0,
+    answered: 0,
+    latencies: [] as number[],
+    statuses: new Map<number, number>(),
+    errors: { non2xx: 0, socket: 0, timeout: 0, connect: 0 },
+  });
+  let second = newSecond();
+  const countError = (kind: keyof typeof errors) => {
+    errors[kind]++;
+    second.errors[kind]++;
+  };
 
   function send(vu: Vu) {
     vu.timer = null;
@@ -225,12 +299,13 @@ export async function run(
     vu.pending = null;
     vu.sentAt = process.hrtime.bigint();
     sent++;
+    second.offered++;
     // The previous write is complete (its answer arrived), so rewriting req is safe.
     vu.socket.write(req);
   }
 
   function next(vu: Vu) {
-    if (stopping) return;
+    if (stopping || vu.retired) return;
     if (paced) vu.timer = setTimeout(send, thinkTimeMs(config.thinkMeanMs, config.thinkJitter), vu);
     else send(vu);
   }
@@ -243,8 +318,13 @@ export async function run(
       completed++;
     }
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
-    if (status < 200 || status > 299) errors.non2xx++;
-    if (close) {
+    if (perSecond) {
+      second.answered++;
+      second.latencies.push(Number(end - vu.sentAt) / 1000);
+      second.statuses.set(status, (second.statuses.get(status) ?? 0) + 1);
+    }
+    if (status < 200 || status > 299) countError('non2xx');
+    if (close || vu.retired) {
       vu.socket?.destroy();
       return; // the close handler reconnects and schedules the next request
     }
@@ -286,7 +366,7 @@ export async function run(
   }
 
   function open(vu: Vu) {
-    if (stopping) return;
+    if (stopping || vu.retired) return;
     vu.connecting = true;
     vu.connectStartedMs = Date.now();
     const socket = connect({ host: config.host, port: config.port, noDelay: true });
@@ -306,14 +386,19 @@ export async function run(
       if (vu.socket !== socket) return;
       vu.socket = null;
       if (vu.connected) connected--;
-      else if (!stopping) errors.connect++;
+      else if (!stopping && !vu.retired) countError('connect');
       const wasConnected = vu.connected;
       vu.connected = false;
       vu.connecting = false;
       if (stopping) return;
+      if (vu.retired) {
+        if (vu.inFlight) countError('socket');
+        vu.inFlight = false;
+        return;
+      }
       if (vu.inFlight) {
         vu.inFlight = false;
-        errors.socket++;
+        countError('socket');
         vu.sendOnConnect = !paced;
         if (paced) next(vu);
       } else if (!paced) vu.sendOnConnect = true;
@@ -331,7 +416,7 @@ export async function run(
     const nowMs = Date.now();
     for (const vu of vus) {
       if (vu.inFlight && now - vu.sentAt > limit) {
-        errors.timeout++;
+        countError('timeout');
         vu.inFlight = false;
         countCode('timeout');
         vu.sendOnConnect = !paced;
@@ -346,23 +431,60 @@ export async function run(
 
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-  // 1. Ramp: open connections gradually (a burst of 10,000 SYNs overflows listen queues).
-  //    Closed mode: each connection starts its loop as soon as it is open.
-  const rampStart = Date.now();
-  for (let i = 0; i < vus.length; i += config.connectPerTick) {
-    for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
-    await sleep(config.connectTickMs);
+  // Every second's figures, on the second from the first VU's start.
+  const clock = () => performance.timeOrigin + performance.now();
+  let secondIndex = 0;
+  let secondAt = clock();
+  function flushSecond() {
+    const done = second;
+    second = newSecond();
+    const at = secondAt;
+    secondAt = clock();
+    if (!perSecond) return;
+    done.latencies.sort((x, y) => x - y);
+    report({
+      type: 'second',
+      figures: {
+        atMs: at,
+        second: secondIndex++,
+        vus: staged ? active : connected,
+        connections: connected,
+        offered: done.offered,
+        answered: done.answered,
+        p50: percentileMs(done.latencies, 0.5),
+        p95: percentileMs(done.latencies, 0.95),
+        p99: percentileMs(done.latencies, 0.99),
+        max: percentileMs(done.latencies, 1),
+        statuses: Object.fromEntries([...done.statuses].map(([k, v]) => [String(k), v])),
+        errors: done.errors,
+      },
+    });
   }
-  for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
-  report({
-    type: 'progress',
-    text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
-  });
 
-  // 2. Paced: stagger the VUs' first requests so that their sum is steady at once
-  //    (each VU starts after a stationary residual think time: stratified, so the
-  //    starts are smooth; ~7/8 of them fall within one mean think time), then warm
-  //    up for one mean think time before measuring. Closed: warm up.
+  if (staged) return runStages();
+
+  // 1. Closed: open connections gradually (a burst of 10,000 SYNs overflows listen
+  //    queues); each starts its loop as soon as it is open. Paced: a VU connects when
+  //    it starts (as a k6 VU does on its first request): a connection that sat idle
+  //    before its first request would be closed by a server's headers timeout (the
+  //    lean host answers 408 after HEADERS_TIMEOUT_MS), which is not the load's doing.
+  if (!paced) {
+    const rampStart = Date.now();
+    for (let i = 0; i < vus.length; i += config.connectPerTick) {
+      for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
+      await sleep(config.connectTickMs);
+    }
+    for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
+    report({
+      type: 'progress',
+      text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
+    });
+  }
+
+  // 2. Paced: stagger the VUs' starts so that their sum is steady at once (each VU
+  //    starts, connects and sends after a stationary residual think time:
+  //    stratified, so the starts are smooth; ~7/8 of them fall within one mean think
+  //    time), then warm up for one mean think time before measuring. Closed: warm up.
   if (paced) {
     const n = vus.length;
     const order = vus.map((_, i) => (i + Math.random()) / n);
@@ -370,9 +492,14 @@ export async function run(
       const j = Math.floor(Math.random() * (i + 1));
       [order[i], order[j]] = [order[j] as number, order[i] as number];
     }
+    const start = (vu: Vu) => {
+      vu.timer = null;
+      vu.sendOnConnect = true;
+      open(vu);
+    };
     vus.forEach((vu, i) => {
       const delay = firstThinkMs(config.thinkMeanMs, config.thinkJitter, order[i]);
-      vu.timer = setTimeout(send, delay, vu);
+      vu.timer = setTimeout(start, delay, vu);
     });
     report({
       type: 'progress',
@@ -389,6 +516,9 @@ export async function run(
   const t0 = process.hrtime.bigint();
   measuring = true;
   report({ type: 'window', edge: 'start' });
+  second = newSecond();
+  secondAt = clock();
+  const seconds = perSecond ? setInterval(flushSecond, 1000) : undefined;
   const progress = setInterval(() => {
     const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
     report({
@@ -403,40 +533,107 @@ export async function run(
   loopDelay.disable();
   report({ type: 'window', edge: 'end' });
   clearInterval(progress);
+  clearInterval(seconds);
 
   // 4. Stop.
-  stopping = true;
-  clearInterval(sweeper);
-  for (const vu of vus) {
-    if (vu.timer) clearTimeout(vu.timer);
-    vu.socket?.destroy();
+  return finish(t0, t1, cpu, loopDelay, connectedAtStart);
+
+  /** Stages mode: VUs follow the stages; measured from the first start to the last answer. */
+  async function runStages(): Promise<RunnerResult> {
+    const stages = config.stages ?? [];
+    const totalMs = stages.reduce((sum, stage) => sum + stage.durationSec * 1000, 0);
+    const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    loopDelay.enable();
+    const cpuStart = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    measuring = true;
+    secondAt = clock();
+    report({ type: 'window', edge: 'start' });
+    const elapsedMs = () => Number(process.hrtime.bigint() - t0) / 1e6;
+    const steer = () => {
+      const target = Math.min(vus.length, stageTarget(stages, elapsedMs()));
+      while (active < target) {
+        const vu = vus[active++] as Vu;
+        vu.retired = false;
+        vu.sendOnConnect = true; // k6: a VU's first iteration starts at once
+        open(vu);
+      }
+      while (active > target) {
+        const vu = vus[--active] as Vu;
+        vu.retired = true;
+        if (vu.timer) clearTimeout(vu.timer);
+        vu.timer = null;
+        if (!vu.inFlight) vu.socket?.destroy();
+      }
+    };
+    const steering = setInterval(steer, 100);
+    steer();
+    const seconds = setInterval(flushSecond, 1000);
+    const progress = setInterval(() => {
+      report({
+        type: 'progress',
+        text: `${(elapsedMs() / 1000).toFixed(0)} s: ${active} VUs, ${completed} answers, ${errors.non2xx + errors.socket + errors.timeout + errors.connect} errors`,
+      });
+    }, 15_000);
+    await sleep(totalMs);
+    clearInterval(steering);
+    steer();
+    // The last answers (a retired VU's request in flight is awaited, up to the timeout).
+    const deadline = Date.now() + config.timeoutMs + 1000;
+    while (vus.some((vu) => vu.inFlight) && Date.now() < deadline) await sleep(50);
+    clearInterval(seconds);
+    clearInterval(progress);
+    flushSecond();
+    measuring = false;
+    const t1 = process.hrtime.bigint();
+    const cpu = process.cpuUsage(cpuStart);
+    loopDelay.disable();
+    report({ type: 'window', edge: 'end' });
+    return finish(t0, t1, cpu, loopDelay, 0);
   }
-  const measuredSec = Number(t1 - t0) / 1e9;
-  const errorTotal = errors.non2xx + errors.socket + errors.timeout + errors.connect;
-  return {
-    mode: config.mode,
-    connections: vus.length,
-    connectedAtStart,
-    measuredSec,
-    completed,
-    rps: completed / measuredSec,
-    latencyMs: samples.summaryMs(),
-    errors: { total: errorTotal, ...errors },
-    errorCodes: Object.fromEntries(errorCodes),
-    statuses: Object.fromEntries([...statuses].map(([k, v]) => [String(k), v])),
-    sent,
-    reconnects,
-    generator: {
-      cpuPercent: ((cpu.user + cpu.system) / 1e6 / measuredSec) * 100,
-      // The histogram holds whole timer intervals: the delay is what exceeds the resolution.
-      loopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS),
-      loopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - LOOP_RESOLUTION_MS),
-    },
-  };
+
+  function finish(
+    t0: bigint,
+    t1: bigint,
+    cpu: NodeJS.CpuUsage,
+    loopDelay: ReturnType<typeof monitorEventLoopDelay>,
+    connectedAtStart: number,
+  ): RunnerResult {
+    stopping = true;
+    clearInterval(sweeper);
+    for (const vu of vus) {
+      if (vu.timer) clearTimeout(vu.timer);
+      vu.socket?.destroy();
+    }
+    const measuredSec = Number(t1 - t0) / 1e9;
+    const errorTotal = errors.non2xx + errors.socket + errors.timeout + errors.connect;
+    return {
+      mode: config.mode,
+      connections: vus.length,
+      connectedAtStart,
+      measuredSec,
+      completed,
+      rps: completed / measuredSec,
+      latencyMs: samples.summaryMs(),
+      errors: { total: errorTotal, ...errors },
+      errorCodes: Object.fromEntries(errorCodes),
+      statuses: Object.fromEntries([...statuses].map(([k, v]) => [String(k), v])),
+      sent,
+      reconnects,
+      generator: {
+        cpuPercent: ((cpu.user + cpu.system) / 1e6 / measuredSec) * 100,
+        // The histogram holds whole timer intervals: the delay is what exceeds the resolution.
+        loopDelayP99Ms: Math.max(0, loopDelay.percentile(99) / 1e6 - LOOP_RESOLUTION_MS),
+        loopDelayMaxMs: Math.max(0, loopDelay.max / 1e6 - LOOP_RESOLUTION_MS),
+      },
+    };
+  }
 }
 
-// As a child process: one config in, one result out.
-if (process.send !== undefined) {
+// As a child process (forked with IPC, this module its entry point): one config
+// in, one result out.
+runIfEntryPoint(import.meta.url, 'vu-runner', async () => {
+  if (process.send === undefined) throw new Error('run me with fork(): I take my config over IPC');
   const reply = (message: RunnerMessage) => process.send?.(message);
   process.once('message', (config: RunnerConfig) => {
     run(config, reply).then(
@@ -451,4 +648,4 @@ if (process.send !== undefined) {
       },
     );
   });
-}
+});

@@ -1,0 +1,381 @@
+/**
+ * A run's three outputs: bench/results/<timestamp>.json (every sample, every
+ * row), <timestamp>.html (self-contained: tables and inline SVG charts) and
+ * <timestamp>.md (the summary).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TopLevelSpec } from 'vega-lite';
+import {
+  adaptiveSpec,
+  type DashboardPanel,
+  dashboardSpecs,
+  ingestLatencySpec,
+  ingestThroughputSpec,
+  persistSpec,
+  renderSvg,
+  spikeSpec,
+} from './charts.js';
+import { fmt, int, type Machine, markdownTable } from './common.js';
+import { cpuProfileText, type IngestResult, SERVERS, type ServerId } from './scenarios/ingest.js';
+import type { PersistResult } from './scenarios/persist.js';
+import type { SpikeResult } from './scenarios/spike.js';
+import { type Target, verdict } from './targets.js';
+
+export interface BenchRun {
+  startedAt: string;
+  finishedAt: string;
+  command: string;
+  machine: Machine;
+  smoke: boolean;
+  /** What was shortened against the full length, in words (empty: nothing). */
+  shortened: string[];
+  scenarios: { ingest?: IngestResult; persist?: PersistResult; spike?: SpikeResult };
+  targets: Target[];
+  /** Scenarios that failed, with their error. */
+  failures: Record<string, string>;
+}
+
+/** The dashboard's panels (observability/grafana-dashboard.json), rows unfolded. */
+export function dashboardPanels(root: string): DashboardPanel[] {
+  const dashboard = JSON.parse(
+    readFileSync(join(root, 'observability', 'grafana-dashboard.json'), 'utf8'),
+  ) as { panels: (DashboardPanel & { panels?: DashboardPanel[] })[] };
+  return dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
+}
+
+/** x ms (n.nn× bare) — a latency beside the bare node:http figure of the same run. */
+function besideBare(value: number | undefined | null, bare: number | undefined): string {
+  if (value === undefined || value === null) return '—';
+  return bare
+    ? `${fmt(value)} ms (${fmt(value / bare)}× bare)`
+    : `${fmt(value)} ms (no bare figure)`;
+}
+
+function targetRows(targets: Target[]): string[][] {
+  return [
+    ['target', 'measured', 'ratio / count', 'goal', 'verdict', 'missed by'],
+    ...targets.map((t) => [
+      t.name,
+      t.measured,
+      t.goal.op === '==' ? int(t.value) : fmt(t.value, 3),
+      `${t.goal.op === '==' ? '=' : t.goal.op === '<=' ? '≤' : '≥'} ${t.goal.limit}`,
+      `**${verdict(t)}**`,
+      t.miss ?? '',
+    ]),
+  ];
+}
+
+function ingestRows(result: IngestResult): string[][] {
+  const bare = result.servers.a?.paced?.latencyMs;
+  const rows = [
+    ['server', 'saturated req/s', '× bare', 'ref p50', 'ref p95', 'ref p99', 'ref errors'],
+  ];
+  const bareRps = result.servers.a?.saturation?.rps;
+  for (const id of Object.keys(SERVERS) as ServerId[]) {
+    const r = result.servers[id];
+    if (!r) continue;
+    const l = r.paced?.latencyMs;
+    rows.push([
+      r.label + (r.error ? ' (FAILED)' : ''),
+      int(r.saturation?.rps),
+      bareRps && r.saturation ? fmt(r.saturation.rps / bareRps) : '—',
+      besideBare(l?.p50, bare?.p50),
+      besideBare(l?.p95, bare?.p95),
+      besideBare(l?.p99, bare?.p99),
+      int(r.paced?.errors.total),
+    ]);
+  }
+  return rows;
+}
+
+function persistRows(result: PersistResult): string[][] {
+  return [
+    ['run', 'docs', 's', 'docs/s', '× ceiling', 'write cmds/s', 'most in 1 s', 'IOPS'],
+    ...result.rows.map((r) => [
+      r.name + (r.note ? ` (${r.note})` : ''),
+      int(r.docs),
+      fmt(r.seconds, 1),
+      int(r.docsPerSec),
+      fmt(r.docsPerSec / result.ceiling, 3),
+      fmt(r.writesPerSec, 1),
+      int(r.maxWritesInOneSecond),
+      fmt(r.iops, 0),
+    ]),
+  ];
+}
+
+function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): string[][] {
+  const s = spike.summary;
+  const b = bare?.paced?.latencyMs;
+  return [
+    ['figure', 'value'],
+    [
+      'requests offered / answered / 202',
+      `${int(s.offered)} / ${int(s.answered)} / ${int(s.accepted)}`,
+    ],
+    [
+      'errors (by kind)',
+      `${int(s.errors)}${Object.keys(s.errorsByKind).length ? ` ${JSON.stringify(s.errorsByKind)}` : ''}`,
+    ],
+    ['latency p50 over the spike', besideBare(s.latencyMs.p50, b?.p50)],
+    ['latency p95 over the spike', besideBare(s.latencyMs.p95, b?.p95)],
+    ['latency p99 over the spike', besideBare(s.latencyMs.p99, b?.p99)],
+    ['peak backlog', `${int(s.peakBacklog)} entries at ${int(s.peakBacklogAt)} s`],
+    [
+      'drain of the largest backlog',
+      s.drain
+        ? `${int(s.drain.backlog)} entries at ${int(s.drain.peakAt)} s → ≤ 1 % ${s.drain.emptyAt === null ? 'never' : `at ${int(s.drain.emptyAt)} s`}: ${int(s.drain.rate)} docs/s committed, ${int(s.drain.arrivalRate)}/s arriving; predicted ${fmt(s.drain.predictedSec, 1)} s`
+        : 'under one second of the ceiling: not timed',
+    ],
+    [
+      'left when the load ended',
+      `${int(s.afterLoad.backlog)} entries, stream empty ${s.afterLoad.seconds === null ? 'not within the drain timeout' : `${fmt(s.afterLoad.seconds, 2)} s later`}`,
+    ],
+    [
+      'busiest sliding second at the server',
+      `${int(s.busiestSecond)} write commands (budget ${spike.budget})`,
+    ],
+    ['documents stored / 202 answers', `${int(s.storedDocuments)} / ${int(s.accepted)}`],
+    ['raw insertMany ceiling', `${int(spike.ceiling.docsPerSec)} docs/s (${spike.ceiling.from})`],
+  ];
+}
+
+/** The Markdown summary. */
+export function markdown(run: BenchRun, charts: { spikeSvg?: string } = {}): string {
+  const { ingest, persist, spike } = run.scenarios;
+  const m = run.machine;
+  const out: string[] = [];
+  out.push(`# Spillway benchmark, ${run.startedAt.slice(0, 19).replace('T', ' ')} UTC`);
+  out.push('');
+  out.push(
+    `\`${run.command}\` on ${m.cpus} × ${m.cpuModel}, node ${m.node}, load average at the start ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}; ${run.startedAt} → ${run.finishedAt}.`,
+  );
+  if (run.smoke)
+    out.push('', '**Smoke run**: seconds per scenario, tiny loads; the figures mean nothing.');
+  if (run.shortened.length > 0)
+    out.push(
+      '',
+      `**Shortened against the full length** (\`--full\` runs it): ${run.shortened.join('; ')}.`,
+    );
+  for (const [name, error] of Object.entries(run.failures))
+    out.push('', `**${name} FAILED**: ${error}`);
+  if (run.targets.length > 0) {
+    out.push('', '## Targets', '', markdownTable(targetRows(run.targets)));
+  }
+  if (spike) {
+    out.push('', "## Spike: the whole pipeline under the profile's stages", '');
+    out.push(
+      `${spike.options.stages.map((s) => `${s.durationSec} s → ${s.target} VUs`).join(', ')}; think ${spike.thinkTimeMs.mean} ms ± ${spike.thinkTimeMs.jitter * 100} %; ingest × ${spike.ingestWorkers}, relay, persist; database write budget ${spike.budget}/s (${spike.budgetFrom}), blkio IOPS limit ${spike.iopsLimit ?? 'none'}.`,
+    );
+    out.push('', markdownTable(spikeRows(spike, ingest?.servers.a)));
+    if (charts.spikeSvg) out.push('', `![spike](${charts.spikeSvg})`);
+  }
+  if (ingest) {
+    out.push('', '## Ingest against its ceilings', '');
+    out.push(
+      `Reference load: ${int(ingest.options.vus)} paced VUs (≈${int(ingest.profile.offeredRps)} req/s), ${ingest.options.pacedSec} s; saturation: ${int(ingest.options.connections)} connections, ${ingest.options.saturationSec} s. Latencies beside bare node:http of this run.`,
+    );
+    out.push('', markdownTable(ingestRows(ingest)));
+    if (ingest.cpuProfile) {
+      out.push(
+        '',
+        `### CPU profile of ingest at the reference load`,
+        '',
+        `\`node --cpu-prof\` on the lean host (one process), ${int(ingest.options.vus)} paced VUs; p95 ${besideBare(ingest.cpuProfile.paced.latencyMs.p95, ingest.servers.a?.paced?.latencyMs.p95)} under the profiler. Heaviest functions by self time (${ingest.cpuProfile.file}):`,
+        '',
+        '```',
+        cpuProfileText(ingest.cpuProfile),
+        '```',
+      );
+    }
+  }
+  if (persist) {
+    out.push('', '## Persist against the database', '');
+    out.push(
+      `Database at ${persist.iopsLimit ?? 'unlimited'} IOPS (blkio). The raw insertMany ceiling (b) is ${int(persist.ceiling)} docs/s.`,
+    );
+    out.push('', markdownTable(persistRows(persist)));
+    if (persist.lag)
+      out.push(
+        '',
+        `Lag (acknowledged → persisted) at 565 events/s: p50 ${persist.lag.p50} ms, p99 ${persist.lag.p99} ms, max ${persist.lag.max} ms.`,
+      );
+    if (persist.replicas) {
+      const r = persist.replicas;
+      out.push(
+        '',
+        `${r.label}: ${int(r.docsPerSec)} docs/s (${fmt(r.docsPerSec / persist.ceiling, 3)} × ceiling); most write commands in any one second at the server: ${r.maxWritesInOneSecond} (budget ${r.budget}).`,
+      );
+    }
+    if (persist.adaptive) {
+      const a = persist.adaptive;
+      out.push(
+        '',
+        `### Adaptive write rate: IOPS ${a.phases.map((p) => `${p.iops} for ${p.seconds} s`).join(', ')}`,
+        '',
+      );
+      out.push(
+        markdownTable([
+          ['s', 'IOPS limit', 'adaptive rate/s', 'write p99 ms', 'server writes'],
+          ...a.seconds.map((s) => [
+            String(s.t),
+            String(s.iopsLimit),
+            fmt(s.rate, 1),
+            fmt(s.latencyP99Ms, 0),
+            s.writes === null ? '—' : String(s.writes),
+          ]),
+        ]),
+      );
+    }
+  }
+  const warnings = [
+    ...(ingest?.warnings ?? []),
+    ...(persist?.warnings ?? []),
+    ...(spike?.warnings ?? []),
+  ];
+  if (warnings.length > 0) out.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
+  return `${out.join('\n')}\n`;
+}
+
+const esc = (text: string) =>
+  text.replace(
+    /[&<>"]/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c,
+  );
+
+function htmlTable(rows: string[][]): string {
+  const [head, ...body] = rows;
+  const cell = (text: string) => esc(text).replace(/\*\*(.+?)\*\*/g, '<b class="v-$1">$1</b>');
+  return `<table><thead><tr>${(head ?? []).map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${body
+    .map((row) => `<tr>${row.map((c) => `<td>${cell(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
+}
+
+export interface RenderedCharts {
+  spike?: string;
+  dashboard: { title: string; svg: string; series: number }[];
+  ingestThroughput?: string;
+  ingestLatency?: string;
+  persist?: string;
+  adaptive?: string;
+}
+
+/** Every chart of a run, as SVG. */
+export async function renderCharts(run: BenchRun, root: string): Promise<RenderedCharts> {
+  const { ingest, persist, spike } = run.scenarios;
+  const render = (spec: TopLevelSpec) => renderSvg(spec);
+  const charts: RenderedCharts = { dashboard: [] };
+  if (spike) {
+    charts.spike = await render(
+      spikeSpec(spike.seconds, {
+        budget: spike.budget,
+        iopsLimit: spike.iopsLimit,
+        loadEndedAt: spike.summary.loadEndedAt,
+      }),
+    );
+    for (const panel of dashboardSpecs(dashboardPanels(root), spike.metrics, '5s'))
+      charts.dashboard.push({
+        title: panel.title,
+        svg: await render(panel.spec),
+        series: panel.series,
+      });
+  }
+  if (ingest) {
+    charts.ingestThroughput = await render(ingestThroughputSpec(ingest));
+    charts.ingestLatency = await render(ingestLatencySpec(ingest));
+  }
+  if (persist) {
+    charts.persist = await render(persistSpec(persist));
+    if (persist.adaptive)
+      charts.adaptive = await render(
+        adaptiveSpec(persist.adaptive.seconds, persist.adaptive.budget),
+      );
+  }
+  return charts;
+}
+
+/** The self-contained HTML report. */
+export function html(run: BenchRun, charts: RenderedCharts): string {
+  const { ingest, persist, spike } = run.scenarios;
+  const m = run.machine;
+  const parts: string[] = [];
+  parts.push(
+    `<h1>Spillway benchmark, ${esc(run.startedAt.slice(0, 19).replace('T', ' '))} UTC</h1>`,
+  );
+  parts.push(
+    `<p><code>${esc(run.command)}</code> on ${m.cpus} × ${esc(m.cpuModel)}, node ${esc(m.node)}, load average at the start ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}; ${esc(run.startedAt)} → ${esc(run.finishedAt)}.</p>`,
+  );
+  if (run.smoke)
+    parts.push(
+      '<p class="note"><b>Smoke run</b>: seconds per scenario, tiny loads; the figures mean nothing.</p>',
+    );
+  if (run.shortened.length > 0)
+    parts.push(
+      `<p class="note"><b>Shortened against the full length</b> (<code>--full</code> runs it): ${esc(run.shortened.join('; '))}.</p>`,
+    );
+  for (const [name, error] of Object.entries(run.failures))
+    parts.push(`<p class="note"><b>${esc(name)} FAILED</b>: ${esc(error)}</p>`);
+  if (run.targets.length > 0) parts.push('<h2>Targets</h2>', htmlTable(targetRows(run.targets)));
+  if (spike) {
+    parts.push("<h2>Spike: the whole pipeline under the profile's stages</h2>");
+    parts.push(htmlTable(spikeRows(spike, ingest?.servers.a)));
+    if (charts.spike) parts.push(`<figure>${charts.spike}</figure>`);
+    if (charts.dashboard.length > 0) {
+      parts.push(
+        "<h2>The operators' dashboard during the spike</h2>",
+        "<p>The panels of <code>observability/grafana-dashboard.json</code>, their queries evaluated over both functions' <code>/metrics</code> scraped every second during the run (<code>$__rate_interval</code> = 5 s). A panel without data names series the functions did not export in this run.</p>",
+        '<div class="grid">',
+        ...charts.dashboard.map(
+          (panel) =>
+            `<figure>${panel.series > 0 ? panel.svg : `<div class="empty"><b>${esc(panel.title)}</b><br>no data in this run</div>`}</figure>`,
+        ),
+        '</div>',
+      );
+    }
+  }
+  if (ingest) {
+    parts.push('<h2>Ingest against its ceilings</h2>', htmlTable(ingestRows(ingest)));
+    for (const svg of [charts.ingestThroughput, charts.ingestLatency])
+      if (svg) parts.push(`<figure>${svg}</figure>`);
+    if (ingest.cpuProfile)
+      parts.push(
+        '<h3>CPU profile of ingest at the reference load</h3>',
+        `<pre>${esc(cpuProfileText(ingest.cpuProfile))}</pre>`,
+      );
+  }
+  if (persist) {
+    parts.push('<h2>Persist against the database</h2>', htmlTable(persistRows(persist)));
+    if (charts.persist) parts.push(`<figure>${charts.persist}</figure>`);
+    if (charts.adaptive)
+      parts.push('<h3>Adaptive write rate</h3>', `<figure>${charts.adaptive}</figure>`);
+  }
+  const warnings = [
+    ...(ingest?.warnings ?? []),
+    ...(persist?.warnings ?? []),
+    ...(spike?.warnings ?? []),
+  ];
+  if (warnings.length > 0)
+    parts.push(
+      '<h2>Warnings</h2>',
+      `<ul>${warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>`,
+    );
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Spillway benchmark ${esc(run.startedAt)}</title>
+<style>
+body { font: 14px/1.45 Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+.v-MET { color: #1a7f37; } .v-NOT { color: #c62828; }
+b.v-NOT\\ MET { color: #c62828; } b.v-NOT\\ MEASURED { color: #777; }
+.note { background: #fff8e1; padding: 6px 10px; border-left: 3px solid #f9a825; }
+figure { margin: 1em 0; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(620px, 1fr)); gap: 8px; }
+.empty { border: 1px dashed #ccc; padding: 2em; color: #777; }
+pre { background: #f7f7f7; padding: 8px; overflow-x: auto; font-size: 12px; }
+</style></head><body>
+${parts.join('\n')}
+</body></html>
+`;
+}

@@ -1,0 +1,340 @@
+/**
+ * `npm run bench`: every scenario in one command (ingest, persist, spike), each
+ * with a progress bar, or only those named (`npm run bench -- spike`). Writes
+ * bench/results/<timestamp>.json (every sample, every row), .html (charts as
+ * inline SVG) and .md (the summary), and prints the targets.
+ *
+ * Lengths: by default ingest and persist are shortened (below) so that the whole
+ * run fits in 20 minutes on a 2-core machine; `--full` runs them at their full
+ * length. The spike always follows the profile's stages. `--smoke` runs every
+ * scenario for seconds with tiny loads (CI).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import cliProgress from 'cli-progress';
+import { fileStamp, lineUi, machine, type ScenarioUi } from './common.js';
+import { repoRoot } from './profile.js';
+import { type BenchRun, html, markdown, renderCharts } from './report.js';
+import {
+  estimateIngestSec,
+  FULL_INGEST,
+  type IngestOptions,
+  killIngestChildren,
+  runIngestScenario,
+} from './scenarios/ingest.js';
+import {
+  estimatePersistSec,
+  FULL_PERSIST,
+  type PersistOptions,
+  runPersistScenario,
+} from './scenarios/persist.js';
+import {
+  estimateSpikeSec,
+  killSpikeChildren,
+  profileStages,
+  runSpikeScenario,
+  type SpikeOptions,
+} from './scenarios/spike.js';
+import { ingestTargets, spikeTargets, targetsText } from './targets.js';
+
+const SCENARIOS = ['ingest', 'persist', 'spike'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+
+const USAGE = `usage: npm run bench -- [scenario ...] [options]
+  scenarios: ingest, persist, spike (default: all three, in that order)
+  --full        ingest and persist at their full length (about 8 + 5 minutes)
+  --smoke       every scenario for seconds, tiny loads (CI)
+  --profile     always profile ingest at the reference load (default: only when an
+                ingest target is not met)
+  --no-profile  never profile`;
+
+/** The default lengths: shortened so that `npm run bench` fits in 20 minutes. */
+const DEFAULT_INGEST: IngestOptions = { ...FULL_INGEST, pacedSec: 30, saturationSec: 10 };
+const DEFAULT_PERSIST: PersistOptions = {
+  ...FULL_PERSIST,
+  seconds: 8,
+  push: 20_000,
+  backlog: 150_000,
+  lagSeconds: 20,
+};
+const SMOKE_INGEST: IngestOptions = {
+  ...FULL_INGEST,
+  pacedSec: 1,
+  saturationSec: 1,
+  vus: 40,
+  connections: 40,
+  warmupSec: 0,
+  connectPerTick: 40,
+  thinkMs: 200,
+};
+const SMOKE_PERSIST: PersistOptions = {
+  seconds: 1,
+  push: 300,
+  backlog: 3000,
+  lagSeconds: 2,
+  replicas: 3,
+  adaptive: [
+    { iops: 100, seconds: 2 },
+    { iops: 20, seconds: 2 },
+    { iops: 100, seconds: 2 },
+  ],
+  adaptiveRate: 200,
+};
+
+function shortenedNotes(
+  ingest: IngestOptions,
+  persist: PersistOptions,
+  run: readonly Scenario[],
+): string[] {
+  const notes: string[] = [];
+  if (run.includes('ingest')) {
+    if (ingest.pacedSec < FULL_INGEST.pacedSec)
+      notes.push(
+        `ingest reference load ${ingest.pacedSec} s per row (full: ${FULL_INGEST.pacedSec} s)`,
+      );
+    if (ingest.saturationSec < FULL_INGEST.saturationSec)
+      notes.push(
+        `ingest saturation ${ingest.saturationSec} s per row (full: ${FULL_INGEST.saturationSec} s)`,
+      );
+  }
+  if (run.includes('persist')) {
+    if (persist.seconds < FULL_PERSIST.seconds)
+      notes.push(
+        `persist (a), (a′), (b) ${persist.seconds} s each (full: ${FULL_PERSIST.seconds} s)`,
+      );
+    if (persist.push < FULL_PERSIST.push)
+      notes.push(`persist (c) ${persist.push} events (full: ${FULL_PERSIST.push})`);
+    if (persist.backlog < FULL_PERSIST.backlog)
+      notes.push(`persist (d) backlog ${persist.backlog} entries (full: ${FULL_PERSIST.backlog})`);
+    if (persist.lagSeconds < FULL_PERSIST.lagSeconds)
+      notes.push(`persist lag ${persist.lagSeconds} s (full: ${FULL_PERSIST.lagSeconds} s)`);
+  }
+  return notes;
+}
+
+/** Progress bars on a terminal; plain lines elsewhere (CI, a pipe). */
+function progressUis(scenarios: readonly Scenario[], estimates: Record<Scenario, number>) {
+  if (!process.stderr.isTTY) {
+    return {
+      ui: (name: Scenario): ScenarioUi => ({
+        log: lineUi.log,
+        phase: (text) => lineUi.phase(`[${name}] ${text}`),
+      }),
+      start: (_name: Scenario) => {},
+      done: (_name: Scenario) => {},
+      stop: () => {},
+    };
+  }
+  const multibar = new cliProgress.MultiBar(
+    {
+      format: '{scenario} [{bar}] {percentage}% | {elapsed}s of ≈{total}s | {phase}',
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      barsize: 30,
+      etaBuffer: 20,
+      stream: process.stderr,
+      autopadding: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  const bars = new Map(
+    scenarios.map((name) => [
+      name,
+      multibar.create(Math.round(estimates[name]), 0, {
+        scenario: name.padEnd(7),
+        phase: 'waiting',
+        elapsed: 0,
+      }),
+    ]),
+  );
+  const started = new Map<Scenario, number>();
+  const timer = setInterval(() => {
+    for (const [name, at] of started) {
+      const bar = bars.get(name);
+      const elapsed = Math.round((performance.now() - at) / 1000);
+      bar?.update(Math.min(elapsed, bar.getTotal() - 1), { elapsed });
+    }
+  }, 1000);
+  return {
+    ui: (name: Scenario): ScenarioUi => ({
+      log: (line) => multibar.log(`${line}\n`),
+      phase: (text) => bars.get(name)?.update({ phase: text.slice(0, 70) }),
+    }),
+    start: (name: Scenario) => started.set(name, performance.now()),
+    done: (name: Scenario) => {
+      const at = started.get(name);
+      started.delete(name);
+      const bar = bars.get(name);
+      const elapsed = at === undefined ? 0 : Math.round((performance.now() - at) / 1000);
+      bar?.update(bar.getTotal(), { phase: 'done', elapsed });
+    },
+    stop: () => {
+      clearInterval(timer);
+      multibar.stop();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      full: { type: 'boolean', default: false },
+      smoke: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  for (const name of positionals)
+    if (!(SCENARIOS as readonly string[]).includes(name)) {
+      console.error(`unknown scenario ${name}\n${USAGE}`);
+      process.exit(2);
+    }
+  const chosen: Scenario[] =
+    positionals.length === 0
+      ? [...SCENARIOS]
+      : SCENARIOS.filter((name) => positionals.includes(name));
+  const smoke = values.smoke === true;
+  const ingestOpts: IngestOptions = smoke
+    ? SMOKE_INGEST
+    : values.full
+      ? FULL_INGEST
+      : DEFAULT_INGEST;
+  const persistOpts: PersistOptions = smoke
+    ? SMOKE_PERSIST
+    : values.full
+      ? FULL_PERSIST
+      : DEFAULT_PERSIST;
+  const spikeOpts: SpikeOptions = smoke
+    ? {
+        stages: [
+          { durationSec: 2, target: 60 },
+          { durationSec: 3, target: 60 },
+          { durationSec: 1, target: 0 },
+        ],
+        drainTimeoutSec: 60,
+        ceilingSec: 1,
+        connectPerTick: 50,
+        thinkMs: 500,
+      }
+    : { stages: profileStages(), drainTimeoutSec: 600, ceilingSec: 10, connectPerTick: 250 };
+  const profileMode = values['no-profile'] ? 'never' : values.profile ? 'always' : 'when-missed';
+
+  const root = repoRoot();
+  const resultsDir = join(root, 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const startedAt = new Date();
+  const stamp = fileStamp(startedAt);
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+  const run: BenchRun = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    command,
+    machine: machine(),
+    smoke,
+    shortened: smoke ? [] : shortenedNotes(ingestOpts, persistOpts, chosen),
+    scenarios: {},
+    targets: [],
+    failures: {},
+  };
+  const estimates: Record<Scenario, number> = {
+    ingest: estimateIngestSec({ ...ingestOpts, profile: profileMode === 'always' }),
+    persist: estimatePersistSec(persistOpts),
+    spike: estimateSpikeSec(spikeOpts, chosen.includes('persist')),
+  };
+  const progress = progressUis(chosen, estimates);
+
+  try {
+    for (const name of chosen) {
+      const ui = progress.ui(name);
+      progress.start(name);
+      try {
+        if (name === 'ingest') {
+          const result = await runIngestScenario(
+            { ...ingestOpts, profile: profileMode === 'always' },
+            ui,
+            { resultsDir, stamp },
+          );
+          run.scenarios.ingest = result;
+          const missed = ingestTargets(result).some((t) => t.met === false);
+          if (profileMode === 'when-missed' && missed && ingestOpts.pacedSec > 0) {
+            ui.log('an ingest target is not met: profiling ingest at the reference load');
+            const profiled = await runIngestScenario(
+              { ...ingestOpts, only: [], profile: true },
+              ui,
+              { resultsDir, stamp },
+            );
+            if (profiled.cpuProfile) result.cpuProfile = profiled.cpuProfile;
+          }
+        } else if (name === 'persist') {
+          run.scenarios.persist = await runPersistScenario(persistOpts, ui);
+        } else {
+          const ceiling = run.scenarios.persist?.ceiling;
+          run.scenarios.spike = await runSpikeScenario(spikeOpts, ui, {
+            resultsDir,
+            stamp,
+            smoke,
+            ...(ceiling !== undefined ? { ceiling } : {}),
+          });
+        }
+      } catch (error) {
+        run.failures[name] = String((error as Error)?.message ?? error);
+        ui.log(`${name} FAILED: ${String((error as Error)?.stack ?? error)}`);
+      } finally {
+        progress.done(name);
+      }
+    }
+  } finally {
+    progress.stop();
+  }
+
+  if (run.scenarios.ingest) run.targets.push(...ingestTargets(run.scenarios.ingest));
+  if (run.scenarios.spike) run.targets.push(...spikeTargets(run.scenarios.spike));
+  run.finishedAt = new Date().toISOString();
+
+  const base = join(resultsDir, stamp);
+  const charts = await renderCharts(run, root);
+  if (charts.spike) writeFileSync(`${base}-spike.svg`, charts.spike);
+  writeFileSync(`${base}.json`, `${JSON.stringify(run)}\n`);
+  writeFileSync(`${base}.html`, html(run, charts));
+  writeFileSync(
+    `${base}.md`,
+    markdown(run, charts.spike ? { spikeSvg: `${stamp}-spike.svg` } : {}),
+  );
+  const rel = (file: string) => relative(process.cwd(), file);
+  console.log(
+    [
+      '',
+      run.targets.length > 0 ? `Targets:\n${targetsText(run.targets)}` : 'No targets in this run.',
+      ...Object.entries(run.failures).map(([name, error]) => `${name} FAILED: ${error}`),
+      '',
+      `Results: ${rel(`${base}.md`)}, ${rel(`${base}.html`)}, ${rel(`${base}.json`)}`,
+    ].join('\n'),
+  );
+  if (Object.keys(run.failures).length > 0) process.exitCode = 1;
+}
+
+function killAll() {
+  killIngestChildren();
+  killSpikeChildren();
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAll();
+    process.exit(130);
+  });
+}
+process.on('exit', killAll);
+
+main().catch((error: unknown) => {
+  killAll();
+  process.stderr.write(`bench failed: ${String((error as Error)?.stack ?? error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,724 @@
+/**
+ * The persist scenario: persist against the IOPS-limited database, in one run.
+ *
+ *   (a)  one insertOne per event (and a′: one request = 5 reads + 5 writes
+ *        straight to MongoDB): the failing baselines
+ *   (b)  a raw loop of maximal insertMany batches: the ceiling
+ *   (c)  the push path: the relay delivers one event per HTTP request to persist
+ *   lag  565 events/s offered through ingest, push path: stream add → commit
+ *   (d)  catch-up: persist drains a pre-filled backlog with no consumer group
+ *
+ * For each: docs/s, write commands/s at the server (sliding one-second maximum),
+ * and the IOPS the database actually consumed (blkio io_serviced of its group).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { request } from 'node:http';
+import { Redis } from 'ioredis';
+import { type Db, MongoClient } from 'mongodb';
+import { entryFields } from '../../functions/shared/entry.js';
+import { maxWritesPerSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { spawnEntry, stopProcess, waitHttpReady } from '../../scripts/processes.js';
+import {
+  fmt,
+  freePort,
+  iopsLimit,
+  ioServiced,
+  type ScenarioUi,
+  servicesEnv,
+  setIopsLimit,
+  sleep,
+} from '../common.js';
+import { MetricsRecorder } from '../metrics-recorder.js';
+import { evaluateRange } from '../promql.js';
+
+export interface PersistOptions {
+  /** Seconds of (a), (a′) and (b). */
+  seconds: number;
+  /** Events of the push path (c). */
+  push: number;
+  /** Entries of the catch-up backlog (d). */
+  backlog: number;
+  /** Seconds of the lag run. */
+  lagSeconds: number;
+  /** Persist replicas sharing one budget in row (e) (PERSIST_WORKERS; below 2 skips it). */
+  replicas: number;
+  /** The adaptive run's phases: the database's IOPS and how long (none skips it). */
+  adaptive: { iops: number; seconds: number }[];
+  /** Events per second fed to the stream during the adaptive run. */
+  adaptiveRate: number;
+}
+
+export const ADAPTIVE_PHASES = [
+  { iops: 100, seconds: 15 },
+  { iops: 20, seconds: 20 },
+  { iops: 100, seconds: 20 },
+];
+
+export const FULL_PERSIST: PersistOptions = {
+  seconds: 15,
+  push: 40_000,
+  backlog: 1_000_000,
+  lagSeconds: 30,
+  replicas: 3,
+  adaptive: ADAPTIVE_PHASES,
+  adaptiveRate: 1000,
+};
+
+export const isFullPersist = (opts: PersistOptions) =>
+  opts.seconds >= FULL_PERSIST.seconds &&
+  opts.push >= FULL_PERSIST.push &&
+  opts.backlog >= FULL_PERSIST.backlog &&
+  opts.lagSeconds >= FULL_PERSIST.lagSeconds;
+
+/** Seconds the scenario should take, for its progress bar. */
+export function estimatePersistSec(opts: PersistOptions): number {
+  return (
+    3 * opts.seconds +
+    (opts.push / 1200) * (opts.replicas > 1 ? 2 : 1) +
+    opts.lagSeconds +
+    opts.backlog / 25_000 +
+    opts.backlog / 1700 +
+    opts.adaptive.reduce((sum, phase) => sum + phase.seconds + 5, 0) +
+    25
+  );
+}
+
+export const LAG_RATE = 565;
+
+/** A document as persist writes one (same fields and size). */
+export const sampleDoc = (i: number, prefix: string) => ({
+  _id: `${prefix}-${i}`,
+  type: 'bench.event',
+  source: '/bench',
+  subject: `s-${i % 1000}`,
+  seq: i,
+  time: new Date(),
+  data: { i, payload: 'x'.repeat(64) },
+  streamId: `${Date.now()}-${i}`,
+  persistedAt: new Date(),
+});
+
+/** The ceiling: maximal insertMany batches (10,000 documents) back to back; returns the documents. */
+export async function insertManyLoop(db: Db, seconds: number): Promise<number> {
+  const b = db.collection<{ _id: string }>('b_insert_many');
+  let n = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const batch = Array.from({ length: 10_000 }, (_, i) => sampleDoc(n + i, 'b'));
+    await b.insertMany(batch, { ordered: false, writeConcern: { w: 1, j: true } });
+    n += batch.length;
+  }
+  return n;
+}
+
+/** The raw insertMany ceiling in docs/s, measured for `seconds`. */
+export async function rawInsertManyCeiling(db: Db, seconds: number): Promise<number> {
+  const t0 = performance.now();
+  const docs = await insertManyLoop(db, seconds);
+  return docs / ((performance.now() - t0) / 1000);
+}
+
+export interface PersistRow {
+  name: string;
+  docs: number;
+  seconds: number;
+  docsPerSec: number;
+  writesPerSec: number;
+  maxWritesInOneSecond: number;
+  iops: number;
+  note?: string;
+}
+
+export interface PersistResult {
+  startedAt: string;
+  finishedAt: string;
+  full: boolean;
+  options: PersistOptions;
+  /** The database's blkio write IOPS limit during the run (undefined: none). */
+  iopsLimit: number | undefined;
+  rows: PersistRow[];
+  lag?: { p50: number; p99: number; max: number; offered: number; events: number };
+  /** The raw insertMany ceiling, docs/s (row b). */
+  ceiling: number;
+  ratios: { dOverA: number; dOverB: number };
+  /** persist's write commands in any one second, over (c), lag and (d). */
+  maxPersistWritesInOneSecond: number;
+  /** Several persist replicas sharing one write budget. */
+  replicas?: {
+    label: string;
+    docs: number;
+    docsPerSec: number;
+    maxWritesInOneSecond: number;
+    budget: number;
+  };
+  /** The adaptive run: the database's IOPS lowered mid-run and raised back. */
+  adaptive?: {
+    phases: { iops: number; seconds: number }[];
+    budget: number;
+    seconds: {
+      t: number;
+      iopsLimit: number;
+      rate: number | null;
+      latencyP99Ms: number | null;
+      writes: number | null;
+    }[];
+  };
+  warnings: string[];
+}
+
+export async function runPersistScenario(
+  opts: PersistOptions,
+  ui: ScenarioUi,
+): Promise<PersistResult> {
+  const startedAt = new Date();
+  const warnings: string[] = [];
+  const SECONDS = opts.seconds;
+  const PUSH_EVENTS = opts.push;
+  const BACKLOG = opts.backlog;
+  const LAG_SECONDS = opts.lagSeconds;
+  const env = servicesEnv();
+  if (!env.DB_BLKIO_CGROUP) {
+    warnings.push(
+      'the database is NOT under a blkio IOPS limit: figures are not the 100 IOPS case',
+    );
+    ui.log(`WARNING: ${warnings.at(-1)}`);
+  }
+  const cgroup = env.DB_BLKIO_CGROUP;
+  const redis = new Redis(env.REDIS_URL as string);
+  redis.on('error', () => undefined); // a failed command fails the run
+  const mongo = await new MongoClient(env.MONGODB_URL as string).connect();
+  const runId = Date.now().toString(36);
+
+  type Row = PersistRow;
+  const rows: Row[] = [];
+
+  /** Runs fn while sampling the server's write commands and the device's I/O. */
+  async function measure(name: string, fn: () => Promise<number>, note?: string): Promise<Row> {
+    ui.phase(`running ${name}`);
+    const sampler = sampleServerWrites({
+      mongodbUrl: env.MONGODB_URL as string,
+      metricsUrl: env.DB_METRICS_URL,
+      intervalMs: 50,
+    });
+    const io0 = ioServiced(cgroup);
+    const t0 = performance.now();
+    const docs = await fn();
+    const seconds = (performance.now() - t0) / 1000;
+    const io1 = ioServiced(cgroup);
+    const samples = await sampler.stop();
+    const writes = (samples.at(-1)?.writes ?? 0) - (samples[0]?.writes ?? 0);
+    const row: Row = {
+      name,
+      docs,
+      seconds,
+      docsPerSec: docs / seconds,
+      writesPerSec: writes / seconds,
+      maxWritesInOneSecond: maxWritesPerSecond(samples),
+      iops: (io1 - io0) / seconds,
+      ...(note ? { note } : {}),
+    };
+    rows.push(row);
+    ui.log(`  ${JSON.stringify(row)}`);
+    return row;
+  }
+
+  function spawnNode(script: string, extra: Record<string, string>): ChildProcess {
+    return spawnEntry(script, { env: { ...env, LOG_LEVEL: 'warn', ...extra } }).proc;
+  }
+
+  const stopChild = (child: ChildProcess) => stopProcess(child, { timeoutMs: 60_000 });
+  const waitReady = (url: string) => waitHttpReady(url, { timeoutMs: 60_000 });
+
+  async function fill(stream: string, n: number, prefix: string): Promise<void> {
+    await fillFrom(stream, 0, n, prefix);
+  }
+
+  /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
+  async function fillFrom(stream: string, from: number, n: number, prefix: string): Promise<void> {
+    const time = new Date().toISOString();
+    for (let start = from; start < from + n; start += 5000) {
+      const pipeline = redis.pipeline();
+      for (let i = start; i < Math.min(from + n, start + 5000); i++) {
+        pipeline.xadd(
+          stream,
+          '*',
+          ...entryFields({
+            id: `${prefix}-${i}`,
+            type: 'bench.event',
+            source: '/bench',
+            subject: `s-${i % 1000}`,
+            time,
+            seq: i + 1,
+            data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
+          }),
+        );
+      }
+      await pipeline.exec();
+    }
+  }
+
+  async function drained(stream: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((await redis.xlen(stream)) > 0) {
+      if (Date.now() > deadline)
+        throw new Error(
+          `${stream} not drained in ${timeoutMs} ms (${await redis.xlen(stream)} left)`,
+        );
+      await sleep(100);
+    }
+  }
+
+  const db = mongo.db(`bench_${runId}`);
+  try {
+    // (a) one insertOne per event.
+    const a = db.collection<{ _id: string }>('a_insert_one');
+    await measure('(a) insertOne per event', async () => {
+      let n = 0;
+      const end = performance.now() + SECONDS * 1000;
+      while (performance.now() < end)
+        await a.insertOne(sampleDoc(n++, 'a'), { writeConcern: { w: 1, j: true } });
+      return n;
+    });
+
+    // (a′) the synchronous design: each request does 5 reads + 5 writes in MongoDB.
+    const sync = db.collection<{ _id: string; n?: number }>('a_sync_request');
+    await measure(
+      '(a′) request = 5 reads + 5 writes',
+      async () => {
+        let n = 0;
+        const end = performance.now() + SECONDS * 1000;
+        while (performance.now() < end) {
+          const key = `k-${n % 100}`;
+          for (let r = 0; r < 5; r++) await sync.findOne({ _id: `${key}-${r}` });
+          for (let w = 0; w < 5; w++) {
+            await sync.updateOne(
+              { _id: `${key}-${w}` as never },
+              { $inc: { n: 1 } },
+              { upsert: true, writeConcern: { w: 1, j: true } },
+            );
+          }
+          n++;
+        }
+        return n;
+      },
+      'requests, not documents',
+    );
+
+    // (b) the ceiling: maximal insertMany batches back to back.
+    await measure('(b) insertMany ×10000 loop', () => insertManyLoop(db, SECONDS));
+
+    /**
+     * persist on its own stream and database with only the push intake at work
+     * (catch-up and the sweeper held off), ready; `startRelay` starts the relay
+     * that delivers to it, 500 deliveries in flight.
+     */
+    async function pushOnlyPersist(
+      stream: string,
+      dbName: string,
+      extra: Record<string, string> = {},
+    ): Promise<{ persist: ChildProcess; metricsUrl: string; startRelay: () => ChildProcess }> {
+      const common = {
+        STREAM_KEY: stream,
+        MONGODB_DB: dbName,
+        CATCHUP_BACKLOG: '100000000',
+        STALE_AFTER_MS: '600000',
+      };
+      const port = await freePort();
+      const metricsPort = await freePort();
+      const persist = spawnNode('dist/functions/host/main.js', {
+        ...common,
+        ...extra,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(port),
+        METRICS_PORT: String(metricsPort),
+      });
+      try {
+        await waitReady(`http://127.0.0.1:${port}/readyz`);
+      } catch (error) {
+        await stopChild(persist);
+        throw error;
+      }
+      const startRelay = () =>
+        spawnNode('dist/eventing/relay/main.js', {
+          ...common,
+          PERSIST_URL: `http://127.0.0.1:${port}/`,
+          RELAY_CONSUMERS: '500',
+        });
+      return { persist, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, startRelay };
+    }
+
+    /**
+     * The push path: relay → persist, one event per HTTP request; `extra` is
+     * persist's own environment (e.g. PERSIST_WORKERS). Returns its row and
+     * persist's metrics text at the end.
+     */
+    async function pushPath(
+      name: string,
+      tag: string,
+      events: number,
+      extra: Record<string, string>,
+      note: string,
+      beforeFill?: (metricsUrl: string) => Promise<boolean>,
+    ): Promise<{ row?: Row; metrics: string }> {
+      const stream = `bench:push:${runId}:${tag}`;
+      const dbName = `bench_${runId}_${tag}`;
+      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName, extra);
+      let row: Row | undefined;
+      let metrics = '';
+      try {
+        if (beforeFill && !(await beforeFill(metricsUrl))) return { metrics };
+        const relay = startRelay();
+        try {
+          for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
+          // Entries added after the relay made its group at `$`; the relay delivers them as they come.
+          row = await measure(
+            name,
+            async () => {
+              await fill(stream, events, tag);
+              await drained(stream, 600_000);
+              return events;
+            },
+            note,
+          );
+          metrics = await fetch(metricsUrl)
+            .then((res) => res.text())
+            .catch(() => '');
+        } finally {
+          await stopChild(relay);
+        }
+      } finally {
+        await stopChild(persist);
+        await redis.del(stream);
+        await mongo.db(dbName).dropDatabase();
+      }
+      return { ...(row ? { row } : {}), metrics };
+    }
+
+    // (c) the push path: relay → persist, one event per HTTP request.
+    await pushPath(
+      '(c) push path (relay → persist)',
+      'c',
+      PUSH_EVENTS,
+      {},
+      `${PUSH_EVENTS} events, 500 deliveries in flight, catch-up off`,
+    );
+
+    // lag: 565 events/s through ingest, push path.
+    let lag: PersistResult['lag'];
+    {
+      const stream = `bench:lag:${runId}`;
+      const dbName = `bench_${runId}_lag`;
+      const common = { STREAM_KEY: stream, MONGODB_DB: dbName };
+      const port = await freePort();
+      const persist = spawnNode('dist/functions/host/main.js', {
+        ...common,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(port),
+        METRICS_PORT: String(await freePort()),
+      });
+      await waitReady(`http://127.0.0.1:${port}/readyz`);
+      const relay = spawnNode('dist/eventing/relay/main.js', {
+        ...common,
+        PERSIST_URL: `http://127.0.0.1:${port}/`,
+        RELAY_CONSUMERS: '500',
+      });
+      const ingestPort = await freePort();
+      const ingest = spawnNode('dist/functions/host/main.js', {
+        ...common,
+        FUNCTION_TARGET: 'ingest',
+        PORT: String(ingestPort),
+        METRICS_PORT: String(await freePort()),
+      });
+      await waitReady(`http://127.0.0.1:${ingestPort}/readyz`);
+      const body = JSON.stringify({
+        type: 'bench.lag',
+        source: '/bench',
+        subject: 'lag',
+        data: { payload: 'x'.repeat(64) },
+      });
+      const post = () =>
+        new Promise<void>((resolve) => {
+          const req = request(
+            `http://127.0.0.1:${ingestPort}/events`,
+            {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'content-length': body.length },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', resolve);
+            },
+          );
+          req.on('error', () => resolve());
+          req.end(body);
+        });
+      let offered = 0;
+      await measure(`lag: ${LAG_RATE} events/s through ingest`, async () => {
+        const t0 = performance.now();
+        const pending: Promise<void>[] = [];
+        while (performance.now() - t0 < LAG_SECONDS * 1000) {
+          const due = Math.floor(((performance.now() - t0) / 1000) * LAG_RATE);
+          while (offered < due) {
+            pending.push(post());
+            offered++;
+          }
+          await sleep(2);
+        }
+        await Promise.all(pending);
+        await drained(stream, 120_000);
+        return offered;
+      });
+      const docs = await mongo
+        .db(dbName)
+        .collection('events')
+        .find({}, { projection: { streamId: 1, persistedAt: 1 } })
+        .toArray();
+      const lags = docs
+        .map((d) => (d.persistedAt as Date).getTime() - Number(String(d.streamId).split('-')[0]))
+        .sort((x, y) => x - y);
+      const q = (p: number) =>
+        lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? Number.NaN;
+      lag = {
+        p50: q(0.5),
+        p99: q(0.99),
+        max: lags.at(-1) ?? Number.NaN,
+        offered,
+        events: lags.length,
+      };
+      ui.log(
+        `  ack→persisted lag over ${lags.length} events: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
+      );
+      await stopChild(ingest);
+      await stopChild(relay);
+      await stopChild(persist);
+      await redis.del(stream);
+      await mongo.db(dbName).dropDatabase();
+    }
+
+    // (d) catch-up: a pre-filled backlog, no consumer group (the source stopped).
+    {
+      const stream = `bench:catchup:${runId}`;
+      const dbName = `bench_${runId}_d`;
+      ui.phase(`(d) catch-up: filling ${BACKLOG} entries`);
+      await fill(stream, BACKLOG, 'd');
+      const persist = spawnNode('dist/functions/host/main.js', {
+        STREAM_KEY: stream,
+        MONGODB_DB: dbName,
+        FUNCTION_TARGET: 'persist',
+        PORT: String(await freePort()),
+        METRICS_PORT: String(await freePort()),
+      });
+      await measure(
+        '(d) catch-up of a backlog',
+        async () => {
+          await drained(stream, 3_600_000);
+          return BACKLOG;
+        },
+        `${BACKLOG} entries`,
+      );
+      const count = await mongo.db(dbName).collection('events').estimatedDocumentCount();
+      if (count !== BACKLOG)
+        warnings.push(`(d) catch-up: ${count} documents for ${BACKLOG} entries`);
+      await stopChild(persist);
+      await redis.del(stream);
+      await mongo.db(dbName).dropDatabase();
+    }
+
+    // (e) several persist replicas on one host process (PERSIST_WORKERS), one shared budget.
+    let replicas: PersistResult['replicas'];
+    if (opts.replicas > 1) {
+      let budget = Number.NaN;
+      const { row } = await pushPath(
+        `(e) push path, ${opts.replicas} persist replicas, one budget`,
+        'e',
+        PUSH_EVENTS,
+        { PERSIST_WORKERS: String(opts.replicas) },
+        `${PUSH_EVENTS} events, PERSIST_WORKERS=${opts.replicas}`,
+        async (metricsUrl) => {
+          budget = gaugeOf(await scrapeText(metricsUrl), 'spillway_persist_write_budget_per_sec');
+          if (Number.isFinite(budget)) return true;
+          warnings.push(
+            '(e) skipped: persist exports no spillway_persist_write_budget_per_sec (no shared write budget)',
+          );
+          return false;
+        },
+      );
+      if (row)
+        replicas = {
+          label: row.name,
+          docs: row.docs,
+          docsPerSec: row.docsPerSec,
+          maxWritesInOneSecond: row.maxWritesInOneSecond,
+          budget,
+        };
+    }
+
+    // The adaptive run: the database's IOPS lowered mid-run and raised back.
+    let adaptive: PersistResult['adaptive'];
+    if (opts.adaptive.length > 0 && !cgroup)
+      warnings.push('the adaptive run needs the database in a blkio group: skipped');
+    if (opts.adaptive.length > 0 && cgroup) adaptive = await adaptiveRun(cgroup);
+
+    async function adaptiveRun(group: string): Promise<PersistResult['adaptive']> {
+      const stream = `bench:adaptive:${runId}`;
+      const dbName = `bench_${runId}_adaptive`;
+      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName);
+      const original = iopsLimit(group) ?? 100;
+      const restore = () => setIopsLimit(group, original);
+      process.once('exit', restore);
+      const recorder = new MetricsRecorder();
+      const sampler = sampleServerWrites({
+        mongodbUrl: env.MONGODB_URL as string,
+        metricsUrl: env.DB_METRICS_URL,
+        intervalMs: 50,
+      });
+      const ticks: { atMs: number; iops: number }[] = [];
+      let relay: ChildProcess | undefined;
+      try {
+        relay = startRelay();
+        for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
+        const clock = () => performance.timeOrigin + performance.now();
+        const t0 = clock();
+        let fed = 0;
+        let next = 1;
+        let phaseEnd = 0;
+        for (const phase of opts.adaptive) {
+          setIopsLimit(group, phase.iops);
+          ui.phase(`adaptive run: database at ${phase.iops} IOPS for ${phase.seconds} s`);
+          phaseEnd += phase.seconds;
+          while (clock() - t0 < phaseEnd * 1000) {
+            // Feed at a steady rate, in 100 ms steps; sample every second.
+            const due = Math.floor(((clock() - t0) / 1000) * opts.adaptiveRate);
+            if (due > fed) {
+              await fillFrom(stream, fed, due - fed, 'adaptive');
+              fed = due;
+            }
+            if (clock() - t0 >= next * 1000) {
+              recorder.add(clock(), [await scrapeText(metricsUrl)]);
+              ticks.push({ atMs: clock(), iops: iopsLimit(group) ?? Number.NaN });
+              next++;
+            }
+            await sleep(100);
+          }
+        }
+        restore();
+        ui.phase(`adaptive run: draining ${fed} events fed at ${opts.adaptiveRate}/s`);
+        await drained(stream, 300_000);
+        const serverWrites = await sampler.stop();
+        const rate = evaluateRange('max(spillway_persist_write_rate_per_sec)', recorder.store);
+        const p99 = evaluateRange(
+          'histogram_quantile(0.99, sum by (le) (rate(spillway_persist_write_latency_seconds_bucket[1500ms])))',
+          recorder.store,
+        );
+        const budgetNow = gaugeOf(
+          await scrapeText(metricsUrl),
+          'spillway_persist_write_budget_per_sec',
+        );
+        const valueAt = (series: typeof rate, t: number) =>
+          series[0]?.points.find((p) => p.t === t)?.v ?? null;
+        const writesAt = (ms: number) => {
+          let found: number | null = null;
+          for (const w of serverWrites) {
+            if (w.toMs > ms) break;
+            found = w.writes;
+          }
+          return found;
+        };
+        return {
+          phases: opts.adaptive,
+          budget: Number.isFinite(budgetNow) ? budgetNow : 100,
+          seconds: ticks.map((tick, i) => {
+            const w0 = writesAt(tick.atMs - 1000);
+            const w1 = writesAt(tick.atMs);
+            const t = recorder.store.times[i] as number;
+            const latency = valueAt(p99, t);
+            return {
+              t: i + 1,
+              iopsLimit: tick.iops,
+              rate: valueAt(rate, t),
+              latencyP99Ms: latency === null ? null : latency * 1000,
+              writes: w0 !== null && w1 !== null ? w1 - w0 : null,
+            };
+          }),
+        };
+      } finally {
+        restore();
+        process.removeListener('exit', restore);
+        await sampler.stop();
+        if (relay) await stopChild(relay);
+        await stopChild(persist);
+        await redis.del(stream);
+        await mongo.db(dbName).dropDatabase();
+      }
+    }
+
+    const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix)) as Row;
+    const [ra, rb, rc, rd] = [by('(a)'), by('(b)'), by('(c)'), by('(d)')];
+    return {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      full: isFullPersist(opts),
+      options: opts,
+      iopsLimit: iopsLimit(cgroup),
+      rows,
+      ...(lag ? { lag } : {}),
+      ...(replicas ? { replicas } : {}),
+      ...(adaptive ? { adaptive } : {}),
+      ceiling: rb.docsPerSec,
+      ratios: { dOverA: rd.docsPerSec / ra.docsPerSec, dOverB: rd.docsPerSec / rb.docsPerSec },
+      maxPersistWritesInOneSecond: Math.max(
+        rc.maxWritesInOneSecond,
+        rd.maxWritesInOneSecond,
+        by('lag').maxWritesInOneSecond,
+      ),
+      warnings,
+    };
+  } finally {
+    await db.dropDatabase().catch(() => undefined);
+    redis.disconnect();
+    await mongo.close();
+  }
+}
+
+/** The scenario's table and ratios, as Markdown-ish text. */
+export function persistText(result: PersistResult): string {
+  const lines = [
+    `Database write IOPS limit: ${result.iopsLimit ?? 'none'} (blkio).`,
+    '',
+    '| run | docs | s | docs/s | write cmds/s | max write cmds in 1 s | IOPS (blkio) |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const r of result.rows)
+    lines.push(
+      `| ${r.name}${r.note ? ` (${r.note})` : ''} | ${r.docs} | ${r.seconds.toFixed(1)} | ${r.docsPerSec.toFixed(0)} | ${r.writesPerSec.toFixed(1)} | ${r.maxWritesInOneSecond} | ${fmt(r.iops, 0)} |`,
+    );
+  const by = (prefix: string) => result.rows.find((r) => r.name.startsWith(prefix));
+  const lag = result.lag;
+  lines.push(
+    '',
+    `(d)/(a) = ${fmt(result.ratios.dOverA, 1)}   catch-up / insertOne per event (target ≥ 100)`,
+    `(d)/(b) = ${fmt(result.ratios.dOverB, 2)}   catch-up / raw insertMany ceiling (target ≥ 0.8)`,
+    `(c)/(b) = ${fmt((by('(c)')?.docsPerSec ?? Number.NaN) / result.ceiling, 2)}   push path / raw insertMany ceiling`,
+    `(d) = ${fmt(by('(d)')?.docsPerSec, 0)} docs/s   (target ≥ 10,000)`,
+    `(c) = ${fmt(by('(c)')?.docsPerSec, 0)} events/s   (target ≥ 1,700)`,
+    `lag p50 ${lag?.p50} ms, p99 ${lag?.p99} ms, max ${lag?.max} ms at ${LAG_RATE} events/s   (target p99 ≤ 500 ms)`,
+    `persist's write commands in any one second: max ${result.maxPersistWritesInOneSecond}   (budget 100)`,
+  );
+  if (result.warnings.length > 0) lines.push('', ...result.warnings.map((w) => `WARNING: ${w}`));
+  if (!result.full) lines.push('', 'NOTE: shortened run: not a full benchmark.');
+  return lines.join('\n');
+}
+
+async function scrapeText(url: string): Promise<string> {
+  try {
+    return await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
+  } catch {
+    return '';
+  }
+}
+
+/** A gauge's value in a Prometheus text (NaN when absent). */
+function gaugeOf(text: string, name: string): number {
+  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
+  return match ? Number(match[1]) : Number.NaN;
+}

@@ -1,0 +1,287 @@
+/**
+ * The benchmark's own parts, on real processes: the VU runner following stages
+ * against a real server, second by second; a real CPU profile read back; the
+ * PromQL the dashboard is drawn with; the charts rendered to SVG.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dashboardSpecs, renderSvg, spikeSpec } from '../../bench/charts.js';
+import { freePort } from '../../bench/common.js';
+import { topSelfFrames } from '../../bench/cpu-profile.js';
+import { MetricsRecorder } from '../../bench/metrics-recorder.js';
+import {
+  bucketQuantile,
+  evaluateRange,
+  metricNames,
+  parsePromQL,
+  type SeriesStore,
+} from '../../bench/promql.js';
+import { dashboardPanels } from '../../bench/report.js';
+import { drainOf, type SpikeSecond } from '../../bench/scenarios/spike.js';
+import { ingestTargets, spikeTargets } from '../../bench/targets.js';
+import { run, type SecondFigures, stageTarget } from '../../bench/vu-runner.js';
+import { type Spawned, spawnEntry, stopProcess, waitHttpReady } from '../../scripts/processes.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+describe('the VU runner in stages mode', () => {
+  let server: Spawned;
+  let port: number;
+  beforeAll(async () => {
+    port = await freePort();
+    server = spawnEntry(join(ROOT, 'bench', 'servers.ts'), {
+      args: ['bare', String(port)],
+      capture: true,
+    });
+    await waitHttpReady(`http://127.0.0.1:${port}/`, {
+      timeoutMs: 30_000,
+      proc: server.proc,
+      accept: (status) => status > 0,
+    });
+  });
+  afterAll(() => stopProcess(server.proc, { timeoutMs: 5000 }));
+
+  it('ramps VUs as the stages say and accounts for every request second by second', async () => {
+    const seconds: SecondFigures[] = [];
+    const result = await run(
+      {
+        mode: 'stages',
+        host: '127.0.0.1',
+        port,
+        connections: 30,
+        connectPerTick: 30,
+        connectTickMs: 100,
+        thinkMeanMs: 200,
+        thinkJitter: 0.5,
+        warmupSec: 0,
+        measureSec: 0,
+        timeoutMs: 5000,
+        event: { type: 't', source: '/bench-test', subjectPrefix: 'vu-' },
+        keyPrefix: 'bench-test',
+        path: '/events',
+        stages: [
+          { durationSec: 1, target: 30 },
+          { durationSec: 2, target: 30 },
+          { durationSec: 1, target: 0 },
+        ],
+      },
+      (message) => {
+        if (message.type === 'second') seconds.push(message.figures);
+      },
+    );
+    expect(result.errors.total).toBe(0);
+    expect(seconds.length).toBeGreaterThanOrEqual(4);
+    expect(seconds.length).toBeLessThanOrEqual(6);
+    // Every request sent and answered falls in exactly one second.
+    expect(seconds.reduce((s, x) => s + x.offered, 0)).toBe(result.sent);
+    expect(seconds.reduce((s, x) => s + x.answered, 0)).toBe(result.completed);
+    expect(result.completed).toBe(result.sent);
+    // 30 VUs thinking 200 ms: about 150 req/s while all are active.
+    const held = seconds.filter((s) => s.vus === 30);
+    expect(held.length).toBeGreaterThanOrEqual(1);
+    for (const s of held) {
+      expect(s.offered).toBeGreaterThan(80);
+      expect(s.offered).toBeLessThan(260);
+      expect(s.statuses).toEqual({ '202': s.answered });
+      expect(s.p50).toBeGreaterThan(0);
+      expect(s.p99).toBeGreaterThanOrEqual(s.p95);
+      expect(s.p95).toBeGreaterThanOrEqual(s.p50);
+    }
+    expect(seconds.at(-1)?.vus).toBe(0);
+  });
+
+  it('interpolates the stages linearly from 0, as k6 ramping-vus does', () => {
+    const stages = [
+      { durationSec: 30, target: 10_000 },
+      { durationSec: 240, target: 10_000 },
+      { durationSec: 30, target: 0 },
+    ];
+    expect(stageTarget(stages, 0)).toBe(0);
+    expect(stageTarget(stages, 15_000)).toBe(5000);
+    expect(stageTarget(stages, 100_000)).toBe(10_000);
+    expect(stageTarget(stages, 285_000)).toBe(5000);
+    expect(stageTarget(stages, 400_000)).toBe(0);
+  });
+});
+
+describe('a CPU profile', () => {
+  it('names the function that burned the CPU, by self time', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spillway-prof-'));
+    const script =
+      'function hotLoop(n){let x=0;for(let i=0;i<n;i++)x+=Math.sqrt(i)%7;return x}' +
+      'const end=Date.now()+400;let s=0;while(Date.now()<end)s+=hotLoop(1e5);console.log(s>0)';
+    const out = spawnSync(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '-e', script], {
+      encoding: 'utf8',
+    });
+    expect(out.status, out.stderr).toBe(0);
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+    expect(file).toBeDefined();
+    const { top, totalMs } = topSelfFrames(join(dir, file as string), 5);
+    expect(totalMs).toBeGreaterThan(300);
+    expect(top[0]?.functionName).toBe('hotLoop');
+    expect(top[0]?.selfMs).toBeGreaterThan(totalMs * 0.3);
+  });
+});
+
+describe('PromQL as the dashboard uses it', () => {
+  it('lists the metric names of an expression', () => {
+    const tree = parsePromQL(
+      'sum(rate(a_total{x="1"}[5m])) / on() group_left max(b) > 0.5 and histogram_quantile(0.99, sum by (le) (rate(c_bucket[1m])))',
+    );
+    expect([...metricNames(tree)].sort()).toEqual(['a_total', 'b', 'c_bucket']);
+    expect(() => parsePromQL('sum(rate(x[5m])')).toThrow();
+  });
+
+  it('computes histogram_quantile as Prometheus does', () => {
+    const buckets = [
+      { le: 0.1, count: 50 },
+      { le: 0.5, count: 90 },
+      { le: 1, count: 100 },
+      { le: Number.POSITIVE_INFINITY, count: 100 },
+    ];
+    expect(bucketQuantile(0.5, buckets)).toBeCloseTo(0.1);
+    expect(bucketQuantile(0.7, buckets)).toBeCloseTo(0.3);
+    expect(bucketQuantile(0.95, buckets)).toBeCloseTo(0.75);
+    // In the +Inf bucket: the highest finite bound.
+    expect(
+      bucketQuantile(0.99, [
+        { le: 1, count: 1 },
+        { le: Number.POSITIVE_INFINITY, count: 10 },
+      ]),
+    ).toBe(1);
+  });
+
+  it('evaluates rates (across a counter reset), aggregations and histograms over scrapes', () => {
+    const recorder = new MetricsRecorder();
+    const text = (ok: number, bad: number, b1: number, b2: number) =>
+      [
+        `spillway_x_total{status="202"} ${ok}`,
+        `spillway_x_total{status="503"} ${bad}`,
+        `spillway_h_bucket{le="0.01"} ${b1}`,
+        `spillway_h_bucket{le="+Inf"} ${b2}`,
+      ].join('\n');
+    recorder.add(0, [text(0, 0, 0, 0)]);
+    recorder.add(1000, [text(100, 10, 90, 100)]);
+    recorder.add(2000, [text(40, 20, 180, 200)]); // 202 reset: 100 → 0 → 40
+    const store: SeriesStore = recorder.store;
+    const rate = evaluateRange('sum by (status) (rate(spillway_x_total[10s]))', store);
+    const at = (status: string) => rate.find((s) => s.labels.status === status)?.points.at(-1)?.v;
+    expect(at('202')).toBeCloseTo(70); // (100 + 40) / 2 s
+    expect(at('503')).toBeCloseTo(10);
+    const total = evaluateRange('sum(rate(spillway_x_total[10s])) * 2', store);
+    expect(total[0]?.points.at(-1)?.v).toBeCloseTo(160);
+    const p50 = evaluateRange(
+      'histogram_quantile(0.5, sum by (le) (rate(spillway_h_bucket[10s])))',
+      store,
+    );
+    expect(p50[0]?.points.at(-1)?.v).toBeCloseTo(0.01 * (100 / 180));
+  });
+});
+
+describe('the charts', () => {
+  it('draw the spike on stacked panels with the budget line, as SVG', async () => {
+    const seconds: SpikeSecond[] = Array.from({ length: 20 }, (_, t) => ({
+      t,
+      vus: t * 10,
+      offered: 100,
+      answered: 100,
+      p50: 1,
+      p95: 2,
+      p99: 3,
+      statuses: { '202': 100 },
+      errors: 0,
+      errorKinds: { non2xx: 0, socket: 0, timeout: 0, connect: 0 },
+      backlog: t < 10 ? t * 50 : 0,
+      persisted: 100,
+      writes: 20,
+      iops: 60,
+      writeRate: null,
+    }));
+    const svg = await renderSvg(
+      spikeSpec(seconds, { budget: 100, iopsLimit: 100, loadEndedAt: 15 }),
+    );
+    expect(svg.startsWith('<svg')).toBe(true);
+    for (const text of [
+      'Backlog',
+      'Persisted documents per second',
+      'budget 100/s',
+      'IOPS consumed',
+      'p99',
+      'offered',
+    ])
+      expect(svg).toContain(text);
+    expect(svg).not.toContain('NaN');
+  });
+
+  it('draw every dashboard panel from scrapes', async () => {
+    const recorder = new MetricsRecorder();
+    for (let i = 0; i < 5; i++)
+      recorder.add(i * 1000, [
+        `spillway_ingest_requests_total{status="202"} ${i * 100}\nspillway_persist_backlog_entries ${i * 7}`,
+      ]);
+    const specs = dashboardSpecs(dashboardPanels(ROOT), recorder.store, '5s');
+    expect(specs.length).toBeGreaterThan(8);
+    const ingress = specs.find((s) => s.title === 'Ingress by status');
+    expect(ingress?.series).toBe(1);
+    const svg = await renderSvg(ingress?.spec as never);
+    expect(svg).toContain('Ingress by status');
+  });
+});
+
+describe('the targets', () => {
+  it('are ratios to the same run, and say by how much they are missed', () => {
+    const targets = ingestTargets({
+      options: { vus: 10_000 },
+      profile: { offeredRps: 565 },
+      servers: {
+        a: { paced: { latencyMs: { p95: 2, p99: 4 } }, saturation: { rps: 10_000 } },
+        b: { saturation: { rps: 1000 } },
+        c: {
+          paced: { latencyMs: { p95: 4, p99: 5 }, errors: { total: 0 }, sent: 10 },
+          saturation: { rps: 3500 },
+        },
+      },
+      ratios: { cOverA: 0.35, cOverB: 3.5 },
+    } as never);
+    const byName = (part: string) => targets.find((t) => t.name.includes(part));
+    expect(byName('p95')?.value).toBe(2);
+    expect(byName('p95')?.met).toBe(false);
+    expect(byName('p95')?.miss).toContain('over by 33 %');
+    expect(byName('p99')?.met).toBe(true);
+    expect(byName('0.30')?.met).toBe(true);
+    expect(byName('2.5')?.met).toBe(true);
+    expect(byName('errors')?.met).toBe(true);
+    const spike = spikeTargets({
+      maxBacklog: 1_000_000,
+      budget: 100,
+      ceiling: { docsPerSec: 10_000, from: 'x' },
+      summary: {
+        errorsUnderMaxBacklog: 0,
+        offered: 1,
+        peakBacklog: 50_000,
+        busiestSecond: 101,
+        drain: { backlog: 50_000, seconds: 7, rate: 50_000 / 7, predictedSec: 5 },
+      },
+    } as never);
+    expect(spike.map((t) => t.met)).toEqual([true, false, false, false]);
+  });
+
+  it('time the drain of the largest backlog from its peak to ≤ 1 % of it', () => {
+    const backlogs = [0, 500, 3000, 6000, 4000, 2000, 50, 40, 0];
+    const seconds = backlogs.map((backlog, t) => ({
+      t,
+      backlog,
+      persisted: t >= 4 ? 2500 : 100,
+      statuses: { '202': 500 },
+    })) as unknown as SpikeSecond[];
+    const drain = drainOf(seconds, 3000);
+    expect(drain).toMatchObject({ backlog: 6000, peakAt: 3, emptyAt: 6, seconds: 3 });
+    expect(drain?.rate).toBeCloseTo(2500);
+    expect(drain?.arrivalRate).toBeCloseTo(500);
+    expect(drain?.predictedSec).toBeCloseTo(6000 / 2500);
+    expect(drainOf(seconds, 7000)).toBeUndefined(); // under one second of the ceiling
+  });
+});

@@ -1,0 +1,284 @@
+/**
+ * The operators' view holds together: every metric a dashboard panel or an alert
+ * rule reads is exported by ingest or persist (real processes, after real
+ * events), every panel's queries evaluate over what they export, and the alert
+ * rules are a valid PrometheusRule (and pass `promtool check rules` where
+ * promtool is installed: .ci/run installs it).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { MetricsRecorder } from '../../bench/metrics-recorder.js';
+import { exportedSeriesNames, parsePromText } from '../../bench/prom-text.js';
+import {
+  durationMs,
+  evaluateRange,
+  metricNames,
+  parsePromQL,
+  withGrafanaVariables,
+} from '../../bench/promql.js';
+import {
+  type FunctionProcess,
+  metricsOf,
+  mongoUrl,
+  postJson,
+  redisClient,
+  sourceDelivery,
+  startFunction,
+  unique,
+  waitFor,
+} from '../helpers.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+interface Panel {
+  title: string;
+  type: string;
+  targets?: { expr: string }[];
+  panels?: Panel[];
+}
+const dashboard = JSON.parse(
+  readFileSync(join(ROOT, 'observability', 'grafana-dashboard.json'), 'utf8'),
+) as { uid: string; title: string; panels: Panel[] };
+const panels = dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+const ruleFile = parse(readFileSync(join(ROOT, 'observability', 'alerts.yaml'), 'utf8')) as {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  spec: { groups: { name: string; interval?: string; rules: Rule[] }[] };
+};
+const rules = ruleFile.spec.groups.flatMap((g) => g.rules);
+
+/** Where each metric name is used: "panel <title>" / "alert <name>". */
+function usedNames(): Map<string, string[]> {
+  const uses = new Map<string, string[]>();
+  const add = (expr: string, where: string) => {
+    for (const name of metricNames(parsePromQL(withGrafanaVariables(expr))))
+      uses.set(name, [...(uses.get(name) ?? []), where]);
+  };
+  for (const panel of panels)
+    for (const target of panel.targets ?? []) add(target.expr, `panel "${panel.title}"`);
+  for (const rule of rules) add(rule.expr, `alert ${rule.alert ?? rule.record}`);
+  return uses;
+}
+
+describe('the operators dashboard and alert rules', () => {
+  let ingest: FunctionProcess;
+  let persist: FunctionProcess;
+  let redis: Redis;
+  let mongo: MongoClient;
+  const stream = unique('obs:events');
+  const dbName = unique('obs').replaceAll('-', '_');
+  const scrapes: { at: number; texts: string[] }[] = [];
+
+  beforeAll(async () => {
+    redis = redisClient();
+    mongo = await new MongoClient(mongoUrl()).connect();
+    const env = { STREAM_KEY: stream, MONGODB_DB: dbName, CATCHUP_BACKLOG: '100000' };
+    [ingest, persist] = await Promise.all([
+      startFunction('ingest', env),
+      startFunction('persist', env),
+    ]);
+    const scrape = async () =>
+      scrapes.push({ at: Date.now(), texts: [await metricsOf(ingest), await metricsOf(persist)] });
+    // A few events, through ingest and then delivered to persist as the source would,
+    // in two rounds a second apart (a rate needs two samples of a series).
+    const round = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const res = await postJson(`${ingest.url}/events`, {
+          type: 'obs.test',
+          source: '/obs',
+          subject: `s-${i}`,
+          data: { i },
+        });
+        expect(res.status).toBe(202);
+      }
+      const entries = await redis.xrange(stream, '-', '+');
+      expect(entries).toHaveLength(to - from);
+      for (const [id, fields] of entries) {
+        const res = await fetch(persist.url, sourceDelivery(id, fields));
+        expect(res.status).toBeLessThan(300);
+      }
+      await waitFor(
+        async () => (await redis.xlen(stream)) === 0,
+        10_000,
+        () => 'the delivered entries are still in the stream',
+      );
+      await scrape();
+    };
+    await round(0, 2);
+    await new Promise((r) => setTimeout(r, 1100));
+    await round(2, 5);
+  });
+
+  afterAll(async () => {
+    await Promise.all([ingest?.kill(), persist?.kill()]);
+    await redis?.del(stream);
+    await mongo?.db(dbName).dropDatabase();
+    await mongo?.close();
+    redis?.disconnect();
+  });
+
+  it('reads only metrics that ingest or persist export', () => {
+    const last = scrapes.at(-1)?.texts ?? [];
+    const exported = new Set(last.flatMap((text) => [...exportedSeriesNames(text)]));
+    // The events went through: their series are there, not only declared.
+    expect(last[0]).toMatch(/^spillway_ingest_requests_total\{status="202"\} 5$/m);
+    const persisted = parsePromText(last[1] ?? '')
+      .filter((sample) => sample.name === 'spillway_persist_events_total')
+      .reduce((sum, sample) => sum + sample.value, 0);
+    expect(persisted).toBe(5);
+    const uses = usedNames();
+    expect(uses.size).toBeGreaterThan(10);
+    const missing = [...uses]
+      .filter(([name]) => !exported.has(name))
+      .map(([name, where]) => `${name} (${[...new Set(where)].join(', ')})`);
+    expect(missing, 'metrics read by the dashboard or the alerts but exported by neither').toEqual(
+      [],
+    );
+  });
+
+  it('covers what an operator needs', () => {
+    const uses = usedNames();
+    for (const name of [
+      'spillway_ingest_requests_total',
+      'spillway_ingest_request_seconds_bucket',
+      'spillway_persist_backlog_entries',
+      'spillway_persist_lag_seconds_bucket',
+      'spillway_persist_batch_docs_bucket',
+      'spillway_persist_write_commands_total',
+      'spillway_persist_write_budget_per_sec',
+      'spillway_persist_write_rate_per_sec',
+      'spillway_persist_write_latency_seconds_bucket',
+      'spillway_persist_dead_letters_total',
+      'spillway_persist_events_total',
+      'spillway_persist_parked_total',
+      'spillway_persist_deadline_misses_total',
+      'spillway_persist_duplicates_total',
+      'spillway_persist_refused_deliveries_total',
+    ])
+      expect(uses.has(name), name).toBe(true);
+    expect(
+      panels.some((p) => p.targets?.some((t) => t.expr.includes('intake="pull"'))),
+      'a catch-up/sweeper panel',
+    ).toBe(true);
+  });
+
+  it("evaluates every panel's queries over what the functions exported", () => {
+    const recorder = new MetricsRecorder();
+    for (const { at, texts } of scrapes) recorder.add(at, texts);
+    let series = 0;
+    for (const panel of panels)
+      for (const target of panel.targets ?? []) {
+        const result = evaluateRange(withGrafanaVariables(target.expr, '10s'), recorder.store);
+        series += result.length;
+      }
+    // Rates over the two scrapes exist (ingress by status at least).
+    expect(series).toBeGreaterThan(0);
+    const ingress = evaluateRange(
+      withGrafanaVariables(
+        panels.find((p) => p.title === 'Ingress by status')?.targets?.[0]?.expr ?? '',
+        '10s',
+      ),
+      recorder.store,
+    );
+    expect(ingress.find((s) => s.labels.status === '202')?.points.at(-1)?.v).toBeGreaterThan(0);
+  });
+
+  it('is a valid Grafana dashboard', () => {
+    expect(dashboard.uid).toMatch(/^[a-z0-9-]{1,40}$/);
+    const ids = panels.map((p) => (p as unknown as { id: number }).id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const panel of panels) {
+      if (panel.type === 'row') continue;
+      const gridPos = (panel as unknown as { gridPos: { w: number; x: number } }).gridPos;
+      expect(gridPos.x + gridPos.w, panel.title).toBeLessThanOrEqual(24);
+      expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('the PrometheusRule', () => {
+  it('has the Prometheus Operator shape', () => {
+    expect(ruleFile.apiVersion).toBe('monitoring.coreos.com/v1');
+    expect(ruleFile.kind).toBe('PrometheusRule');
+    expect(ruleFile.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    expect(ruleFile.spec.groups.length).toBeGreaterThan(0);
+    const names = new Set<string>();
+    for (const group of ruleFile.spec.groups) {
+      expect(group.name).toBeTruthy();
+      for (const rule of group.rules) {
+        expect(rule.alert, JSON.stringify(rule)).toMatch(/^[A-Z][A-Za-z0-9]+$/);
+        expect(names.has(rule.alert as string), `${rule.alert} twice`).toBe(false);
+        names.add(rule.alert as string);
+        expect(() => parsePromQL(rule.expr), rule.alert).not.toThrow();
+        if (rule.for !== undefined) expect(durationMs(rule.for)).toBeGreaterThan(0);
+        expect(['warning', 'critical']).toContain(rule.labels?.severity);
+        expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+        expect(rule.annotations?.description, rule.alert).toBeTruthy();
+        expect(Object.keys(rule).sort()).toEqual(
+          expect.arrayContaining(['alert', 'expr', 'labels', 'annotations']),
+        );
+      }
+    }
+  });
+
+  it('alerts on the backlog, the lag, dead letters, the budget and ingest 5xx', () => {
+    const find = (name: string) => rules.find((r) => r.alert === name) as Rule;
+    expect(find('SpillwayBacklogGrowing').for).toBe('10m');
+    expect(find('SpillwayBacklogGrowing').expr).toContain('spillway_persist_backlog_entries');
+    expect(find('SpillwayLagHigh').expr).toMatch(
+      /histogram_quantile\(0\.99,.*spillway_persist_lag_seconds_bucket/s,
+    );
+    expect(find('SpillwayDeadLetters').expr).toContain('spillway_persist_dead_letters_total');
+    expect(find('SpillwayWriteBudgetSaturated').for).toBe('15m');
+    expect(find('SpillwayWriteBudgetSaturated').expr).toContain(
+      'spillway_persist_write_commands_total',
+    );
+    expect(find('SpillwayIngest5xx').expr).toContain('status=~"5.."');
+  });
+
+  const promtool = findPromtool();
+  it.skipIf(!promtool)('passes promtool check rules (and a broken rule does not)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spillway-rules-'));
+    const good = join(dir, 'rules.yaml');
+    writeFileSync(good, stringify({ groups: ruleFile.spec.groups }));
+    const ok = spawnSync(promtool as string, ['check', 'rules', good], { encoding: 'utf8' });
+    expect(ok.status, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`SUCCESS: ${rules.length} rules found`);
+    const broken = join(dir, 'broken.yaml');
+    const groups = structuredClone(ruleFile.spec.groups);
+    (groups[0]?.rules[0] as Rule).expr = 'sum(rate(spillway_persist_backlog_entries[5m]) >';
+    writeFileSync(broken, stringify({ groups }));
+    const bad = spawnSync(promtool as string, ['check', 'rules', broken], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+  });
+});
+
+/** promtool on PATH, or where `go install` puts it. */
+function findPromtool(): string | undefined {
+  const onPath = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
+  if (onPath.status === 0 && onPath.stdout.trim()) return onPath.stdout.trim();
+  try {
+    const gopath = execFileSync('go', ['env', 'GOPATH'], { encoding: 'utf8' }).trim();
+    const file = join(gopath, 'bin', 'promtool');
+    if (existsSync(file)) return file;
+  } catch {
+    // no Go
+  }
+  return undefined;
+}
