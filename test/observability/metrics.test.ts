@@ -22,6 +22,7 @@ import {
   parsePromQL,
   withGrafanaVariables,
 } from '../../bench/promql.js';
+import { CONSUMER_GROUP } from '../../functions/shared/names.js';
 import {
   type FunctionProcess,
   metricsOf,
@@ -88,6 +89,9 @@ describe('the operators dashboard and alert rules', () => {
   beforeAll(async () => {
     redis = redisClient();
     mongo = await new MongoClient(mongoUrl()).connect();
+    // The source's consumer group, as RedisStreamSource makes it: without one,
+    // persist's pull intake takes the whole stream itself (nothing else reads it).
+    await redis.xgroup('CREATE', stream, CONSUMER_GROUP, '$', 'MKSTREAM');
     const env = { STREAM_KEY: stream, MONGODB_DB: dbName, CATCHUP_BACKLOG: '100000' };
     [ingest, persist] = await Promise.all([
       startFunction('ingest', env),
