@@ -86,21 +86,12 @@ export class EventStore {
       caller.fingerprint,
       ...fields,
     ])) as ScriptReply;
-    switch (reply[0]) {
+    const [kind, first, second, third] = reply;
+    switch (kind) {
       case 'ok':
-        return {
-          kind: 'ok',
-          id: String(reply[1]),
-          seq: Number(reply[2]),
-          streamId: String(reply[3]),
-        };
+        return { kind, id: String(first), seq: Number(second), streamId: String(third) };
       case 'dup':
-        return {
-          kind: 'dup',
-          id: String(reply[1]),
-          seq: Number(reply[2]),
-          source: String(reply[3]),
-        };
+        return { kind, id: String(first), seq: Number(second), source: String(third) };
       case 'reused':
         return { kind: 'reused' };
       case 'disabled':
