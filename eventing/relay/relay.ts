@@ -78,7 +78,7 @@ export class Relay {
    * destroyed, as the adapter does at the end of its Start (XGROUP DESTROY). What
    * is added while no group exists is only ever persisted by persist's sweeper.
    */
-  async stop(timeoutMs = 10_000): Promise<void> {
+  async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
     this.reader.disconnect();
     await this.loop?.catch(() => undefined);

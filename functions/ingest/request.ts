@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { checkData, DataError, jsonText, parseJson } from '../shared/data.js';
-import { ClientError, isJsonMediaType, mediaType } from '../shared/http.js';
+import { ClientError, isJsonMediaType, mediaType, mediaTypeOf } from '../shared/http.js';
 
 export interface EventDraft {
   /** Kept from a CloudEvent; plain events get a fresh UUIDv7. */
@@ -120,10 +120,7 @@ function cloudEventDraft(attributes: Record<string, unknown>, data: () => unknow
   const contentType = attributes.datacontenttype;
   if (
     contentType !== undefined &&
-    !(
-      typeof contentType === 'string' &&
-      isJsonMediaType(contentType.split(';')[0]?.trim().toLowerCase() ?? '')
-    )
+    !(typeof contentType === 'string' && isJsonMediaType(mediaTypeOf(contentType)))
   )
     throw new ClientError(
       'unsupported_media_type',

@@ -27,6 +27,7 @@ import type { EventDocument } from '../shared/document.js';
 import { HttpError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { Scripts } from '../shared/redis/scripts.js';
+import { within } from '../shared/time.js';
 import type { WriteBudget } from './bucket.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
@@ -97,7 +98,6 @@ export interface CommitterOptions {
 }
 
 const now = () => performance.now();
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Committer {
   private queue: Item[] = [];
@@ -218,10 +218,7 @@ export class Committer {
   async stop(timeoutMs: number): Promise<number> {
     this.stopping = true;
     this.wake?.();
-    const done = await Promise.race([
-      (this.loop ?? Promise.resolve()).then(() => true),
-      sleep(timeoutMs).then(() => false),
-    ]);
+    const done = await within(this.loop ?? Promise.resolve(), timeoutMs);
     if (done) return 0;
     return this.abandon();
   }
@@ -480,21 +477,8 @@ export class Committer {
   }
 
   /** The server answers a ping within a second (a read; it takes no token). */
-  private async answers(): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.options.ping(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error('ping timed out')), 1000);
-        }),
-      ]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+  private answers(): Promise<boolean> {
+    return within(this.options.ping(), 1000).catch(() => false);
   }
 
   /** Not committed: retried with backoff, or parked once it has had its attempts. */

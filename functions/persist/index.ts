@@ -19,6 +19,7 @@ import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
 import { writeBudgetKey } from '../shared/redis/keys.js';
+import { within } from '../shared/time.js';
 import { Committer } from './committer.js';
 import { loadPersistConfig } from './config.js';
 import { budgetGauges, createPersistMetrics } from './metrics.js';
@@ -136,11 +137,7 @@ async function ready(): Promise<boolean> {
   try {
     await redis.ping();
     if (performance.now() - committer.lastCommitAt < 10_000) return true;
-    const timeout = new Promise((_, reject) =>
-      setTimeout(() => reject(new Error('ping timed out')), 2000).unref(),
-    );
-    await Promise.race([db.command({ ping: 1 }), timeout]);
-    return true;
+    return await within(db.command({ ping: 1 }), 2000);
   } catch {
     return false;
   }
@@ -151,12 +148,12 @@ async function ready(): Promise<boolean> {
  */
 async function drain(): Promise<void> {
   const deadline = performance.now() + config.shutdownTimeoutMs;
-  await Promise.race([pull.stop(), new Promise((r) => setTimeout(r, config.shutdownTimeoutMs))]);
+  await within(pull.stop(), config.shutdownTimeoutMs);
   await committer.stop(Math.max(0, deadline - performance.now()));
 }
 /** Closes the clients, without waiting on a database that does not answer. */
 async function shutdown(): Promise<void> {
-  await Promise.race([budget.close(), new Promise((r) => setTimeout(r, 2000))]);
+  await within(budget.close(), 2000);
   await redis.quit().catch(() => redis.disconnect());
   await mongo.close(true).catch(() => undefined);
 }

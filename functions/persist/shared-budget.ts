@@ -40,6 +40,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { Scripts } from '../shared/redis/scripts.js';
+import { sleep } from '../shared/time.js';
 import { TokenBucket } from './bucket.js';
 
 /** Kept by the script for 10 minutes after its last use; a lease must be far shorter. */
@@ -96,8 +97,6 @@ type Reply = Array<string | number>;
 class RedisUnavailable extends Error {
   override name = 'RedisUnavailable';
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs one write and then `after` with its latency and whether it succeeded (also when it throws). */
 async function timed<T>(

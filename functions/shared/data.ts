@@ -64,28 +64,39 @@ function pathOf(path: string, key: string | number): string {
 
 /**
  * Refuses, naming the path, a value no database can keep exactly: text that is not
- * valid Unicode, or nesting deeper than MAX_DATA_DEPTH.
+ * valid Unicode, or nesting deeper than MAX_DATA_DEPTH. The walk keeps the keys
+ * it is under and spells the path out only when it refuses.
  */
 export function checkData(value: unknown, path = 'data', depth = 0): void {
-  if (typeof value === 'string') {
-    if (!value.isWellFormed())
-      throw new DataError(path, 'text is not valid Unicode (a lone surrogate)');
-    return;
-  }
-  if (value === null || typeof value !== 'object' || isLosslessNumber(value)) return;
-  if (depth >= MAX_DATA_DEPTH)
-    throw new DataError(path, `nesting is deeper than ${MAX_DATA_DEPTH} levels as stored`);
-  if (Array.isArray(value)) {
-    for (const [i, item] of value.entries())
-      checkData(item, pathOf(path, i), depth + (Array.isArray(item) ? 2 : 1));
-    return;
-  }
-  for (const [key, item] of Object.entries(value)) {
-    const at = pathOf(path, key);
-    if (!key.isWellFormed())
-      throw new DataError(at, 'a key is not valid Unicode (a lone surrogate)');
-    checkData(item, at, depth + 1);
-  }
+  const under: Array<string | number> = [];
+  const refuse = (problem: string): never => {
+    throw new DataError(under.reduce<string>(pathOf, path), problem);
+  };
+  const walk = (node: unknown, level: number): void => {
+    if (typeof node === 'string') {
+      if (!node.isWellFormed()) refuse('text is not valid Unicode (a lone surrogate)');
+      return;
+    }
+    if (node === null || typeof node !== 'object' || isLosslessNumber(node)) return;
+    if (level >= MAX_DATA_DEPTH)
+      refuse(`nesting is deeper than ${MAX_DATA_DEPTH} levels as stored`);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const item: unknown = node[i];
+        under.push(i);
+        walk(item, level + (Array.isArray(item) ? 2 : 1));
+        under.pop();
+      }
+      return;
+    }
+    for (const key of Object.keys(node)) {
+      under.push(key);
+      if (!key.isWellFormed()) refuse('a key is not valid Unicode (a lone surrogate)');
+      walk((node as Record<string, unknown>)[key], level + 1);
+      under.pop();
+    }
+  };
+  walk(value, depth);
 }
 
 // --- numbers ------------------------------------------------------------------
@@ -93,6 +104,7 @@ export function checkData(value: unknown, path = 'data', depth = 0): void {
 const INT = /^-?(0|[1-9]\d*)$/;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
+const INT53 = 2n ** 53n;
 
 /** A decimal number's exact value, as sign, digits without leading/trailing zeros, exponent. */
 function exact(text: string): string {
@@ -112,12 +124,16 @@ function exact(text: string): string {
 /** The BSON-ready form of one JSON number (its text as posted). */
 function storedNumber(text: string): unknown {
   if (INT.test(text)) {
+    // -0 as text: some servers drop the sign of a zero.
+    if (text === '-0') return { [NUMBER_MARKER]: text };
     const n = BigInt(text);
-    if (text !== '-0' && n >= -(2n ** 53n) && n <= 2n ** 53n) return Number(text);
-    if (text !== '-0' && n >= INT64_MIN && n <= INT64_MAX) return Long.fromBigInt(n);
+    if (n >= -INT53 && n <= INT53) return Number(text);
+    if (n >= INT64_MIN && n <= INT64_MAX) return Long.fromBigInt(n);
     return { [NUMBER_MARKER]: text };
   }
   const double = Number(text);
+  // Written as the double prints: exact, finite, and not -0 (String(-0) is "0").
+  if (String(double) === text) return double;
   // A double only when it is exactly the posted number (and not -0, which some servers drop).
   if (Number.isFinite(double) && !Object.is(double, -0) && exact(String(double)) === exact(text))
     return double;

@@ -74,7 +74,11 @@ export function sendError(res: ServerResponse, error: HttpError): void {
 
 /** The media type of a Content-Type header, lower case, without parameters ('' when none). */
 export function mediaType(headers: IncomingHttpHeaders): string {
-  const raw = headers['content-type'];
+  return mediaTypeOf(headers['content-type']);
+}
+
+/** The media type of a Content-Type value, lower case, without parameters ('' when none). */
+export function mediaTypeOf(raw: string | undefined): string {
   if (!raw) return '';
   const semi = raw.indexOf(';');
   return (semi === -1 ? raw : raw.slice(0, semi)).trim().toLowerCase();

@@ -37,8 +37,18 @@ export const sourceSettingsKey = (source: string) => `spillway:source:${source}:
 
 /** One day's counters: a hash of source → events accepted that day (UTC). */
 export const COUNTERS_PREFIX = 'spillway:stats:';
-export const countersKey = (nowMs: number) =>
-  `${COUNTERS_PREFIX}${new Date(nowMs).toISOString().slice(0, 10)}`;
+const DAY_MS = 86_400_000;
+let countersDay = Number.NaN;
+let countersOfDay = '';
+/** The day's key, made once a day (JavaScript time has no leap seconds). */
+export function countersKey(nowMs: number): string {
+  const day = Math.floor(nowMs / DAY_MS);
+  if (day !== countersDay) {
+    countersDay = day;
+    countersOfDay = `${COUNTERS_PREFIX}${new Date(nowMs).toISOString().slice(0, 10)}`;
+  }
+  return countersOfDay;
+}
 
 /** The last sequence number given to a subject. */
 export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;
