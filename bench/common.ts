@@ -1,10 +1,10 @@
 /**
  * What the benchmark scenarios share: the machine's figures, free ports, a
  * scenario's progress and log lines, the blkio counters of the database's group,
- * Redis clean-up and plain-text tables.
+ * metrics scrapes, Redis clean-up and plain-text tables.
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -124,16 +124,12 @@ export function iopsLimit(cgroup: string | undefined): number | undefined {
   }
 }
 
-/**
- * Sets the database's blkio read and write IOPS limit, on the device the group
- * already names (the way scripts/services.sh made it).
- */
-export function setIopsLimit(cgroup: string, iops: number): void {
-  for (const file of ['blkio.throttle.write_iops_device', 'blkio.throttle.read_iops_device']) {
-    const path = `${cgroup}/${file}`;
-    const device = readFileSync(path, 'utf8').trim().split(/\s+/)[0];
-    if (!device) throw new Error(`${path} names no device`);
-    writeFileSync(path, `${device} ${iops}\n`);
+/** A metrics endpoint's text, or '' when it does not answer within timeoutMs. */
+export async function scrapeText(url: string, timeoutMs: number): Promise<string> {
+  try {
+    return await (await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })).text();
+  } catch {
+    return '';
   }
 }
 

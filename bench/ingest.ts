@@ -29,35 +29,31 @@ const INGEST_USAGE = `usage: npm run bench:ingest -- [options]
   --connect-per-tick N connections opened per 100 ms while ramping up (default 250)
   --profile            run (c) once more at the reference load under node --cpu-prof`;
 
-/** Parses the ingest scenario's flags over `defaults`; exits with the usage on a bad one. */
-function parseIngestFlags(
-  args: string[],
-  defaults: IngestOptions = FULL_INGEST,
-  usage = INGEST_USAGE,
-): IngestOptions {
+/** Parses the ingest scenario's flags over FULL_INGEST; exits with the usage on a bad one. */
+function parseIngestFlags(args: string[]): IngestOptions {
   const { values } = parseArgs({
     args,
     strict: true,
     options: {
-      'saturation-sec': { type: 'string', default: String(defaults.saturationSec) },
-      'paced-sec': { type: 'string', default: String(defaults.pacedSec) },
-      vus: { type: 'string', default: String(defaults.vus) },
-      connections: { type: 'string', default: String(defaults.connections) },
-      only: { type: 'string', default: defaults.only.join(',') },
-      'warmup-sec': { type: 'string', default: String(defaults.warmupSec) },
-      'connect-per-tick': { type: 'string', default: String(defaults.connectPerTick) },
-      profile: { type: 'boolean', default: defaults.profile },
+      'saturation-sec': { type: 'string', default: String(FULL_INGEST.saturationSec) },
+      'paced-sec': { type: 'string', default: String(FULL_INGEST.pacedSec) },
+      vus: { type: 'string', default: String(FULL_INGEST.vus) },
+      connections: { type: 'string', default: String(FULL_INGEST.connections) },
+      only: { type: 'string', default: FULL_INGEST.only.join(',') },
+      'warmup-sec': { type: 'string', default: String(FULL_INGEST.warmupSec) },
+      'connect-per-tick': { type: 'string', default: String(FULL_INGEST.connectPerTick) },
+      profile: { type: 'boolean', default: FULL_INGEST.profile },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
-    console.log(usage);
+    console.log(INGEST_USAGE);
     process.exit(0);
   }
   const num = (name: keyof typeof values, min: number) => {
     const value = Number(values[name]);
     if (!Number.isFinite(value) || value < min) {
-      console.error(`--${name} must be a number ≥ ${min}\n${usage}`);
+      console.error(`--${name} must be a number ≥ ${min}\n${INGEST_USAGE}`);
       process.exit(2);
     }
     return value;
@@ -68,7 +64,7 @@ function parseIngestFlags(
     .filter((id) => id !== '');
   for (const id of only) {
     if (!(id in SERVERS)) {
-      console.error(`--only: unknown server ${id}\n${usage}`);
+      console.error(`--only: unknown server ${id}\n${INGEST_USAGE}`);
       process.exit(2);
     }
   }

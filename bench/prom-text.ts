@@ -39,6 +39,11 @@ export function parsePromText(text: string): PromSample[] {
   return samples;
 }
 
+/** The value of the first sample named `name`, whatever its labels (NaN when there is none). */
+export function sampleValue(text: string, name: string): number {
+  return parsePromText(text).find((sample) => sample.name === name)?.value ?? Number.NaN;
+}
+
 /** The metric families an exposition declares (`# TYPE name type`). */
 export function metricFamilies(text: string): Map<string, string> {
   const families = new Map<string, string>();

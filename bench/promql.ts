@@ -707,20 +707,16 @@ export function evaluate(node: Node, store: SeriesStore, at: number): Value {
     const comparison = ['==', '!=', '>', '<', '>=', '<='].includes(n.op);
     if (lhs.kind === 'scalar' && rhs.kind === 'scalar')
       return { kind: 'scalar', value: arithmetic(n.op, lhs.value, rhs.value) };
-    if (lhs.kind === 'vector' && rhs.kind === 'scalar') {
+    if (lhs.kind === 'scalar' || rhs.kind === 'scalar') {
+      // A vector and a scalar, either way round: each sample with the scalar, the
+      // operands in their written order (`-`, `/`, `<` … are not symmetric).
       const vector: Vector = [];
-      for (const s of lhs.vector) {
-        const r = arithmetic(n.op, s.value, rhs.value);
-        if (comparison && !n.bool) {
-          if (r === 1) vector.push(s);
-        } else vector.push({ labels: withoutName(s.labels), value: r });
-      }
-      return { kind: 'vector', vector };
-    }
-    if (lhs.kind === 'scalar' && rhs.kind === 'vector') {
-      const vector: Vector = [];
-      for (const s of rhs.vector) {
-        const r = arithmetic(n.op, lhs.value, s.value);
+      for (const s of lhs.kind === 'vector' ? lhs.vector : vec(rhs)) {
+        const r = arithmetic(
+          n.op,
+          lhs.kind === 'scalar' ? lhs.value : s.value,
+          rhs.kind === 'scalar' ? rhs.value : s.value,
+        );
         if (comparison && !n.bool) {
           if (r === 1) vector.push(s);
         } else vector.push({ labels: withoutName(s.labels), value: r });

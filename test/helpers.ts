@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { CloudEvent, HTTP } from 'cloudevents';
 import { Redis } from 'ioredis';
 import { sourceEventFor } from '../functions/shared/entry.js';
+import { sampleServerWrites } from '../scripts/db-writes.js';
 import { hasExited, spawnEntry, waitHttpReady } from '../scripts/processes.js';
 
 export const redisUrl = () => process.env.REDIS_URL as string;
@@ -111,6 +112,18 @@ export async function startRelay(env: Record<string, string>): Promise<FunctionP
     await new Promise((r) => setTimeout(r, 50));
   }
   return child;
+}
+
+/**
+ * Samples the test database server's write commands every intervalMs (MONGODB_URL,
+ * and DB_METRICS_URL when set) until stopped: scripts/db-writes.ts's sampler.
+ */
+export function sampleDbWrites(intervalMs: number) {
+  return sampleServerWrites({
+    mongodbUrl: mongoUrl(),
+    metricsUrl: process.env.DB_METRICS_URL,
+    intervalMs,
+  });
 }
 
 /** Polls until check() is true, or fails with what() after timeoutMs. */

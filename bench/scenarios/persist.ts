@@ -15,20 +15,22 @@ import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { type Db, MongoClient } from 'mongodb';
-import { entryFields } from '../../functions/shared/entry.js';
 import { maxWritesPerSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 import { spawnEntry, stopProcess, waitHttpReady } from '../../scripts/processes.js';
+import { setBlkioIops } from '../../scripts/services-env.js';
+import { appendEntries } from '../../scripts/stream-fill.js';
 import {
   fmt,
   freePort,
   iopsLimit,
   ioServiced,
   type ScenarioUi,
+  scrapeText,
   servicesEnv,
-  setIopsLimit,
   sleep,
 } from '../common.js';
 import { MetricsRecorder } from '../metrics-recorder.js';
+import { sampleValue } from '../prom-text.js';
 import { evaluateRange } from '../promql.js';
 
 export interface PersistOptions {
@@ -229,32 +231,25 @@ export async function runPersistScenario(
   const stopChild = (child: ChildProcess) => stopProcess(child, { timeoutMs: 60_000 });
   const waitReady = (url: string) => waitHttpReady(url, { timeoutMs: 60_000 });
 
-  async function fill(stream: string, n: number, prefix: string): Promise<void> {
-    await fillFrom(stream, 0, n, prefix);
-  }
-
   /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
   async function fillFrom(stream: string, from: number, n: number, prefix: string): Promise<void> {
     const time = new Date().toISOString();
-    for (let start = from; start < from + n; start += 5000) {
-      const pipeline = redis.pipeline();
-      for (let i = start; i < Math.min(from + n, start + 5000); i++) {
-        pipeline.xadd(
-          stream,
-          '*',
-          ...entryFields({
-            id: `${prefix}-${i}`,
-            type: 'bench.event',
-            source: '/bench',
-            subject: `s-${i % 1000}`,
-            time,
-            seq: i + 1,
-            data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
-          }),
-        );
-      }
-      await pipeline.exec();
-    }
+    await appendEntries(
+      redis,
+      stream,
+      from,
+      n,
+      (i) => ({
+        id: `${prefix}-${i}`,
+        type: 'bench.event',
+        source: '/bench',
+        subject: `s-${i % 1000}`,
+        time,
+        seq: i + 1,
+        data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
+      }),
+      5000,
+    );
   }
 
   async function drained(stream: string, timeoutMs: number): Promise<void> {
@@ -374,7 +369,7 @@ export async function runPersistScenario(
           row = await measure(
             name,
             async () => {
-              await fill(stream, events, tag);
+              await fillFrom(stream, 0, events, tag);
               await drained(stream, 600_000);
               return events;
             },
@@ -500,7 +495,7 @@ export async function runPersistScenario(
       const stream = `bench:catchup:${runId}`;
       const dbName = `bench_${runId}_d`;
       ui.phase(`(d) catch-up: filling ${BACKLOG} entries`);
-      await fill(stream, BACKLOG, 'd');
+      await fillFrom(stream, 0, BACKLOG, 'd');
       const persist = spawnNode('dist/functions/host/main.js', {
         STREAM_KEY: stream,
         MONGODB_DB: dbName,
@@ -535,7 +530,10 @@ export async function runPersistScenario(
         { PERSIST_WORKERS: String(opts.replicas) },
         `${PUSH_EVENTS} events, PERSIST_WORKERS=${opts.replicas}`,
         async (metricsUrl) => {
-          budget = gaugeOf(await scrapeText(metricsUrl), 'spillway_persist_write_budget_per_sec');
+          budget = sampleValue(
+            await scrapeText(metricsUrl, 1000),
+            'spillway_persist_write_budget_per_sec',
+          );
           if (Number.isFinite(budget)) return true;
           warnings.push(
             '(e) skipped: persist exports no spillway_persist_write_budget_per_sec (no shared write budget)',
@@ -564,7 +562,7 @@ export async function runPersistScenario(
       const dbName = `bench_${runId}_adaptive`;
       const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName);
       const original = iopsLimit(group) ?? 100;
-      const restore = () => setIopsLimit(group, original);
+      const restore = () => setBlkioIops(group, original);
       process.once('exit', restore);
       const recorder = new MetricsRecorder();
       const sampler = sampleServerWrites({
@@ -583,7 +581,7 @@ export async function runPersistScenario(
         let next = 1;
         let phaseEnd = 0;
         for (const phase of opts.adaptive) {
-          setIopsLimit(group, phase.iops);
+          setBlkioIops(group, phase.iops);
           ui.phase(`adaptive run: database at ${phase.iops} IOPS for ${phase.seconds} s`);
           phaseEnd += phase.seconds;
           while (clock() - t0 < phaseEnd * 1000) {
@@ -594,7 +592,7 @@ export async function runPersistScenario(
               fed = due;
             }
             if (clock() - t0 >= next * 1000) {
-              recorder.add(clock(), [await scrapeText(metricsUrl)]);
+              recorder.add(clock(), [await scrapeText(metricsUrl, 1000)]);
               ticks.push({ atMs: clock(), iops: iopsLimit(group) ?? Number.NaN });
               next++;
             }
@@ -610,8 +608,8 @@ export async function runPersistScenario(
           'histogram_quantile(0.99, sum by (le) (rate(spillway_persist_write_latency_seconds_bucket[1500ms])))',
           recorder.store,
         );
-        const budgetNow = gaugeOf(
-          await scrapeText(metricsUrl),
+        const budgetNow = sampleValue(
+          await scrapeText(metricsUrl, 1000),
           'spillway_persist_write_budget_per_sec',
         );
         const valueAt = (series: typeof rate, t: number) =>
@@ -707,18 +705,4 @@ export function persistText(result: PersistResult): string {
   if (result.warnings.length > 0) lines.push('', ...result.warnings.map((w) => `WARNING: ${w}`));
   if (!result.full) lines.push('', 'NOTE: shortened run: not a full benchmark.');
   return lines.join('\n');
-}
-
-async function scrapeText(url: string): Promise<string> {
-  try {
-    return await (await fetch(url, { signal: AbortSignal.timeout(1000) })).text();
-  } catch {
-    return '';
-  }
-}
-
-/** A gauge's value in a Prometheus text (NaN when absent). */
-function gaugeOf(text: string, name: string): number {
-  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
-  return match ? Number(match[1]) : Number.NaN;
 }

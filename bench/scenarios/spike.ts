@@ -33,6 +33,7 @@ import {
   ioServiced,
   runVuRunner,
   type ScenarioUi,
+  scrapeText,
   servicesEnv,
   sleep,
   tuneMachine,
@@ -146,14 +147,6 @@ export interface SpikeResult {
   /** Both functions' metrics, scraped every second: the dashboard's input. */
   metrics: SeriesStore;
   warnings: string[];
-}
-
-async function scrape(url: string): Promise<string> {
-  try {
-    return await (await fetch(url, { signal: AbortSignal.timeout(900) })).text();
-  } catch {
-    return '';
-  }
 }
 
 /** Write commands the server had counted at `atMs` (the last sample read by then). */
@@ -333,8 +326,8 @@ export async function runSpikeScenario(
     const atMs = performance.timeOrigin + performance.now();
     const [backlog, ingestText, persistText] = await Promise.all([
       redis.xlen(streamKey).catch(() => null),
-      scrape(ingestMetrics),
-      scrape(persistMetrics),
+      scrapeText(ingestMetrics, 900),
+      scrapeText(persistMetrics, 900),
     ]);
     recorder.add(atMs, [ingestText, persistText]);
     ticks.push({

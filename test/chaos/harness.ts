@@ -6,7 +6,7 @@
  * processes, and the checks that nothing acknowledged was lost.
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -16,6 +16,7 @@ import { type EventId, eventId } from '../../functions/shared/document.js';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
 import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry } from '../../scripts/processes.js';
+import { setBlkioIops } from '../../scripts/services-env.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -75,12 +76,7 @@ export class ChaosServices {
   setDbIops(iops: number): void {
     const cgroup = this.urls.DB_BLKIO_CGROUP;
     if (!cgroup) throw new Error('the database runs without a blkio group: cannot change its IOPS');
-    for (const file of ['blkio.throttle.write_iops_device', 'blkio.throttle.read_iops_device']) {
-      const path = join(cgroup, file);
-      const device = readFileSync(path, 'utf8').trim().split(/\s+/)[0];
-      if (!device) throw new Error(`${path} names no device`);
-      writeFileSync(path, `${device} ${iops}\n`);
-    }
+    setBlkioIops(cgroup, iops);
   }
 }
 

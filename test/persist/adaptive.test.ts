@@ -6,17 +6,18 @@
  * the rate climbs back to the budget. Nothing is lost, and the budget holds at
  * the server throughout.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { entryFields } from '../../functions/shared/entry.js';
-import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { parsePromText, sampleValue } from '../../bench/prom-text.js';
+import { busiestSecond } from '../../scripts/db-writes.js';
+import { setBlkioIops } from '../../scripts/services-env.js';
+import { appendEntries } from '../../scripts/stream-fill.js';
 import {
   type FunctionProcess,
   metricsOf,
   mongoUrl,
   redisClient,
+  sampleDbWrites,
   startFunction,
   startRelay,
   unique,
@@ -33,11 +34,7 @@ let mongo: MongoClient;
 
 function setIops(iops: number): void {
   if (!cgroup) throw new Error('the database runs without a blkio group (DB_BLKIO_CGROUP)');
-  for (const file of ['blkio.throttle.write_iops_device', 'blkio.throttle.read_iops_device']) {
-    const path = join(cgroup, file);
-    const device = readFileSync(path, 'utf8').trim().split(/\s+/)[0];
-    writeFileSync(path, `${device} ${iops}\n`);
-  }
+  setBlkioIops(cgroup, iops);
 }
 
 beforeAll(async () => {
@@ -59,13 +56,12 @@ interface Reading {
 }
 
 function read(text: string, atMs: number): Reading {
-  const rate = Number(/^spillway_persist_write_rate_per_sec (\S+)/m.exec(text)?.[1]);
-  const batchLimit = Number(/^spillway_persist_batch_limit_docs (\S+)/m.exec(text)?.[1]);
+  const rate = sampleValue(text, 'spillway_persist_write_rate_per_sec');
+  const batchLimit = sampleValue(text, 'spillway_persist_batch_limit_docs');
   const buckets = new Map<number, number>();
-  for (const m of text.matchAll(
-    /^spillway_persist_write_latency_seconds_bucket\{le="([^"]+)"\} (\d+)/gm,
-  ))
-    buckets.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
+  for (const { name, labels, value } of parsePromText(text))
+    if (name === 'spillway_persist_write_latency_seconds_bucket' && labels.le !== undefined)
+      buckets.set(labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(labels.le), value);
   return { atMs, rate, batchLimit, buckets };
 }
 
@@ -93,11 +89,7 @@ describe('the write budget adapts to the disk', () => {
     };
     const procs: FunctionProcess[] = [];
     const readings: Reading[] = [];
-    const sampler = sampleServerWrites({
-      mongodbUrl: mongoUrl(),
-      metricsUrl: process.env.DB_METRICS_URL,
-      intervalMs: 50,
-    });
+    const sampler = sampleDbWrites(50);
     let added = 0;
     let feeding = true;
     try {
@@ -118,22 +110,24 @@ describe('the write budget adapts to the disk', () => {
         const started = performance.now();
         while (feeding) {
           const due = Math.floor(((performance.now() - started) / 1000) * EVENTS_PER_SEC);
-          const pipeline = redis.pipeline();
-          for (; added < due; added++)
-            pipeline.xadd(
-              stream,
-              '*',
-              ...entryFields({
-                id: `a-${added}`,
-                type: 't',
-                source: '/adaptive',
-                subject: '',
-                time,
-                seq: added + 1,
-                data: '{"payload":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}',
-              }),
-            );
-          await pipeline.exec();
+          // All that is due in one pipeline.
+          await appendEntries(
+            redis,
+            stream,
+            added,
+            due - added,
+            (i) => ({
+              id: `a-${i}`,
+              type: 't',
+              source: '/adaptive',
+              subject: '',
+              time,
+              seq: i + 1,
+              data: '{"payload":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}',
+            }),
+            Number.POSITIVE_INFINITY,
+          );
+          added = due;
           await new Promise((r) => setTimeout(r, 20));
         }
       })();

@@ -6,13 +6,14 @@
 import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { maxWritesPerSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { maxWritesPerSecond } from '../../scripts/db-writes.js';
 import {
   type FunctionProcess,
   metricsOf,
   mongoUrl,
   postMany,
   redisClient,
+  sampleDbWrites,
   startFunction,
   startRelay,
   unique,
@@ -52,11 +53,7 @@ describe('persist keeps to its write budget during a burst', () => {
     procs.push(
       await startRelay({ ...env, PERSIST_URL: `${persist.url}/`, RELAY_CONSUMERS: '300' }),
     );
-    const sampler = sampleServerWrites({
-      mongodbUrl: mongoUrl(),
-      metricsUrl: process.env.DB_METRICS_URL,
-      intervalMs: 25,
-    });
+    const sampler = sampleDbWrites(25);
     const n = 20_000;
     await postMany(ingest.url, n, 128, (i) => ({
       type: 'burst',

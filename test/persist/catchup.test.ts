@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventId } from '../../functions/shared/document.js';
-import { entryFields } from '../../functions/shared/entry.js';
+import { appendEntries } from '../../scripts/stream-fill.js';
 import {
   type FunctionProcess,
   metricsOf,
@@ -47,25 +47,22 @@ describe('catch-up drains a backlog with the relay stopped', () => {
 
     const n = 200_000;
     const time = new Date().toISOString();
-    for (let start = 0; start < n; start += 5000) {
-      const pipeline = redis.pipeline();
-      for (let i = start; i < start + 5000; i++) {
-        pipeline.xadd(
-          stream,
-          '*',
-          ...entryFields({
-            id: `ev-${i}`,
-            type: 'backlog',
-            source: '/fill',
-            subject: `s-${i % 100}`,
-            time,
-            seq: Math.floor(i / 100) + 1,
-            data: JSON.stringify({ i }),
-          }),
-        );
-      }
-      await pipeline.exec();
-    }
+    await appendEntries(
+      redis,
+      stream,
+      0,
+      n,
+      (i) => ({
+        id: `ev-${i}`,
+        type: 'backlog',
+        source: '/fill',
+        subject: `s-${i % 100}`,
+        time,
+        seq: Math.floor(i / 100) + 1,
+        data: JSON.stringify({ i }),
+      }),
+      5000,
+    );
     expect(await redis.xlen(stream)).toBe(n);
 
     persist = await startFunction('persist', env);

@@ -10,15 +10,17 @@
 import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { entryFields } from '../../functions/shared/entry.js';
+import { sampleValue } from '../../bench/prom-text.js';
 import { catchupCursorKey } from '../../functions/shared/redis/keys.js';
-import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import { busiestSecond } from '../../scripts/db-writes.js';
+import { appendEntries } from '../../scripts/stream-fill.js';
 import { hostWorkers } from '../chaos/harness.js';
 import {
   type FunctionProcess,
   metricsOf,
   mongoUrl,
   redisClient,
+  sampleDbWrites,
   startFunction,
   unique,
   waitFor,
@@ -37,27 +39,25 @@ afterAll(async () => {
   await mongo.close();
 });
 
-/** Appends `n` events to the stream, as fast as Redis takes them. */
+/** Appends `n` events to the stream, as fast as Redis takes them (2,000 per pipeline). */
 async function burst(stream: string, n: number, prefix: string): Promise<void> {
   const time = new Date().toISOString();
-  for (let start = 0; start < n; start += 2000) {
-    const pipeline = redis.pipeline();
-    for (let i = start; i < Math.min(n, start + 2000); i++)
-      pipeline.xadd(
-        stream,
-        '*',
-        ...entryFields({
-          id: `${prefix}-${i}`,
-          type: 'burst',
-          source: '/replicas',
-          subject: `s-${i % 100}`,
-          time,
-          seq: i + 1,
-          data: JSON.stringify({ i }),
-        }),
-      );
-    await pipeline.exec();
-  }
+  await appendEntries(
+    redis,
+    stream,
+    0,
+    n,
+    (i) => ({
+      id: `${prefix}-${i}`,
+      type: 'burst',
+      source: '/replicas',
+      subject: `s-${i % 100}`,
+      time,
+      seq: i + 1,
+      data: JSON.stringify({ i }),
+    }),
+    2000,
+  );
 }
 
 /**
@@ -81,11 +81,7 @@ async function drain(workers: number) {
     LOG_LEVEL: 'info',
   };
   let persist: FunctionProcess | undefined;
-  const sampler = sampleServerWrites({
-    mongodbUrl: mongoUrl(),
-    metricsUrl: process.env.DB_METRICS_URL,
-    intervalMs: 25,
-  });
+  const sampler = sampleDbWrites(25);
   try {
     persist = await startFunction('persist', env);
     const running = persist;
@@ -107,7 +103,7 @@ async function drain(workers: number) {
     const seconds = (performance.now() - started) / 1000;
     const stored = await events.countDocuments();
     const metrics = await metricsOf(running);
-    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(metrics)?.[1]);
+    const value = (name: string) => sampleValue(metrics, name);
     const batches = {
       writes: value('spillway_persist_batch_docs_count'),
       meanDocs:
