@@ -121,11 +121,15 @@ async function drain(workers: number) {
 
 describe('one write budget shared by three persist replicas', () => {
   it(`keeps the server at ${BUDGET} write commands a second and drains as fast as one process`, async () => {
-    // Alternated, best of two each: the machine's noise falls on both alike.
-    const ones = [await drain(1)];
-    const threes = [await drain(3)];
-    ones.push(await drain(1));
-    threes.push(await drain(3));
+    // Alternated, best of three each: the machine's noise falls on both alike (a
+    // burst drains in about 25 writes of half a second on this disk, so two or
+    // three writes more or less, as the chunks happen to fall, are 10 %).
+    const ones: Awaited<ReturnType<typeof drain>>[] = [];
+    const threes: Awaited<ReturnType<typeof drain>>[] = [];
+    for (let round = 0; round < 3; round++) {
+      ones.push(await drain(1));
+      threes.push(await drain(3));
+    }
     const fastest = <T extends { seconds: number }>(runs: T[]) =>
       runs.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
     const one = fastest(ones);
