@@ -12,7 +12,14 @@
  */
 /** What the committer writes under: one write command at a time, within a budget. */
 export interface WriteBudget {
-  run<T>(write: () => Promise<T>): Promise<T>;
+  /**
+   * Runs one write command under the budget. `answered` tells from the write's
+   * result whether the database answered it (a write that throws did not); the
+   * budget may adapt to it.
+   */
+  run<T>(write: () => Promise<T>, answered?: (result: T) => boolean): Promise<T>;
+  /** The largest batch for the next write, when the budget keeps one for every writer of the database. */
+  readonly batchLimit?: number;
 }
 
 export class TokenBucket implements WriteBudget {

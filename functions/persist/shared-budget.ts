@@ -19,6 +19,12 @@
  * a waiting replica asks again every spacing (1010/rate ms): at most `rate` small
  * script calls a second per waiting replica.
  *
+ * The largest batch is kept there too (when maxBatchDocs is given): halved by a
+ * slow or failed write, at most once a second, grown back by fast ones, from the
+ * writes of every replica. A replica forms its batch before it takes the lease,
+ * so it uses the figure of its own last budget call (one write old at most
+ * while it waits for the lease, since every ask returns it).
+ *
  * Fallback: when Redis does not answer a budget call within redisTimeoutMs
  * (connection down, command error, timeout), the process falls back to a local
  * TokenBucket at ceiling / maxReplicas, logs it once, probes Redis in the
@@ -60,6 +66,7 @@ export type BudgetMode = 'shared' | 'local';
 export interface BudgetWrite {
   /** From the write's start to its answer (or its error). */
   latencyMs: number;
+  /** The database answered it (see WriteBudget.run's `answered`). */
   ok: boolean;
   /** The budget this write was made under. */
   mode: BudgetMode;
@@ -85,6 +92,8 @@ export interface SharedBudgetOptions {
   maxReplicas: number;
   /** How long a lease lasts without renewal; the others stall at most this long after a holder dies. Default 3000. */
   leaseMs?: number;
+  /** MAX_BATCH_DOCS: with it, the largest batch is adapted in Redis for every replica (batchLimit). */
+  maxBatchDocs?: number;
   /** How long a write waits on any one Redis call before falling back. Default 500. */
   redisTimeoutMs?: number;
   log: BudgetLogger;
@@ -98,16 +107,20 @@ class RedisUnavailable extends Error {
   override name = 'RedisUnavailable';
 }
 
-/** Runs one write and then `after` with its latency and whether it succeeded (also when it throws). */
+/**
+ * Runs one write and then `after` with its latency and whether the database
+ * answered it (also when it throws: then it did not).
+ */
 async function timed<T>(
   write: () => Promise<T>,
+  answered: ((result: T) => boolean) | undefined,
   after: (latencyMs: number, ok: boolean) => void,
 ): Promise<T> {
   const started = performance.now();
   let ok = false;
   try {
     const result = await write();
-    ok = true;
+    ok = answered === undefined || answered(result);
     return result;
   } finally {
     after(performance.now() - started, ok);
@@ -121,6 +134,9 @@ export class SharedBudget {
   private readonly floor: number;
   private readonly targetMs: number;
   private readonly maxReplicas: number;
+  private readonly maxBatchDocs: number | undefined;
+  /** The largest batch as the budget's last answer gave it (with maxBatchDocs). */
+  private sharedBatch: number | undefined;
   private readonly leaseMs: number;
   private readonly timeoutMs: number;
   private readonly log: BudgetLogger;
@@ -161,6 +177,12 @@ export class SharedBudget {
     this.floor = options.floor;
     this.targetMs = options.targetMs;
     this.maxReplicas = options.maxReplicas;
+    if (
+      options.maxBatchDocs !== undefined &&
+      !(Number.isInteger(options.maxBatchDocs) && options.maxBatchDocs >= 1)
+    )
+      throw new RangeError('maxBatchDocs must be an integer of at least 1');
+    this.maxBatchDocs = options.maxBatchDocs;
     this.leaseMs = leaseMs;
     this.timeoutMs = timeoutMs;
     this.log = options.log;
@@ -175,6 +197,15 @@ export class SharedBudget {
   /** Writes per second allowed now: the shared rate, or this process's share while cut off. */
   get rate(): number {
     return this.currentMode === 'shared' ? this.sharedRate : this.localRate;
+  }
+
+  /**
+   * The largest batch for every replica, as the budget last answered (with
+   * maxBatchDocs, while the budget is shared and has answered; else undefined,
+   * and the caller keeps its own).
+   */
+  get batchLimit(): number | undefined {
+    return this.currentMode === 'shared' ? this.sharedBatch : undefined;
   }
 
   /** The last write's latency in ms (undefined before the first write). */
@@ -221,7 +252,7 @@ export class SharedBudget {
    * write's latency. Resolves (or rejects) with the write's outcome as soon as it
    * is answered; the release follows, and this process's next write waits for it.
    */
-  async run<T>(write: () => Promise<T>): Promise<T> {
+  async run<T>(write: () => Promise<T>, answered?: (result: T) => boolean): Promise<T> {
     const previous = this.chain;
     let done!: () => void;
     this.chain = new Promise<void>((resolve) => {
@@ -242,16 +273,21 @@ export class SharedBudget {
         }
         if (granted) {
           handedOver = true;
-          return await this.runShared(owner, write, done);
+          return await this.runShared(owner, write, answered, done);
         }
       }
-      return await this.runLocal(write);
+      return await this.runLocal(write, answered);
     } finally {
       if (!handedOver) done();
     }
   }
 
-  private async runShared<T>(owner: string, write: () => Promise<T>, done: () => void): Promise<T> {
+  private async runShared<T>(
+    owner: string,
+    write: () => Promise<T>,
+    answered: ((result: T) => boolean) | undefined,
+    done: () => void,
+  ): Promise<T> {
     let lost = false;
     const renewal = setInterval(() => {
       this.call('renew', owner, this.leaseMs).then(
@@ -267,17 +303,20 @@ export class SharedBudget {
         () => undefined,
       );
     }, this.leaseMs / 3);
-    return timed(write, (latencyMs, ok) => {
+    return timed(write, answered, (latencyMs, ok) => {
       clearInterval(renewal);
       // The release goes on after the result is returned; the next write waits for it.
       void this.release(owner, latencyMs, ok).finally(done);
     });
   }
 
-  private async runLocal<T>(write: () => Promise<T>): Promise<T> {
+  private async runLocal<T>(
+    write: () => Promise<T>,
+    answered: ((result: T) => boolean) | undefined,
+  ): Promise<T> {
     const bucket = this.local;
     await bucket.take();
-    return timed(write, (latencyMs, ok) => {
+    return timed(write, answered, (latencyMs, ok) => {
       bucket.completed();
       this.wrote(latencyMs, ok, 'local');
     });
@@ -286,8 +325,16 @@ export class SharedBudget {
   /** Loops until the lease is granted; throws when Redis does not answer in time. */
   private async acquire(owner: string): Promise<true> {
     for (;;) {
-      const reply = await this.call('acquire', owner, this.leaseMs, this.ceilingPerSec, this.floor);
+      const reply = await this.call(
+        'acquire',
+        owner,
+        this.leaseMs,
+        this.ceilingPerSec,
+        this.floor,
+        ...this.batchArgs(),
+      );
       this.sharedRate = Number(reply[1]);
+      this.keepBatch(reply[3]);
       if (reply[0] === 1) return true;
       const wait = Number(reply[2]);
       // A little jitter, so replicas waiting for the same moment do not always arrive in the same order.
@@ -307,8 +354,10 @@ export class SharedBudget {
         this.targetMs,
         this.ceilingPerSec,
         this.floor,
+        ...this.batchArgs(),
       );
       this.sharedRate = Number(reply[0] === 1 ? reply[1] : reply[2]);
+      this.keepBatch(reply[3]);
       if (reply[0] !== 1)
         this.log.warn(
           { key: this.key, latencyMs: Math.round(latencyMs) },
@@ -319,6 +368,15 @@ export class SharedBudget {
       this.fallBack(error);
     }
     this.wrote(latencyMs, ok, 'shared');
+  }
+
+  /** The script's optional last argument: this replica's MAX_BATCH_DOCS. */
+  private batchArgs(): number[] {
+    return this.maxBatchDocs === undefined ? [] : [this.maxBatchDocs];
+  }
+
+  private keepBatch(value: string | number | undefined): void {
+    if (this.maxBatchDocs !== undefined && value !== undefined) this.sharedBatch = Number(value);
   }
 
   private wrote(latencyMs: number, ok: boolean, mode: BudgetMode): void {
@@ -406,8 +464,9 @@ export class SharedBudget {
     if (this.probing || this.currentMode === 'shared' || this.closed) return;
     this.probing = true;
     try {
-      const reply = await this.call('state', this.ceilingPerSec, this.floor);
+      const reply = await this.call('state', this.ceilingPerSec, this.floor, ...this.batchArgs());
       if (reply[3] !== '') this.sharedRate = Number(reply[3]);
+      this.keepBatch(reply[4]);
       if (this.currentMode === 'local') {
         this.currentMode = 'shared';
         clearInterval(this.probeTimer);

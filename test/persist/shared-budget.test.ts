@@ -246,6 +246,48 @@ describe('shared write budget', () => {
       expect(rate).toBe(200);
       expect(clock() - climbing).toBeGreaterThan(8000);
     });
+    it('keeps the largest batch for every caller that passes maxBatch: halved when slow or failed (once a second), grown by maxBatch / 50 when fast', async () => {
+      const key = writeBudgetKey(unique('edge-batch'));
+      const cycle = async (owner: string, latency: number, ok: 0 | 1, maxBatch = 1000) => {
+        let granted: Reply;
+        for (;;) {
+          granted = await redis.writeBudget(key, 'acquire', owner, 1000, 50, 10, maxBatch);
+          if (granted[0] === 1) break;
+          await sleep(Number(granted[2]));
+        }
+        const released = await redis.writeBudget(
+          key,
+          'release',
+          owner,
+          latency,
+          ok,
+          100,
+          50,
+          10,
+          maxBatch,
+        );
+        return { granted: granted[3], released: released[3] };
+      };
+      // A new budget: the caller's maxBatch.
+      expect(await cycle('a', 10, 1)).toEqual({ granted: 1000, released: 1000 });
+      // Slow (one caller), then the other caller sees the halved figure at once.
+      expect((await cycle('a', 150, 1)).released).toBe(500);
+      expect(await cycle('b', 150, 1)).toEqual({ granted: 500, released: 500 }); // within the second
+      expect((await cycle('b', 10, 1)).released).toBe(520); // fast: + 1000 / 50
+      await sleep(1000);
+      expect((await cycle('a', 10, 0)).released).toBe(260); // failed, however fast
+      // A caller with a smaller maxBatch gets at most its own; the floor is min(10, maxBatch).
+      expect((await cycle('c', 10, 1, 100)).granted).toBe(100);
+      for (let i = 0; i < 4; i++) {
+        await sleep(1000);
+        await cycle('a', 150, 1);
+      }
+      expect((await cycle('a', 150, 1)).granted).toBe(10);
+      // Without maxBatch the replies are as before: no batch in them.
+      const plain = await redis.writeBudget(key, 'state', 50, 10);
+      expect(plain).toHaveLength(4);
+      expect((await redis.writeBudget(key, 'state', 50, 10, 1000))[4]).toBe(10);
+    });
   });
 
   describe('replicas in separate processes', () => {
@@ -524,6 +566,34 @@ describe('shared write budget', () => {
         spacing(20) - CLOCK_SLACK_MS,
       );
       expect(timeline.loweredMostAnswers).toBeLessThanOrEqual(20);
+    });
+
+    it('counts a write the database did not answer as failed, and shares the largest batch between replicas', async () => {
+      const key = writeBudgetKey(unique('answered'));
+      const { log } = memoryLog();
+      const writes: BudgetWrite[] = [];
+      const one = new SharedBudget(
+        options(key, log, { maxBatchDocs: 400, onWrite: (w) => writes.push(w) }),
+      );
+      const other = new SharedBudget(options(key, log, { maxBatchDocs: 400 }));
+      // Before any budget call the replica has no shared figure (the committer keeps its own).
+      expect(one.batchLimit).toBeUndefined();
+      // The write resolves, but with an outcome that says the database did not answer.
+      const verdict = await one.run(
+        async () => ({ kind: 'unavailable' }),
+        (v) => v.kind !== 'unavailable',
+      );
+      expect(verdict).toEqual({ kind: 'unavailable' });
+      await one.run(async () => 'fast');
+      await one.close();
+      expect(writes.map((w) => w.ok)).toEqual([false, true]);
+      expect(writes[0]?.rate).toBe(28); // 40 × 0.7: the failure cut the rate
+      // The failure halved the batch (400 → 200), the fast write added 400 / 50.
+      expect(one.batchLimit).toBe(208);
+      // The other replica writes its next batch under the same figure.
+      await other.run(async () => 'x');
+      await other.close();
+      expect(other.batchLimit).toBe(216);
     });
 
     it('releases a write that throws (as failed) and rethrows', async () => {

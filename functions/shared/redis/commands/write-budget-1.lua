@@ -18,6 +18,14 @@
   answer (latency + spacing per write, across all replicas); the committer makes
   up for it with bigger batches.
 
+  The largest batch is the database's too, kept here beside the rate when callers
+  pass their MAX_BATCH_DOCS (maxBatch): a write slower than the target (or failed)
+  halves it, at most once a second, down to min(10, maxBatch); a fast one adds
+  maxBatch / 50 back. One figure for every replica, adapted from every replica's
+  writes, so three replicas batch as one process would: each replica's own
+  batches, adapted only from its own writes, would shrink and recover at random
+  with how the slow writes fall among them.
+
   Step by step:
     1. now = TIME in ms. The rate is min(stored rate, ceiling of this caller),
        at least floor: a lowered ceiling takes effect at once.
@@ -55,12 +63,12 @@
     ARGV[1] operation                acquire | renew | release | cancel | state
 
     acquire: ARGV[2] owner (unique per write), ARGV[3] leaseMs, ARGV[4] ceiling
-             (writes/s), ARGV[5] floor (writes/s)
+             (writes/s), ARGV[5] floor (writes/s), ARGV[6] maxBatch (optional, docs)
     renew:   ARGV[2] owner, ARGV[3] leaseMs
     release: ARGV[2] owner, ARGV[3] latencyMs, ARGV[4] ok (1 | 0), ARGV[5] targetMs,
-             ARGV[6] ceiling, ARGV[7] floor
+             ARGV[6] ceiling, ARGV[7] floor, ARGV[8] maxBatch (optional, docs)
     cancel:  ARGV[2] owner
-    state:   ARGV[2] ceiling, ARGV[3] floor
+    state:   ARGV[2] ceiling, ARGV[3] floor, ARGV[4] maxBatch (optional, docs)
 
   Output (rates are strings: Redis would truncate a Lua number to an integer):
     acquire: {1, rate, leaseMs}       granted: write now, renew before leaseMs
@@ -69,11 +77,13 @@
              {0, 'not holder'}        the lease ended and is someone else's (or no one's)
     release: {1, rate, waitMs}        released; the next write may start in waitMs
              {0, 'not holder', rate}  refused
+    With maxBatch, acquire, release and state add the largest batch (docs) as a last element.
     cancel:  {1} given back | {0} not the holder
     state:   {holder or '', leaseLeftMs, waitMs, rate or ''}   ('' when no budget yet)
 
   Hash fields: holder, until (lease end, ms), done (last answer, ms), rate,
-  cut (last decrease, ms), grew (last change, ms).
+  cut (last decrease, ms), grew (last change, ms), batch (largest batch, docs),
+  bcut (its last decrease, ms).
 ]]
 local key = KEYS[1]
 local op = ARGV[1]
@@ -90,7 +100,7 @@ local function fmt(rate)
 end
 
 local function load()
-  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut', 'grew')
+  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut', 'grew', 'batch', 'bcut')
   return {
     holder = v[1] or '',
     untilMs = tonumber(v[2]) or 0,
@@ -98,7 +108,16 @@ local function load()
     rate = tonumber(v[4]),
     cut = tonumber(v[5]) or 0,
     grew = tonumber(v[6]),
+    batch = tonumber(v[7]),
+    bcut = tonumber(v[8]) or 0,
   }
+end
+
+-- The largest batch for a caller whose MAX_BATCH_DOCS is maxBatch (nil: none kept).
+local function batchFor(s, maxBatch)
+  if maxBatch == nil then return nil end
+  if s.batch == nil or s.batch > maxBatch then return maxBatch end
+  return s.batch
 end
 
 local function bounded(rate, ceiling, floor)
@@ -111,6 +130,7 @@ end
 local function save(s)
   redis.call('HSET', key, 'holder', s.holder, 'until', s.untilMs, 'done', s.done,
     'rate', s.rate, 'cut', s.cut, 'grew', s.grew or 0)
+  if s.batch ~= nil then redis.call('HSET', key, 'batch', s.batch, 'bcut', s.bcut) end
   redis.call('PEXPIRE', key, TTL_MS)
 end
 
@@ -118,6 +138,7 @@ if op == 'acquire' then
   local owner, leaseMs = ARGV[2], tonumber(ARGV[3])
   local s = load()
   s.rate = bounded(s.rate, tonumber(ARGV[4]), tonumber(ARGV[5]))
+  local batch = batchFor(s, tonumber(ARGV[6]))
   local spacing = SLACK / s.rate
   if s.done == nil then s.done = now end
   if s.holder ~= '' and s.untilMs <= now then
@@ -133,10 +154,10 @@ if op == 'acquire' then
     s.holder = owner
     s.untilMs = now + leaseMs
     save(s)
-    return {1, fmt(s.rate), leaseMs}
+    return {1, fmt(s.rate), leaseMs, batch}
   end
   save(s)
-  return {0, fmt(s.rate), math.max(1, math.ceil(wait))}
+  return {0, fmt(s.rate), math.max(1, math.ceil(wait)), batch}
 end
 
 if op == 'renew' then
@@ -152,15 +173,27 @@ end
 if op == 'release' then
   local owner, latency, ok = ARGV[2], tonumber(ARGV[3]), ARGV[4]
   local target, ceiling, floor = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local maxBatch = tonumber(ARGV[8])
   local s = load()
   s.rate = bounded(s.rate, ceiling, floor)
   if s.done == nil or now > s.done then s.done = now end
   if s.holder ~= owner then
     save(s)
-    return {0, 'not holder', fmt(s.rate)}
+    return {0, 'not holder', fmt(s.rate), batchFor(s, maxBatch)}
   end
   if floor > ceiling then floor = ceiling end
-  if ok ~= '1' or latency > target then
+  local slow = ok ~= '1' or latency > target
+  if maxBatch ~= nil then
+    local batch = batchFor(s, maxBatch)
+    if not slow then
+      batch = math.min(maxBatch, batch + math.max(1, math.floor(maxBatch / 50)))
+    elseif now - s.bcut >= 1000 then
+      batch = math.max(math.min(10, maxBatch), math.floor(batch / 2))
+      s.bcut = now
+    end
+    s.batch = batch
+  end
+  if slow then
     if now - s.cut >= 1000 then
       s.rate = math.max(floor, s.rate * 0.7)
       s.cut = now
@@ -175,7 +208,7 @@ if op == 'release' then
   s.holder = ''
   s.untilMs = 0
   save(s)
-  return {1, fmt(s.rate), math.ceil(SLACK / s.rate)}
+  return {1, fmt(s.rate), math.ceil(SLACK / s.rate), batchFor(s, maxBatch)}
 end
 
 if op == 'cancel' then
@@ -195,7 +228,7 @@ if op == 'state' then
   if holder == '' and s.untilMs > done then done = s.untilMs end
   local wait = math.max(0, done + SLACK / rate - now)
   if holder ~= '' then wait = SLACK / rate end
-  return {holder, math.ceil(left), math.ceil(wait), fmt(rate)}
+  return {holder, math.ceil(left), math.ceil(wait), fmt(rate), batchFor(s, tonumber(ARGV[4]))}
 end
 
 return redis.error_reply('write budget: unknown operation ' .. tostring(op))
