@@ -84,7 +84,9 @@ export interface CommitterOptions {
   maxBatchDocs: number;
   /**
    * Writes slower than this (DB_LATENCY_TARGET_MS) halve the largest batch (at
-   * most once a second); faster ones let it grow back toward maxBatchDocs.
+   * most once a second); faster ones let it grow back toward maxBatchDocs. The
+   * budget's own figure (SharedBudget, the same rule over every replica's writes)
+   * wins while it has one.
    */
   latencyTargetMs: number;
   maxBatchBytes: number;
@@ -111,6 +113,8 @@ export class Committer {
   /** Entries given up for now, and when they may be tried again. */
   private readonly parked = new Map<string, number>();
   private wake: (() => void) | undefined;
+  /** Called once when the next batch is taken from the queue (whenTaken). */
+  private takenWaiters: Array<() => void> = [];
   private stopping = false;
   private abandoned = false;
   private inFlight: Item[] = [];
@@ -133,9 +137,9 @@ export class Committer {
     this.batchCap = options.maxBatchDocs;
   }
 
-  /** The largest batch the committer takes now (for metrics). */
+  /** The largest batch the committer takes now: the budget's, else this process's own. */
   get batchLimit(): number {
-    return this.batchCap;
+    return this.options.budget.batchLimit ?? this.batchCap;
   }
 
   /** Adapts the largest batch to a write's latency (AIMD, as the budget's rate). */
@@ -155,6 +159,25 @@ export class Committer {
     let retrying = 0;
     for (const retry of this.retries) retrying += retry.items.length;
     return this.queue.length - this.head + retrying;
+  }
+
+  /**
+   * Resolves when the next batch is taken from the queue (room for more), or
+   * after `timeoutMs` at the latest.
+   */
+  whenTaken(timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        // Gone from the list, so that waits while nothing is taken (a database down) do not pile up.
+        this.takenWaiters = this.takenWaiters.filter((waiter) => waiter !== done);
+        resolve();
+      }, timeoutMs);
+      this.takenWaiters.push(done);
+    });
   }
 
   /** The pull intake leaves alone what is held here or parked. */
@@ -253,16 +276,17 @@ export class Committer {
   private async run(): Promise<void> {
     while (!this.abandoned) {
       if (this.unforgotten.length > 0 && now() >= this.forgetDueAt) await this.retryForget();
-      const group = this.next();
-      if (!group) {
+      const next = this.next();
+      if (!next) {
         if (this.stopping && this.idle()) return;
         await this.idleWait();
         continue;
       }
       if (this.abandoned) return;
+      const group = next.items;
       this.inFlight = group;
       try {
-        await this.attempt(group);
+        await this.attempt(group, next.fresh);
       } catch (error) {
         // Nothing here is known to be committed: the whole group is tried again.
         this.failed(group, `unexpected: ${String((error as Error)?.stack ?? error)}`, 'unexpected');
@@ -285,17 +309,24 @@ export class Committer {
     this.wake = undefined;
   }
 
-  /** A retry that is due, else a fresh batch of everything queued (up to the caps). */
-  private next(): Item[] | undefined {
+  /**
+   * A retry that is due, else a fresh batch of everything queued (up to the
+   * caps; a fresh batch is topped up again when its write is granted).
+   */
+  private next(): { items: Item[]; fresh: boolean } | undefined {
     const t = now();
     const due = this.retries.findIndex((retry) => retry.dueAt <= t);
-    if (due !== -1) return this.retries.splice(due, 1)[0]?.items;
+    if (due !== -1) return { items: this.retries.splice(due, 1)[0]?.items ?? [], fresh: false };
     if (this.head >= this.queue.length) return undefined;
+    return { items: this.take(this.batchLimit, 0), fresh: true };
+  }
+
+  /** Takes queued items from the front, up to `count` and the byte cap (`bytes` already taken). */
+  private take(count: number, bytes: number): Item[] {
     const batch: Item[] = [];
-    let bytes = 0;
-    while (this.head < this.queue.length && batch.length < this.batchCap) {
+    while (this.head < this.queue.length && batch.length < count) {
       const item = this.queue[this.head] as Item;
-      if (batch.length > 0 && bytes + item.bytes > this.options.maxBatchBytes) break;
+      if ((batch.length > 0 || bytes > 0) && bytes + item.bytes > this.options.maxBatchBytes) break;
       this.head++;
       batch.push(item);
       bytes += item.bytes;
@@ -304,11 +335,40 @@ export class Committer {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
+    if (batch.length > 0) {
+      const waiters = this.takenWaiters;
+      this.takenWaiters = [];
+      for (const taken of waiters) taken();
+    }
     return batch;
   }
 
+  /**
+   * What arrived while a fresh batch waited for the budget, up to the largest
+   * batch: read from the stream like the rest (doorbells), events only (anything
+   * else goes back to the front of the queue). Deliveries whose entry is gone are
+   * answered at once.
+   */
+  private async topUp(items: Item[]): Promise<Item[]> {
+    const bytes = items.reduce((sum, item) => sum + item.bytes, 0);
+    const extra = this.take(this.batchLimit - items.length, bytes);
+    if (extra.length === 0) return [];
+    this.inFlight = [...this.inFlight, ...extra];
+    try {
+      // Takes the deliveries whose entry is gone out of `extra`.
+      this.settle(await this.openDoors(extra));
+    } catch {
+      // The stream cannot be read now: they wait for the next batch.
+      this.queue.splice(this.head, 0, ...extra);
+      return [];
+    }
+    const others = extra.filter((item) => item.work.kind !== 'event');
+    if (others.length > 0) this.queue.splice(this.head, 0, ...others);
+    return others.length > 0 ? extra.filter((item) => item.work.kind === 'event') : extra;
+  }
+
   /** One write attempt for a group: events first, then dead letters (another token). */
-  private async attempt(group: Item[]): Promise<void> {
+  private async attempt(group: Item[], fresh = false): Promise<void> {
     const started = now();
     const answered = await this.openDoors(group);
     const events = group.filter((item) => item.work.kind === 'event');
@@ -317,7 +377,7 @@ export class Committer {
     if (events.length > 0) {
       const persistedAt = new Date();
       for (const item of events) (item.work as EventWork).doc.persistedAt = persistedAt;
-      const outcome = await this.write(this.options.events, events, 'events');
+      const outcome = await this.write(this.options.events, events, 'events', fresh);
       committed.push(...outcome.committed);
       for (const [item, reason] of outcome.refused) {
         const fields = (item.work as EventWork).fields;
@@ -355,7 +415,7 @@ export class Committer {
     await this.forget(committed);
     this.settle(committed);
     this.options.metrics.batchDocs.observe(committed.length);
-    this.options.metrics.batchLimit.set(this.batchCap);
+    this.options.metrics.batchLimit.set(this.batchLimit);
     this.options.metrics.commitSeconds.observe((now() - started) / 1000);
     if (this.failing) {
       this.failing = false;
@@ -364,32 +424,58 @@ export class Committer {
   }
 
   /**
-   * One insertMany of the items' documents. Returns the committed items and those
-   * refused for their content; every other item is already rescheduled (retry,
-   * split or park).
+   * One insertMany of the items' documents, at most the largest batch as it is
+   * when the budget is granted: the batch was formed before (another replica's
+   * slow write may have cut the limit meanwhile), and what is over the limit is
+   * held back for the next write, with no attempt counted; a fresh batch under
+   * the limit is topped up with what was queued while it waited (the budget's
+   * wait is when a group commit grows). Returns the committed
+   * items and those refused for their content; every other item written is
+   * already rescheduled (retry, split or park).
    */
   private async write(
     collection: Collection<EventDocument> | Collection<DeadDocument>,
-    items: Item[],
+    group: Item[],
     name: 'events' | 'events_dead',
+    fresh = false,
   ): Promise<{ committed: Item[]; refused: Array<[Item, string]>; unavailable: boolean }> {
     this.options.metrics.writeCommands.inc({ collection: name });
-    // Every write command takes a token of the budget.
+    let items = group;
+    let kept = group.length;
+    // Every write command takes a token of the budget, and tells it whether the
+    // database answered (a refused document is an answer; a timeout is not).
+    const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
     const verdict: InsertVerdict = await this.options.budget.run(async () => {
+      kept = Math.min(group.length, this.batchLimit);
+      items = group.slice(0, kept);
+      if (fresh && items.length < this.batchLimit && !this.abandoned) {
+        const extra = await this.topUp(items);
+        const persistedAt =
+          (items[0]?.work as EventWork | undefined)?.doc.persistedAt ?? new Date();
+        for (const item of extra) (item.work as EventWork).doc.persistedAt = persistedAt;
+        items = [...items, ...extra];
+      }
       const started = now();
+      let verdict: InsertVerdict;
       try {
         await (collection as Collection<EventDocument | DeadDocument>).insertMany(
           items.map((item) => (item.work as EventWork | DeadWork).doc),
           { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
         );
-        this.adapt(now() - started, true);
-        return { kind: 'committed', duplicates: 0 };
+        verdict = { kind: 'committed', duplicates: 0 };
       } catch (error) {
-        const verdict = insertVerdict(error, items.length);
-        this.adapt(now() - started, verdict.kind !== 'unavailable');
-        return verdict;
+        verdict = insertVerdict(error, items.length);
       }
-    });
+      this.adapt(now() - started, answered(verdict));
+      return verdict;
+    }, answered);
+    const heldBack = group.slice(kept);
+    if (heldBack.length > 0) {
+      if (this.abandoned)
+        for (const item of heldBack)
+          this.reject(item, new DeadlineError('persist is shutting down; redeliver'));
+      else this.queue.splice(this.head, 0, ...heldBack);
+    }
     if (this.abandoned) return { committed: [], refused: [], unavailable: true };
     const result = {
       committed: [] as Item[],

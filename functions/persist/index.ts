@@ -49,6 +49,7 @@ const budget = new SharedBudget({
   floor: config.dbWriteOpsFloor,
   targetMs: config.dbLatencyTargetMs,
   maxReplicas: config.persistMaxReplicas,
+  maxBatchDocs: config.maxBatchDocs,
   log,
   onWrite: (write) => metrics.writeLatency.observe(write.latencyMs / 1000),
 });
@@ -73,14 +74,27 @@ const committer = new Committer({
 metrics.batchLimit.set(config.maxBatchDocs);
 const pull = new PullIntake(redis, committer, config, metrics, log);
 
+/** MongoDB's NamespaceExists: the collection is there already (made by an earlier start or another replica). */
+const NAMESPACE_EXISTS = 48;
+
 /**
- * The index of events_dead, once the database takes it. A database that is down
- * at start is no reason to exit: deliveries queue and are retried meanwhile.
+ * The events collection and the index of events_dead, once the database takes
+ * them. Made here rather than by the first batch: a database creates a collection
+ * on its first insert, which makes that write slow (a second or more on a small
+ * disk), and a slow write halves the batches of every replica for the writes
+ * after it. A database that is down at start is no reason to exit: deliveries
+ * queue and are retried meanwhile.
  */
-async function ensureIndexes(): Promise<void> {
+async function ensureCollections(): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      // Index creation is a write command too: it takes a token from the budget.
+      // Creating a collection or an index is a write command too: each takes the budget.
+      metrics.writeCommands.inc({ collection: EVENTS_COLLECTION });
+      await budget.run(() =>
+        db.createCollection(EVENTS_COLLECTION).catch((error: { code?: unknown }) => {
+          if (error?.code !== NAMESPACE_EXISTS) throw error;
+        }),
+      );
       metrics.writeCommands.inc({ collection: DEAD_COLLECTION });
       await budget.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
       return;
@@ -93,7 +107,7 @@ async function ensureIndexes(): Promise<void> {
 
 committer.start();
 pull.start();
-void ensureIndexes();
+void ensureCollections();
 log.info(
   {
     mongodb: redactUrl(config.mongodbUrl),

@@ -47,6 +47,8 @@ export class PullIntake {
   private sweepFrom: string | undefined;
   /** The last round claimed a chunk: the next comes at once. */
   private catchingUp = false;
+  /** The last round found the committer's queue full: the next waits for it to take a batch. */
+  private full = false;
 
   constructor(
     private readonly redis: Redis,
@@ -75,7 +77,11 @@ export class PullIntake {
           },
         )
         .finally(() => {
-          if (!this.stopped) this.timer = setTimeout(tick, this.catchingUp ? 20 : 250);
+          if (this.stopped) return;
+          // A full queue has room again only when the committer takes a batch:
+          // wait for that rather than asking Redis every 20 ms meanwhile.
+          if (this.full) void this.committer.whenTaken(250).then(tick);
+          else this.timer = setTimeout(tick, this.catchingUp ? 20 : 250);
         });
     };
     tick();
@@ -111,7 +117,8 @@ export class PullIntake {
     this.metrics.queued.set(this.committer.queued);
     // Keep about one batch queued: more would only wait in memory.
     const batch = this.committer.batchLimit;
-    if (this.committer.queued >= batch) return;
+    this.full = this.committer.queued >= batch;
+    if (this.full) return;
     const room = Math.min(this.config.pullChunkEntries, batch * 2 - this.committer.queued);
     const beyond = await this.beyondCursor(backlog);
     // Without a group no source reads the stream (it makes its group at `$` when it

@@ -1,18 +1,23 @@
 /**
  * The committer against a real database and a real Redis: a document the
- * database refuses is isolated into events_dead while the rest commit; a
+ * database refuses is isolated into events_dead while the rest commit; what
+ * arrives while a batch waits for the budget goes into that batch's write; a
  * database that does not answer commits nothing, acks nothing, deletes nothing.
  */
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenBucket } from '../../functions/persist/bucket.js';
+import { sampleValue } from '../../bench/prom-text.js';
+import { TokenBucket, type WriteBudget } from '../../functions/persist/bucket.js';
 import { Committer } from '../../functions/persist/committer.js';
 import { createPersistMetrics } from '../../functions/persist/metrics.js';
+import { SharedBudget } from '../../functions/persist/shared-budget.js';
 import { type DeadDocument, entryBytes, type Work, workOf } from '../../functions/persist/work.js';
 import type { EventDocument } from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
+import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
+import { sleep } from '../../functions/shared/time.js';
 import { mongoUrl, redisClient, unique } from '../helpers.js';
 
 const redis = redisClient();
@@ -25,7 +30,16 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-function committerFor(client: MongoClient, database: string, stream: string) {
+function committerFor(
+  client: MongoClient,
+  database: string,
+  stream: string,
+  {
+    budget = new TokenBucket(200) as WriteBudget,
+    registry = new Registry(),
+    maxBatchDocs = 1000,
+  } = {},
+) {
   const db = client.db(database);
   const committer = new Committer({
     events: db.collection<EventDocument>('events'),
@@ -33,8 +47,8 @@ function committerFor(client: MongoClient, database: string, stream: string) {
     redis,
     streamKey: stream,
     consumerGroup: 'spillway-persist',
-    budget: new TokenBucket(200),
-    maxBatchDocs: 1000,
+    budget,
+    maxBatchDocs,
     latencyTargetMs: 10_000,
     maxBatchBytes: 1024 * 1024,
     deliveryDeadlineMs: 20_000,
@@ -42,7 +56,7 @@ function committerFor(client: MongoClient, database: string, stream: string) {
     parkMs: 60_000,
     ping: () => db.command({ ping: 1 }),
     log: createLogger('test', 'silent'),
-    metrics: createPersistMetrics(new Registry()),
+    metrics: createPersistMetrics(registry),
   });
   committer.start();
   return committer;
@@ -98,6 +112,107 @@ describe('the committer', () => {
     } finally {
       await committer.stop(5000);
       await redis.del(stream);
+      await mongo.db(database).dropDatabase();
+    }
+  });
+
+  it('writes what was queued while a batch waited for the budget in that same write', async () => {
+    const stream = unique('test:topup');
+    const database = unique('t_topup').replace(/-/g, '_');
+    const registry = new Registry();
+    // Two writes a second: the first token comes about 505 ms after the start.
+    const committer = committerFor(mongo, database, stream, {
+      budget: new TokenBucket(2),
+      registry,
+    });
+    try {
+      const entries = await addEntries(stream, 100);
+      const first = entries[0] as [string, string[]];
+      const rest = entries.slice(1);
+      // One event: its batch of one is formed at once and waits for the token.
+      const deliveries = [
+        committer.submit(workOf(first[0], first[1]), first[0], entryBytes(first[1])),
+      ];
+      await sleep(100);
+      // Meanwhile 89 events and 10 doorbells arrive, and one doorbell for an entry
+      // that is not in the stream (persisted already): answered without a write.
+      rest.forEach(([streamId, fields], i) => {
+        deliveries.push(
+          i < 10
+            ? committer.submit({ kind: 'doorbell' }, streamId, 64)
+            : committer.submit(workOf(streamId, fields), streamId, entryBytes(fields)),
+        );
+      });
+      deliveries.push(committer.submit({ kind: 'doorbell' }, '1-1', 64));
+      await Promise.all(deliveries);
+      const text = await registry.metrics();
+      // One write of all 100.
+      expect(sampleValue(text, 'spillway_persist_batch_docs_count')).toBe(1);
+      expect(sampleValue(text, 'spillway_persist_batch_docs_sum')).toBe(100);
+      expect(sampleValue(text, 'spillway_persist_absent_entries_total')).toBe(1);
+      expect(await mongo.db(database).collection('events').countDocuments()).toBe(100);
+      expect(await redis.xlen(stream)).toBe(0);
+    } finally {
+      await committer.stop(5000);
+      await redis.del(stream);
+      await mongo.db(database).dropDatabase();
+    }
+  });
+
+  it('writes no more than the shared largest batch as it is at the grant, and the rest next', async () => {
+    const stream = unique('test:trim');
+    const database = unique('t_trim').replace(/-/g, '_');
+    const key = writeBudgetKey(database);
+    const registry = new Registry();
+    const shared = (targetMs: number) =>
+      new SharedBudget({
+        redis,
+        key,
+        ceiling: 50,
+        floor: 5,
+        targetMs,
+        maxReplicas: 2,
+        maxBatchDocs: 100,
+        log: createLogger('test', 'silent'),
+      });
+    // Another replica of the same database holds the budget with a slow write.
+    const other = shared(50);
+    let slowStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      slowStarted = resolve;
+    });
+    const slow = other.run(async () => {
+      slowStarted();
+      await sleep(300);
+    });
+    await started;
+    const committer = committerFor(mongo, database, stream, {
+      budget: shared(10_000),
+      registry,
+      maxBatchDocs: 100,
+    });
+    try {
+      const entries = await addEntries(stream, 100);
+      // A batch of 100 is formed at once and waits for the other replica's write,
+      // which halves the largest batch when it is answered (slower than its target).
+      await Promise.all(
+        entries.map(([streamId, fields]) =>
+          committer.submit(workOf(streamId, fields), streamId, entryBytes(fields)),
+        ),
+      );
+      await slow;
+      const text = await registry.metrics();
+      // Two writes of 50: the batch of 100 went out at the limit of its grant.
+      expect(sampleValue(text, 'spillway_persist_batch_docs_count')).toBe(2);
+      expect(sampleValue(text, 'spillway_persist_batch_docs_sum')).toBe(100);
+      // Halved to 50 by the slow write; each of the two fast ones added 100 / 50.
+      expect(sampleValue(text, 'spillway_persist_batch_limit_docs')).toBe(54);
+      expect(await mongo.db(database).collection('events').countDocuments()).toBe(100);
+      expect(await redis.xlen(stream)).toBe(0);
+    } finally {
+      await committer.stop(5000);
+      await other.close();
+      await redis.del(stream, key);
       await mongo.db(database).dropDatabase();
     }
   });
