@@ -3,8 +3,8 @@
  * three persist replicas (PERSIST_WORKERS=3) share a budget of 30 write commands
  * a second through Redis. Under a 30,000-event burst, which they catch up on
  * together, the server never sees more than 30 write commands in any one second,
- * and the three drain at least 0.85 × as fast as one process alone at the same
- * budget (the goal is 0.9; see the assertion). (The push path with three replicas under faults: test/chaos.)
+ * and the three drain at least 0.9 × as fast as one process alone at the same
+ * budget. (The push path with three replicas under faults: test/chaos.)
  */
 
 import type { Redis } from 'ioredis';
@@ -75,9 +75,14 @@ async function drain(workers: number) {
     PERSIST_WORKERS: String(workers),
     PERSIST_MAX_REPLICAS: '3',
     // Batches of one size for one replica or three: the comparison is of the
-    // sharing, not of batch sizes.
+    // sharing, not of batch sizes. Writes of 2,000 documents take 0.5-1.2 s on
+    // this disk, across the default latency target (1 s), where one slow write
+    // more or less halves the batches at random; the target is set above them
+    // (that three replicas adapt their batches as one process does is
+    // shared-budget.test.ts's, the adaptation itself adaptive.test.ts's).
     PULL_CHUNK_ENTRIES: '2000',
     MAX_BATCH_DOCS: '2000',
+    DB_LATENCY_TARGET_MS: '3000',
     LOG_LEVEL: 'info',
   };
   let persist: FunctionProcess | undefined;
@@ -89,6 +94,15 @@ async function drain(workers: number) {
     await waitFor(
       async () => (running.output().match(/"msg":"serving"/g) ?? []).length >= workers,
       60_000,
+      () => running.output().slice(-2000),
+    );
+    // Each replica makes its collections first (two write commands, under the
+    // same budget): the burst comes after, so the drain is all that is timed.
+    await waitFor(
+      async () =>
+        sampleValue(await metricsOf(running), 'spillway_persist_write_latency_seconds_count') >=
+        2 * workers,
+      30_000,
       () => running.output().slice(-2000),
     );
     const workerPids = hostWorkers(running.proc.pid as number);
@@ -121,12 +135,12 @@ async function drain(workers: number) {
 
 describe('one write budget shared by three persist replicas', () => {
   it(`keeps the server at ${BUDGET} write commands a second and drains as fast as one process`, async () => {
-    // Alternated, best of three each: the machine's noise falls on both alike (a
-    // burst drains in about 25 writes of half a second on this disk, so two or
-    // three writes more or less, as the chunks happen to fall, are 10 %).
+    // Alternated, best of four each: the machine's noise falls on both alike (a
+    // burst drains in 15 writes of 0.5-1 s on this disk, whose latency varies by
+    // a few hundred ms from one write to the next).
     const ones: Awaited<ReturnType<typeof drain>>[] = [];
     const threes: Awaited<ReturnType<typeof drain>>[] = [];
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 4; round++) {
       ones.push(await drain(1));
       threes.push(await drain(3));
     }
@@ -137,7 +151,7 @@ describe('one write budget shared by three persist replicas', () => {
     const ratio = one.seconds / three.seconds;
     const busiest = busiestSecond(three.samples);
     console.log(
-      `replicas: one process drained ${EVENTS} in ${one.seconds.toFixed(1)} s, three in ${three.seconds.toFixed(1)} s (ratio ${ratio.toFixed(2)}); busiest second at the server ${busiest.writes} (one: ${busiestSecond(one.samples).writes}); batches one ${JSON.stringify(one.batches)} three ${JSON.stringify(three.batches)}`,
+      `replicas: runs one ${ones.map((r) => r.seconds.toFixed(1)).join(', ')} s, three ${threes.map((r) => r.seconds.toFixed(1)).join(', ')} s; one process drained ${EVENTS} in ${one.seconds.toFixed(1)} s, three in ${three.seconds.toFixed(1)} s (ratio ${ratio.toFixed(2)}); busiest second at the server ${busiest.writes} (one: ${busiestSecond(one.samples).writes}); batches one ${JSON.stringify(one.batches)} three ${JSON.stringify(three.batches)}`,
     );
     for (const run of [...ones, ...threes]) expect(run.stored).toBe(EVENTS);
     // Three replicas (worker processes behind one port) against one.
@@ -146,9 +160,6 @@ describe('one write budget shared by three persist replicas', () => {
     expect(three.samples.length).toBeGreaterThan(20);
     for (const run of [...ones, ...threes])
       expect(busiestSecond(run.samples).writes).toBeLessThanOrEqual(BUDGET);
-    // The goal is 0.9 × one process; measured 0.86–0.98 on this machine (three
-    // replicas' batches vary with how the claimed chunks fall), so the test holds
-    // the line at 0.85: sharing the budget must not cost more than that.
-    expect(ratio).toBeGreaterThanOrEqual(0.85);
+    expect(ratio).toBeGreaterThanOrEqual(0.9);
   }, 600_000);
 });
