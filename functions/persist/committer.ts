@@ -362,9 +362,10 @@ export class Committer {
       this.queue.splice(this.head, 0, ...extra);
       return [];
     }
-    const others = extra.filter((item) => item.work.kind !== 'event');
-    if (others.length > 0) this.queue.splice(this.head, 0, ...others);
-    return others.length > 0 ? extra.filter((item) => item.work.kind === 'event') : extra;
+    const events = extra.filter((item) => item.work.kind === 'event');
+    if (events.length < extra.length)
+      this.queue.splice(this.head, 0, ...extra.filter((item) => item.work.kind !== 'event'));
+    return events;
   }
 
   /** One write attempt for a group: events first, then dead letters (another token). */
@@ -375,8 +376,6 @@ export class Committer {
     const dead = group.filter((item) => item.work.kind === 'dead');
     const committed: Item[] = [];
     if (events.length > 0) {
-      const persistedAt = new Date();
-      for (const item of events) (item.work as EventWork).doc.persistedAt = persistedAt;
       const outcome = await this.write(this.options.events, events, 'events', fresh);
       committed.push(...outcome.committed);
       for (const [item, reason] of outcome.refused) {
@@ -448,12 +447,11 @@ export class Committer {
     const verdict: InsertVerdict = await this.options.budget.run(async () => {
       kept = Math.min(group.length, this.batchLimit);
       items = group.slice(0, kept);
-      if (fresh && items.length < this.batchLimit && !this.abandoned) {
-        const extra = await this.topUp(items);
-        const persistedAt =
-          (items[0]?.work as EventWork | undefined)?.doc.persistedAt ?? new Date();
-        for (const item of extra) (item.work as EventWork).doc.persistedAt = persistedAt;
-        items = [...items, ...extra];
+      if (fresh && items.length < this.batchLimit && !this.abandoned)
+        items = [...items, ...(await this.topUp(items))];
+      if (name === 'events') {
+        const persistedAt = new Date();
+        for (const item of items) (item.work as EventWork).doc.persistedAt = persistedAt;
       }
       const started = now();
       let verdict: InsertVerdict;
@@ -469,13 +467,9 @@ export class Committer {
       this.adapt(now() - started, answered(verdict));
       return verdict;
     }, answered);
-    const heldBack = group.slice(kept);
-    if (heldBack.length > 0) {
-      if (this.abandoned)
-        for (const item of heldBack)
-          this.reject(item, new DeadlineError('persist is shutting down; redeliver'));
-      else this.queue.splice(this.head, 0, ...heldBack);
-    }
+    // Abandoned meanwhile: abandon() has answered them with the rest of the group.
+    if (kept < group.length && !this.abandoned)
+      this.queue.splice(this.head, 0, ...group.slice(kept));
     if (this.abandoned) return { committed: [], refused: [], unavailable: true };
     const result = {
       committed: [] as Item[],

@@ -21,9 +21,8 @@
  *
  * The largest batch is kept there too (when maxBatchDocs is given): halved by a
  * slow or failed write, at most once a second, grown back by fast ones, from the
- * writes of every replica. A replica forms its batch before it takes the lease,
- * so it uses the figure of its own last budget call (one write old at most
- * while it waits for the lease, since every ask returns it).
+ * writes of every replica. Every budget call returns it, the grant too: a
+ * batch settled at the grant (the committer's) is within the current figure.
  *
  * Fallback: when Redis does not answer a budget call within redisTimeoutMs
  * (connection down, command error, timeout), the process falls back to a local
