@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/setup/services.ts'],
+    // Every test process may start only what the README's test command installs.
+    setupFiles: ['test/setup/programs.ts'],
     // Files share one Redis and one database and some count server-side commands:
     // they run one after another.
     fileParallelism: false,

@@ -36,7 +36,16 @@ export function thresholdsFor(choice) {
 }
 
 export const options = {
-  stages: profile.stages,
+  // One VU per simulated user, ramped through the profile's stages (k6's
+  // ramping-vus executor: what the `stages` shortcut means, written out).
+  scenarios: {
+    spike: {
+      executor: 'ramping-vus',
+      startVUs: 0,
+      stages: profile.stages,
+      gracefulRampDown: '30s',
+    },
+  },
   thresholds: thresholdsFor(__ENV.THRESHOLDS || 'both'),
   // 10,000 VUs: keep memory for answers we only count, not read.
   discardResponseBodies: true,

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { acceptedBy, deployedBudget } from '../../scripts/e2e-verify.js';
-import { clusterTool, ROOT, read } from './support.js';
+import { projectTool } from '../support/tools.js';
+import { ROOT, read } from './support.js';
 
 const WORKFLOW = '.github/workflows/e2e.yaml';
 const workflow = parse(read(WORKFLOW)) as {
@@ -24,7 +25,7 @@ const runs = steps.map((step) => step.run ?? '').join('\n');
 
 describe('the end-to-end workflow', () => {
   it('passes actionlint', () => {
-    const actionlint = clusterTool('actionlint');
+    const actionlint = projectTool('actionlint');
     expect(() =>
       execFileSync(actionlint, [WORKFLOW], { cwd: ROOT, encoding: 'utf8', stdio: 'pipe' }),
     ).not.toThrow();
@@ -46,13 +47,26 @@ describe('the end-to-end workflow', () => {
     expect(down?.if).toBe('always()');
   });
 
-  it('names only files that exist, and builds k6 the way the project pins it', () => {
+  it("installs k6 with Grafana's action pinned by commit, and builds nothing of k6", () => {
+    const setup = steps.find((step) => step.uses?.startsWith('grafana/setup-k6-action@'));
+    expect(setup?.uses).toMatch(/^grafana\/setup-k6-action@[0-9a-f]{40}$/);
+    expect((setup as { with?: Record<string, string> }).with?.['k6-version']).toMatch(
+      /^\d+\.\d+\.\d+$/,
+    );
+    const at = steps.indexOf(setup as (typeof steps)[number]);
+    const spike = steps.findIndex((step) => step.run?.includes('k6/spike-test.js'));
+    expect(at).toBeGreaterThanOrEqual(0);
+    expect(spike).toBeGreaterThan(at);
+    expect(runs).toMatch(/^k6 version$/m);
+    expect(runs).not.toMatch(/go\.k6\.io|go (install|build)/);
+  });
+
+  it('names only files that exist', () => {
     const paths = [
       ...runs.matchAll(/\b((?:cluster|scripts|k6)\/[\w./-]+\.(?:sh|ts|js|json))\b/g),
     ].map((m) => m[1] as string);
     expect(paths.length).toBeGreaterThan(4);
     for (const path of paths) expect(existsSync(join(ROOT, path)), path).toBe(true);
-    expect(runs).toContain('scripts/cluster-tools.sh k6');
     expect(runs).toContain('scripts/db-writes.ts sample');
     // The API key and the NodePort are where up.sh puts them.
     expect(read('cluster/up.sh')).toContain('.data/cluster/secrets.env');

@@ -1,135 +1,142 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+/**
+ * k6/spike-test.js, checked without k6 (go.k6.io/k6 is AGPL-3.0: the project
+ * never builds or runs it; cluster users bring their own). The script is loaded
+ * in Node with stand-ins for the `k6` and `k6/http` modules (test/support/k6/),
+ * the way k6 runs it: the init context with __ENV and open(), then setup() and
+ * the default function once per iteration. What it exports and what it sends
+ * are its contract with k6 and with ingest.
+ */
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterTool, ROOT, read } from './support.js';
+import { describe, expect, it } from 'vitest';
+import { ROOT, read } from './support.js';
 
 const profile = JSON.parse(read('k6/spike-profile.json'));
 const SCRIPT = join(ROOT, 'k6/spike-test.js');
-let k6 = '';
+const STAND_INS = join(ROOT, 'test/support/k6');
 
-beforeAll(() => {
-  k6 = clusterTool('k6');
-}, 600_000);
-
-function inspect(env: Record<string, string> = {}) {
-  const args = ['inspect', ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), SCRIPT];
-  return JSON.parse(execFileSync(k6, args, { encoding: 'utf8', cwd: ROOT }));
+interface Call {
+  fn: 'http.post' | 'check' | 'sleep';
+  url?: string;
+  body?: string;
+  params?: { headers: Record<string, string> };
+  results?: Record<string, boolean>;
+  seconds?: number;
+}
+interface Run {
+  // biome-ignore lint/suspicious/noExplicitAny: k6 options are checked field by field
+  options?: Record<string, any>;
+  calls: Call[];
+  error?: string;
 }
 
-/** Normalizes k6's durations ("4m0s") and the profile's ("4m") to seconds. */
-function seconds(duration: string): number {
-  let total = 0;
-  for (const [, n, unit] of duration.matchAll(/(\d+(?:\.\d+)?)(h|m|s)/g)) {
-    total += Number(n) * { h: 3600, m: 60, s: 1 }[unit as 'h' | 'm' | 's'];
-  }
-  return total;
+/** Loads the script as k6 would and runs its default function `iterations` times. */
+function k6(env: Record<string, string>, iterations = 0, vus = 1, status = 202): Run {
+  const out = spawnSync(
+    process.execPath,
+    ['--import', join(STAND_INS, 'register.mjs'), join(STAND_INS, 'run.mjs'), SCRIPT],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        K6_ENV: JSON.stringify(env),
+        K6_ITERATIONS: String(iterations),
+        K6_VUS: String(vus),
+        K6_STATUS: String(status),
+      },
+    },
+  );
+  expect(out.status, out.stderr).toBe(0);
+  return JSON.parse(out.stdout) as Run;
 }
 
-describe('k6/spike-test.js derives its options from k6/spike-profile.json (k6 inspect)', () => {
-  it("the stages are the profile's: ramp to 10,000 VUs, hold, ramp down", () => {
-    const { stages } = inspect();
-    const norm = (s: { duration: string; target: number }[]) =>
-      s.map((x) => [seconds(x.duration), x.target]);
-    expect(norm(stages)).toEqual(norm(profile.stages));
+const TARGET = { INGEST_URL: 'http://127.0.0.1:30000/', INGEST_API_KEY: 'test-key' };
+
+describe('k6/spike-test.js options', () => {
+  it("ramps VUs through the profile's stages with k6's ramping-vus executor, from 0", () => {
+    const { options, error } = k6(TARGET);
+    expect(error).toBeUndefined();
+    expect(Object.keys(options?.scenarios ?? {})).toEqual(['spike']);
+    expect(options?.scenarios.spike).toEqual({
+      executor: 'ramping-vus',
+      startVUs: 0,
+      stages: profile.stages,
+      gracefulRampDown: '30s',
+    });
+    expect(options?.stages, 'stages given twice would be a second scenario').toBeUndefined();
     expect(Math.max(...profile.stages.map((s: { target: number }) => s.target))).toBe(10_000);
+    expect(options?.discardResponseBodies).toBe(true);
   });
 
-  it('the thresholds are both sets by default, or either one', () => {
+  it('applies both threshold sets by default, or either one, and refuses another name', () => {
     const merged: Record<string, string[]> = {};
-    for (const set of ['reference', 'spillway']) {
+    for (const set of ['reference', 'spillway'])
       for (const [metric, rules] of Object.entries(
         profile.thresholds[set] as Record<string, string[]>,
-      )) {
+      ))
         merged[metric] = [...(merged[metric] ?? []), ...rules];
-      }
-    }
-    expect(inspect().thresholds).toEqual(merged);
-    expect(inspect({ THRESHOLDS: 'reference' }).thresholds).toEqual(profile.thresholds.reference);
-    expect(inspect({ THRESHOLDS: 'spillway' }).thresholds).toEqual(profile.thresholds.spillway);
+    expect(k6(TARGET).options?.thresholds).toEqual(merged);
+    expect(k6({ THRESHOLDS: 'reference' }).options?.thresholds).toEqual(
+      profile.thresholds.reference,
+    );
+    expect(k6({ THRESHOLDS: 'spillway' }).options?.thresholds).toEqual(profile.thresholds.spillway);
     expect(profile.thresholds.reference.http_req_failed).toContain('rate<0.01');
+    expect(k6({ THRESHOLDS: 'strict' }).error).toMatch(/THRESHOLDS=strict is not one of/);
   });
 });
 
-describe('k6 run against a stand-in ingest', () => {
-  const received: { url?: string; method?: string; headers: IncomingHttpHeaders; body: string }[] =
-    [];
-  let server: Server;
-  let url = '';
-
-  beforeAll(async () => {
-    server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (chunk) => {
-        body += chunk;
+describe('k6/spike-test.js iterations', () => {
+  it('posts one event per iteration to INGEST_URL/events with the API key, checks 202, then thinks', () => {
+    const { calls, error } = k6(TARGET, 4, 2);
+    expect(error).toBeUndefined();
+    expect(calls.map((c) => c.fn)).toEqual(Array(4).fill(['http.post', 'check', 'sleep']).flat());
+    const posts = calls.filter((c) => c.fn === 'http.post');
+    posts.forEach((post, i) => {
+      expect(post.url).toBe('http://127.0.0.1:30000/events');
+      expect(post.params?.headers).toEqual({
+        'Content-Type': 'application/json',
+        Authorization: 'Bearer test-key',
       });
-      req.on('end', () => {
-        received.push({ url: req.url, method: req.method, headers: req.headers, body });
-        res.writeHead(202, { 'content-type': 'application/json' }).end('{"id":"x"}');
+      const event = JSON.parse(post.body as string);
+      expect(Object.keys(event).sort()).toEqual(['data', 'source', 'subject', 'type']);
+      expect(event).toMatchObject({
+        type: profile.event.type,
+        source: profile.event.source,
+        subject: `${profile.event.subjectPrefix}${(i % 2) + 1}`,
       });
+      expect(event.data).toMatchObject({ vu: (i % 2) + 1, iteration: Math.floor(i / 2) });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  });
-
-  afterAll(() => {
-    server?.close();
-  });
-
-  it('posts real ingest events with the API key, checks 202 and passes the thresholds', async () => {
-    const child = spawn(
-      k6,
-      [
-        'run',
-        '--quiet',
-        '--no-usage-report',
-        '--vus',
-        '2',
-        '--iterations',
-        '6',
-        '-e',
-        `INGEST_URL=${url}`,
-        '-e',
-        'INGEST_API_KEY=test-key',
-        '-e',
-        'THINK_TIME_MS=5',
-        '-e',
-        'THRESHOLDS=reference',
-        SCRIPT,
-      ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    child.stdout.on('data', (d) => {
-      output += d;
-    });
-    child.stderr.on('data', (d) => {
-      output += d;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-    expect(code, output).toBe(0);
-    expect(output).toContain('accepted (202)');
-    expect(received).toHaveLength(6);
-    for (const request of received) {
-      expect(request.method).toBe('POST');
-      expect(request.url).toBe('/events');
-      expect(request.headers['content-type']).toBe('application/json');
-      expect(request.headers.authorization).toBe('Bearer test-key');
-      const event = JSON.parse(request.body);
-      expect(event).toMatchObject({ type: profile.event.type, source: profile.event.source });
-      expect(event.subject).toMatch(new RegExp(`^${profile.event.subjectPrefix}[12]$`));
-      expect(typeof event.data).toBe('object');
+    for (const c of calls.filter((c) => c.fn === 'check'))
+      expect(c.results).toEqual({ 'accepted (202)': true });
+    const { mean, jitter } = profile.thinkTimeMs;
+    for (const c of calls.filter((c) => c.fn === 'sleep')) {
+      expect(c.seconds).toBeGreaterThanOrEqual((mean * (1 - jitter)) / 1000);
+      expect(c.seconds).toBeLessThanOrEqual((mean * (1 + jitter)) / 1000);
     }
-  }, 120_000);
+  });
 
-  it('refuses to start without INGEST_URL', () => {
-    expect(() =>
-      execFileSync(k6, ['run', '--quiet', '--no-usage-report', '--iterations', '1', SCRIPT], {
-        cwd: ROOT,
-        stdio: 'pipe',
-        env: { ...process.env, INGEST_URL: '' },
-      }),
-    ).toThrow(/INGEST_URL is not set/);
-  }, 60_000);
+  it('counts any other answer as a failed check', () => {
+    const { calls } = k6(TARGET, 1, 1, 503);
+    expect(calls.find((c) => c.fn === 'check')?.results).toEqual({ 'accepted (202)': false });
+  });
+
+  it('sends no Authorization header without a key, and takes THINK_TIME_MS', () => {
+    const { calls } = k6({ INGEST_URL: 'http://ingest', THINK_TIME_MS: '10' }, 3);
+    const post = calls.find((c) => c.fn === 'http.post');
+    expect(post?.url).toBe('http://ingest/events');
+    expect(post?.params?.headers).toEqual({ 'Content-Type': 'application/json' });
+    for (const c of calls.filter((c) => c.fn === 'sleep')) {
+      expect(c.seconds).toBeGreaterThanOrEqual(0.005);
+      expect(c.seconds).toBeLessThanOrEqual(0.015);
+    }
+  });
+
+  it('refuses to start without INGEST_URL, or with a think time that is not a number', () => {
+    expect(k6({}, 1).error).toMatch(/INGEST_URL is not set/);
+    expect(k6({ ...TARGET, THINK_TIME_MS: 'soon' }, 1).error).toMatch(
+      /THINK_TIME_MS=soon is not a number/,
+    );
+    expect(k6({}, 1).calls).toEqual([]);
+  });
 });

@@ -2,13 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { clusterTool, loadYaml, type Manifest, ROOT } from './support.js';
+import { projectTool } from '../support/tools.js';
+import { loadYaml, type Manifest, ROOT } from './support.js';
 
 let kustomize = '';
 
 beforeAll(() => {
   // go install on first use: may compile for a minute or two
-  kustomize = clusterTool('kustomize');
+  kustomize = projectTool('kustomize');
 }, 600_000);
 
 function build(folder: string): Manifest[] {

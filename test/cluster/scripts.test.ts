@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FunctionProcess, startFunction } from '../helpers.js';
+import { kindsOf } from './resource-names.js';
 import { dryRun, loadManifests, ROOT, read } from './support.js';
 
 /**
@@ -40,32 +41,25 @@ const RELEASE_WORKLOADS: Record<string, string[]> = {
   'knative-sinks': ['statefulset/redis-controller-manager'],
 };
 
-/** kubectl's names for the kinds up.sh waits for in the spillway namespace. */
-const SHORT_KINDS: Record<string, string> = {
-  ksvc: 'Service',
-  broker: 'Broker',
-  trigger: 'Trigger',
-  redisstreamsource: 'RedisStreamSource',
-  redisstreamsink: 'RedisStreamSink',
-  statefulset: 'StatefulSet',
-};
+/** RedisStreamSource spillway-events's adapter StatefulSet. */
+const ADAPTER = 'redissource-spillway-events-1234';
 
-const SCRIPTS = [
-  'cluster/lib.sh',
-  'cluster/up.sh',
-  'cluster/iops-device.sh',
-  'cluster/down.sh',
-  'cluster/replay-dead-letters.sh',
-  'scripts/cluster-tools.sh',
-];
+const SCRIPTS = execFileSync('git', ['ls-files', '--', '*.sh', '.ci/run'], {
+  cwd: ROOT,
+  encoding: 'utf8',
+})
+  .split('\n')
+  .filter((line) => line !== '');
 
-describe('shellcheck', () => {
-  it.each(SCRIPTS)('%s passes', (script) => {
-    // throws with shellcheck's report on any finding
-    execFileSync('shellcheck', ['--external-sources', '--severity=style', script], {
-      cwd: ROOT,
-      encoding: 'utf8',
-    });
+describe('the shell scripts', () => {
+  it('are all found, and shellcheck runs over them in npm run lint, not in the suite', () => {
+    expect(SCRIPTS).toEqual(
+      expect.arrayContaining(['cluster/up.sh', 'scripts/services.sh', '.ci/run']),
+    );
+    expect(read('scripts/lint-shell.sh')).toContain("git ls-files -- '*.sh' .ci/run");
+    const scripts = JSON.parse(read('package.json')).scripts as Record<string, string>;
+    expect(scripts.lint).toContain('scripts/lint-shell.sh');
+    expect(scripts.test).not.toContain('shellcheck');
   });
 
   it.each(SCRIPTS.filter((s) => s !== 'cluster/lib.sh'))('%s is strict bash', (script) => {
@@ -104,13 +98,27 @@ describe('cluster/up.sh --dry-run', () => {
     }
   });
 
-  it('checks first that this host can hold MongoDB to its IOPS limit', () => {
+  it("checks first that the cluster's subnet is free among Docker's networks", () => {
     expect(plan.slice(0, 2)).toEqual([
+      ['docker', 'network', 'ls', '--quiet'],
+      [
+        'docker',
+        'network',
+        'inspect',
+        '--format',
+        '{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}',
+        '<ids>',
+      ],
+    ]);
+  });
+
+  it('checks next that this host can hold MongoDB to its IOPS limit', () => {
+    expect(plan.slice(2, 4)).toEqual([
       ['docker', 'info', '--format', '{{.CgroupVersion}}'],
       ['cluster/iops-device.sh', '/dev/vdb'],
     ]);
     const found = dryRun('cluster/up.sh', [], { ...env, MONGO_IOPS_DEVICE: '' });
-    expect(found.slice(0, 3)).toEqual([
+    expect(found.slice(2, 5)).toEqual([
       ['docker', 'info', '--format', '{{.CgroupVersion}}'],
       ['docker', 'info', '--format', '{{.DockerRootDir}}'],
       ['cluster/iops-device.sh', '<DockerRootDir>'],
@@ -118,7 +126,7 @@ describe('cluster/up.sh --dry-run', () => {
   });
 
   it('tunes the kernel as the reference report did, before creating anything', () => {
-    expect(plan.slice(2, 5)).toEqual(
+    expect(plan.slice(4, 7)).toEqual(
       [
         'net.core.somaxconn=65535',
         'net.ipv4.tcp_tw_reuse=1',
@@ -131,7 +139,42 @@ describe('cluster/up.sh --dry-run', () => {
   });
 
   it('creates the cluster from k3d.yaml before installing anything into it', () => {
-    expect(plan[5]).toEqual(['k3d', 'cluster', 'create', '--config', 'cluster/k3d.yaml']);
+    expect(plan[7]).toEqual([
+      'k3d',
+      'cluster',
+      'create',
+      '--config',
+      'cluster/k3d.yaml',
+      '--subnet',
+      '172.28.0.0/16',
+    ]);
+    // k3d.yaml's own subnet is the default, and MongoDB's address is in it
+    expect(read('cluster/k3d.yaml')).toMatch(/^subnet: 172\.28\.0\.0\/16$/m);
+    expect(read('cluster/mongodb.yaml')).toContain('- 172.28.200.10');
+    expect(lines.some((l) => l.includes('patch endpointslice'))).toBe(false);
+  });
+
+  it('puts the cluster and MongoDB on another subnet when SPILLWAY_SUBNET says so', () => {
+    const other = dryRun('cluster/up.sh', [], { ...env, SPILLWAY_SUBNET: '10.213.0.0/16' });
+    const text = other.map((w) => w.join(' '));
+    expect(text).toContain('k3d cluster create --config cluster/k3d.yaml --subnet 10.213.0.0/16');
+    const run = other.find((w) => w[0] === 'docker' && w[1] === 'run') as string[];
+    expect(run[run.indexOf('--ip') + 1]).toBe('10.213.200.10');
+    const patch = other.find((w) => w.includes('endpointslice')) as string[];
+    expect(patch.slice(0, 5)).toEqual(['kubectl', '-n', 'spillway', 'patch', 'endpointslice']);
+    expect(JSON.parse(patch.at(-1) as string)).toEqual([
+      { op: 'replace', path: '/endpoints/0/addresses/0', value: '10.213.200.10' },
+    ]);
+    expect(text.indexOf(patch.join(' '))).toBe(
+      text.indexOf('kubectl apply -f cluster/mongodb.yaml') + 1,
+    );
+    const bad = spawnSync('bash', ['cluster/up.sh', '--dry-run'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SPILLWAY_SUBNET: '10.213.0.0/24' },
+    });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('SPILLWAY_SUBNET must be an IPv4 /16');
   });
 
   it('installs pinned releases, all of one Knative version, in dependency order', () => {
@@ -180,14 +223,23 @@ describe('cluster/up.sh --dry-run', () => {
       if (namespace === 'spillway') {
         // the project's own objects: each one a manifest defines
         for (const target of targets) {
-          const [short, name] = target.split('/') as [string, string];
-          const kind = SHORT_KINDS[short];
-          expect(kind, `${line}: unknown kind ${short}`).toBeDefined();
+          const [word, name] = target.split('/') as [string, string];
+          // upstream's names for the word (test/cluster/resource-names.ts), never a guess
+          const kinds = kindsOf(word);
+          expect(kinds, `${line}: no pinned CRD or Kubernetes kind is called ${word}`).not.toEqual(
+            [],
+          );
           expect(
             loadManifests().filter(
-              (m) => m.object.kind === kind && m.object.metadata.name === name,
+              (m) =>
+                kinds.some(
+                  (k) =>
+                    k.kind === m.object.kind &&
+                    k.group ===
+                      (m.object.apiVersion.includes('/') ? m.object.apiVersion.split('/')[0] : ''),
+                ) && m.object.metadata.name === name,
             ),
-            `${line}: no ${kind} ${name} in the manifests`,
+            `${line}: no ${word} ${name} in the manifests`,
           ).toHaveLength(1);
         }
         continue;
@@ -353,7 +405,10 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
       'case "$call" in',
       '  "docker info --format {{.CgroupVersion}}") echo "$FAKE_CGROUP" ;;',
       `  "docker info --format {{.DockerRootDir}}") echo ${bin} ;;`,
+      '  "docker network ls --quiet") echo "$FAKE_NETWORK_IDS" ;;',
+      '  "docker network inspect"*) printf "%b\\n" "$FAKE_NETWORKS" ;;',
       '  "k3d cluster get"*) exit 1 ;;',
+      '  uname*) echo "$FAKE_UNAME" ;;',
       '  kubectl*jsonpath*) echo http://ingest.spillway.127.0.0.1.sslip.io ;;',
       '  findmnt*) echo "$FAKE_FINDMNT" ;;',
       'esac',
@@ -361,7 +416,7 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     ].join('\n'),
     { mode: 0o755 },
   );
-  for (const tool of ['docker', 'k3d', 'kubectl', 'findmnt']) {
+  for (const tool of ['docker', 'k3d', 'kubectl', 'findmnt', 'uname']) {
     symlinkSync(join(bin, 'fake'), join(bin, tool));
   }
   afterAll(() => {
@@ -369,11 +424,20 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     rmSync(bin, { recursive: true, force: true });
   });
 
-  function up(fake: { cgroup: string; findmnt?: string }, args: string[] = []) {
+  interface Fake {
+    cgroup: string;
+    findmnt?: string;
+    networks?: string;
+    uname?: string;
+    env?: Record<string, string>;
+  }
+
+  function up(fake: Fake, args: string[] = [], script = 'cluster/up.sh') {
     rmSync(log, { force: true });
     const secrets = join(bin, 'secrets.env');
     rmSync(secrets, { force: true });
-    const result = spawnSync('bash', ['cluster/up.sh', '--skip-sysctl', ...args], {
+    const flags = script === 'cluster/up.sh' ? ['--skip-sysctl'] : [];
+    const result = spawnSync('bash', [script, ...flags, ...args], {
       cwd: ROOT,
       encoding: 'utf8',
       env: {
@@ -384,6 +448,11 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
         MONGO_IOPS_DEVICE: '',
         FAKE_CGROUP: fake.cgroup,
         FAKE_FINDMNT: fake.findmnt ?? '8:3 /dev/sda3 ext4',
+        FAKE_NETWORK_IDS: 'a1 b2 c3',
+        FAKE_NETWORKS:
+          fake.networks ?? 'bridge 172.17.0.0/16\\nhost\\nshop_default 172.20.0.0/16 fd00:1::/64',
+        FAKE_UNAME: fake.uname ?? 'Linux',
+        ...fake.env,
       },
     });
     const calls = readFileSync(log, 'utf8').trim().split('\n');
@@ -397,6 +466,37 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     expect(out.dockerRun).toContain('--device-read-iops /dev/sda:100');
     expect(out.dockerRun).toContain('--device-write-iops /dev/sda:100');
     expect(out.stderr).not.toContain('WARNING');
+  });
+
+  it("stops before creating anything when a Docker network holds addresses of the cluster's subnet", () => {
+    const out = up({ cgroup: '2', networks: 'bridge 172.17.0.0/16\\ncompose_x 172.28.5.0/24' });
+    expect(out.status).toBe(1);
+    expect(out.stderr).toContain("overlaps Docker network 'compose_x' (172.28.5.0/24)");
+    expect(out.stderr).toContain('SPILLWAY_SUBNET');
+    expect(
+      out.calls.filter((c) => !/^(docker network|k3d cluster get|docker info|uname)/.test(c)),
+    ).toEqual([]);
+    const moved = up({
+      cgroup: '2',
+      networks: 'compose_x 172.28.5.0/24',
+      env: { SPILLWAY_SUBNET: '10.213.0.0/16' },
+    });
+    expect(moved.status, moved.stderr).toBe(0);
+    expect(moved.calls).toContain(
+      'k3d cluster create --config cluster/k3d.yaml --subnet 10.213.0.0/16',
+    );
+    expect(moved.dockerRun).toContain('--ip 10.213.200.10');
+  });
+
+  it.each([
+    ['cluster/up.sh', []],
+    ['cluster/down.sh', []],
+    ['cluster/replay-dead-letters.sh', ['--dry-run']],
+  ])('%s runs on Linux only, and says so elsewhere before doing anything', (script, args) => {
+    const out = up({ cgroup: '2', uname: 'Darwin' }, args, script);
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(/support Linux hosts only \(WSL2 included\); this host is Darwin/);
+    expect(out.calls).toEqual(['uname -s']);
   });
 
   it('limits the device-mapper device of an LVM root', () => {
@@ -413,7 +513,11 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     expect(out.status).toBe(1);
     expect(out.stderr).toMatch(reason);
     expect(out.stderr).toContain('--allow-unlimited-iops');
-    expect(out.calls.filter((c) => !/^(docker info|k3d cluster get|findmnt)/.test(c))).toEqual([]);
+    expect(
+      out.calls.filter(
+        (c) => !/^(uname|docker network|docker info|k3d cluster get|findmnt)/.test(c),
+      ),
+    ).toEqual([]);
   });
 
   it('with --allow-unlimited-iops, deploys MongoDB unlimited and says so, twice', () => {
@@ -422,6 +526,55 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     expect(out.dockerRun).toContain('mongo:');
     expect(out.dockerRun).not.toContain('--device-');
     expect(out.stderr.match(/WARNING: MongoDB runs WITHOUT its 100 IOPS limit/g)).toHaveLength(2);
+  });
+});
+
+describe('cluster/redis-restart.sh --dry-run', () => {
+  it("restarts Redis, waits for it, then restarts the source's adapter, which never reconnects", () => {
+    expect(dryRun('cluster/redis-restart.sh', ['REDIS_APPENDFSYNC=always'])).toEqual([
+      ['kubectl', '-n', 'spillway', 'set', 'env', 'statefulset/redis', 'REDIS_APPENDFSYNC=always'],
+      ['kubectl', '-n', 'spillway', 'rollout', 'status', 'statefulset/redis', '--timeout=300s'],
+      ['kubectl', '-n', 'spillway', 'rollout', 'restart', `statefulset/${ADAPTER}`],
+      [
+        'kubectl',
+        '-n',
+        'spillway',
+        'rollout',
+        'status',
+        `statefulset/${ADAPTER}`,
+        '--timeout=300s',
+      ],
+    ]);
+    expect(dryRun('cluster/redis-restart.sh')[0]).toEqual([
+      'kubectl',
+      '-n',
+      'spillway',
+      'rollout',
+      'restart',
+      'statefulset/redis',
+    ]);
+  });
+
+  it("names the adapter as eventing-redis's reconciler does, for the manifests' source", () => {
+    // pkg/source/reconciler/streamsource/resources/receive_adapter.go (knative-v1.22.1):
+    // kmeta.ChildName(fmt.Sprintf("redissource-%s-", source.Name), "1234"), a StatefulSet
+    const source = loadManifests().find((m) => m.object.kind === 'RedisStreamSource');
+    expect(ADAPTER).toBe(`redissource-${source?.object.metadata.name}-1234`);
+    expect(ADAPTER.length).toBeLessThanOrEqual(63); // kmeta.ChildName hashes longer names
+  });
+
+  it('is what the docs tell operators to run when Redis must restart', () => {
+    expect(read('cluster/redis.yaml')).toContain(
+      'cluster/redis-restart.sh REDIS_APPENDFSYNC=always',
+    );
+    expect(read('README.md')).toContain('cluster/redis-restart.sh');
+    for (const file of [
+      'README.md',
+      'cluster/README.md',
+      'cluster/redis.yaml',
+      'docs/architecture.md',
+    ])
+      expect(read(file), file).not.toMatch(/kubectl[^\n`]*set env[^\n`]*statefulset\/redis/);
   });
 });
 
@@ -436,9 +589,9 @@ describe('cluster/down.sh --dry-run', () => {
   });
 });
 
-describe('scripts/cluster-tools.sh --dry-run', () => {
+describe('scripts/tools.sh --dry-run', () => {
   it('go-installs pinned versions into .data/bin', () => {
-    expect(dryRun('scripts/cluster-tools.sh', ['kustomize', 'k6'])).toEqual([
+    expect(dryRun('scripts/tools.sh', ['kustomize', 'promtool'])).toEqual([
       ['mkdir', '-p', join(ROOT, '.data/bin/kustomize-v5.7.1')],
       [
         'env',
@@ -447,9 +600,36 @@ describe('scripts/cluster-tools.sh --dry-run', () => {
         'install',
         'sigs.k8s.io/kustomize/kustomize/v5@v5.7.1',
       ],
-      ['mkdir', '-p', join(ROOT, '.data/bin/k6-v1.8.1')],
-      ['env', `GOBIN=${join(ROOT, '.data/bin/k6-v1.8.1')}`, 'go', 'install', 'go.k6.io/k6@v1.8.1'],
+      ['mkdir', '-p', join(ROOT, '.data/bin/promtool-v0.316.0')],
+      [
+        'env',
+        `GOBIN=${join(ROOT, '.data/bin/promtool-v0.316.0')}`,
+        'go',
+        'install',
+        'github.com/prometheus/prometheus/cmd/promtool@v0.316.0',
+      ],
     ]);
+  });
+
+  it("installs shellcheck from Debian's packages", () => {
+    expect(dryRun('scripts/tools.sh', ['shellcheck'])).toEqual([
+      ['apt-get', 'update', '-qq'],
+      ['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', 'shellcheck'],
+    ]);
+  });
+
+  it('never builds or runs k6 (AGPL-3.0): the script refuses it, and no file of the tree installs it', () => {
+    const out = spawnSync('bash', ['scripts/tools.sh', '--dry-run', 'k6'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(out.status).toBe(2);
+    expect(out.stderr).toContain("unknown argument 'k6'");
+    const files = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' })
+      .split('\n')
+      .filter((f) => f !== '' && !f.endsWith('.svg') && f !== 'package-lock.json');
+    const installing = files.filter((f) => /go\.k6\.io\/k6@|go install go\.k6\.io/.test(read(f)));
+    expect(installing).toEqual([]);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Shared by the cluster tests: the repository's paths, YAML loading, the
- * scripts' dry-run plans split into shell words, and the Go-built tools.
+ * scripts' dry-run plans split into shell words.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -104,15 +104,6 @@ export function dryRun(
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map(shellWords);
-}
-
-/** Ensures a tool pinned in scripts/cluster-tools.sh and returns its path. */
-export function clusterTool(name: 'kustomize' | 'k6' | 'actionlint'): string {
-  return execFileSync('bash', [join(ROOT, 'scripts/cluster-tools.sh'), name], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  }).trim();
 }
 
 export function container(service: Manifest): Manifest {
