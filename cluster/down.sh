@@ -9,6 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "${ROOT}/cluster/lib.sh"
+require_linux down.sh
 cd "${ROOT}"
 
 CLUSTER="spillway"

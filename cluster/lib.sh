@@ -44,6 +44,19 @@ run_capture() {
   fi
 }
 
+# The cluster scripts support Linux hosts, WSL2 included (cluster/README.md,
+# "What you need"): they use GNU tools and Linux's sysctls. Anywhere else they
+# stop before doing anything. Argument: the script's name, for the message.
+require_linux() {
+  local system
+  system="$(uname -s)"
+  if [[ ${system} != Linux ]]; then
+    echo "$1: the cluster scripts support Linux hosts only (WSL2 included); this host is ${system}." \
+      "Run them on a Linux machine or in WSL2 (cluster/README.md, 'What you need')." >&2
+    exit 1
+  fi
+}
+
 # Fails fast, naming what is missing, when a required tool is not on PATH.
 require_tools() {
   local tool missing=()

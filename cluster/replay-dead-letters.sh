@@ -30,6 +30,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "${HERE}/lib.sh"
+require_linux replay-dead-letters.sh
 DEAD_LETTER_STREAM="spillway:dead-letters"
 BATCH=100
 DRY_RUN=0

@@ -19,11 +19,16 @@
 #   MONGO_IOPS_DEVICE     block device to limit (default: the disk holding
 #                         Docker's data root, found by cluster/iops-device.sh)
 #   SPILLWAY_SECRETS_ENV  secrets file (default .data/cluster/secrets.env)
+#   SPILLWAY_SUBNET       the cluster network, an IPv4 /16 no Docker network
+#                         overlaps (default 172.28.0.0/16, k3d.yaml's); MongoDB
+#                         gets its .200.10 address
+# Linux hosts only (WSL2 included); elsewhere it stops before doing anything.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "${ROOT}/cluster/lib.sh"
+require_linux up.sh
 cd "${ROOT}"
 
 # Pinned releases: one Knative release for every component, so they match.
@@ -41,8 +46,16 @@ IMAGE="dev.local/spillway:0.1.0"
 MONGO_IMAGE="mongo:8.0.4"
 MONGO_CONTAINER="spillway-mongodb"
 MONGO_VOLUME="spillway-mongodb-data"
-# Inside k3d.yaml's subnet; cluster/mongodb.yaml's EndpointSlice points here.
-MONGO_IP="172.28.200.10"
+# k3d.yaml's subnet, and MongoDB's fixed address in it (cluster/mongodb.yaml's
+# EndpointSlice points there; another subnet patches it).
+DEFAULT_SUBNET="172.28.0.0/16"
+SUBNET="${SPILLWAY_SUBNET:-${DEFAULT_SUBNET}}"
+if ! [[ ${SUBNET} =~ ^([0-9]{1,3})\.([0-9]{1,3})\.0\.0/16$ ]] ||
+  ((BASH_REMATCH[1] > 255 || BASH_REMATCH[2] > 255)); then
+  echo "up.sh: SPILLWAY_SUBNET must be an IPv4 /16 such as 10.213.0.0/16, got '${SUBNET}'" >&2
+  exit 2
+fi
+MONGO_IP="${BASH_REMATCH[1]}.${BASH_REMATCH[2]}.200.10"
 # The node's I/O budget, as in the reference problem (reads and writes each).
 MONGO_IOPS=100
 KOURIER_HOST_PORT=8180
@@ -58,7 +71,7 @@ for arg in "$@"; do
     --skip-sysctl) SKIP_SYSCTL=1 ;;
     --allow-unlimited-iops) ALLOW_UNLIMITED_IOPS=1 ;;
     -h | --help)
-      sed -n '2,21p' "${BASH_SOURCE[0]}"
+      sed -n '2,25p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
     *)
@@ -83,6 +96,44 @@ preflight() {
     echo "up.sh: cluster '${CLUSTER}' already exists; run cluster/down.sh first" >&2
     exit 1
   fi
+}
+
+# An IPv4 CIDR as "first last" addresses, as integers.
+cidr_range() {
+  local ip="${1%/*}" bits="${1#*/}" a b c d
+  IFS=. read -r a b c d <<<"${ip}"
+  local start=$(((a << 24) | (b << 16) | (c << 8) | d))
+  local size=$((1 << (32 - bits)))
+  start=$((start & ~(size - 1)))
+  echo "${start} $((start + size - 1))"
+}
+
+# k3d makes its network with SUBNET; Docker refuses it ("Pool overlaps") when
+# another network holds addresses in it, as networks taken from Docker's default
+# pools (172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/16) may.
+check_subnet() {
+  local ids inspected name cidrs cidr mine theirs
+  if [[ ${DRY_RUN} -eq 1 ]]; then
+    print_cmd docker network ls --quiet
+    print_cmd docker network inspect --format '{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}' '<ids>'
+    return
+  fi
+  ids="$(run_capture docker network ls --quiet)"
+  [[ -n ${ids} ]] || return 0
+  # shellcheck disable=SC2086 # one word per network id
+  inspected="$(run_capture docker network inspect --format '{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}' ${ids})"
+  read -r -a mine <<<"$(cidr_range "${SUBNET}")"
+  while read -r name cidrs; do
+    for cidr in ${cidrs}; do
+      [[ ${cidr} =~ ^[0-9.]+/[0-9]+$ ]] || continue # IPv6
+      read -r -a theirs <<<"$(cidr_range "${cidr}")"
+      if ((theirs[0] <= mine[1] && mine[0] <= theirs[1])); then
+        echo "up.sh: the cluster's subnet ${SUBNET} overlaps Docker network '${name}' (${cidr});" \
+          "set SPILLWAY_SUBNET to a free /16 (e.g. SPILLWAY_SUBNET=10.213.0.0/16) and retry" >&2
+        exit 1
+      fi
+    done
+  done <<<"${inspected}"
 }
 
 # MongoDB's 100 IOPS limit only holds when
@@ -155,8 +206,10 @@ iops_limit_impossible() {
 # The reference report hit EOF errors from socket exhaustion at 10,000
 # simultaneous connections: somaxconn lengthens the accept backlog for the
 # handshake burst, and tcp_tw_reuse with a wide ip_local_port_range lets one
-# host (the load generator, the k3d load balancer) open and recycle 10,000+
-# outgoing connections. These are runtime settings: a reboot undoes them.
+# host open and recycle 10,000+ outgoing connections. All three are per network
+# namespace: they tune this host's own (a load generator running here), not
+# the k3d node and load-balancer containers, which keep their own defaults.
+# These are runtime settings: a reboot undoes them.
 tune_kernel() {
   run "${SUDO[@]}" sysctl -w net.core.somaxconn=65535
   run "${SUDO[@]}" sysctl -w net.ipv4.tcp_tw_reuse=1
@@ -238,6 +291,10 @@ deploy_mongodb() {
     --volume "${MONGO_VOLUME}:/data/db" \
     "${MONGO_IMAGE}" --bind_ip_all --wiredTigerCacheSizeGB 0.5
   run kubectl apply -f cluster/mongodb.yaml
+  if [[ ${SUBNET} != "${DEFAULT_SUBNET}" ]]; then
+    run kubectl -n "${NAMESPACE}" patch endpointslice mongodb-1 --type json \
+      --patch "[{\"op\":\"replace\",\"path\":\"/endpoints/0/addresses/0\",\"value\":\"${MONGO_IP}\"}]"
+  fi
 }
 
 # The Secret comes from a file outside git. A missing file is made from the
@@ -268,7 +325,7 @@ deploy_spillway() {
   run kubectl -n "${NAMESPACE}" wait --for=condition=Ready ksvc/ingest ksvc/persist "${WAIT_TIMEOUT}"
   run kubectl apply -k eventing
   run kubectl -n "${NAMESPACE}" wait --for=condition=Ready broker/spillway \
-    redisstreamsink/spillway-dead-letters redisstreamsource/spillway-events trigger/persist \
+    redisstreamsinks/spillway-dead-letters redisstreamsource/spillway-events trigger/persist \
     "${WAIT_TIMEOUT}"
 }
 
@@ -291,11 +348,12 @@ print_urls() {
 if [[ ${DRY_RUN} -eq 0 ]]; then
   preflight
 fi
+check_subnet
 check_iops_host
 if [[ ${SKIP_SYSCTL} -eq 0 ]]; then
   tune_kernel
 fi
-run k3d cluster create --config cluster/k3d.yaml
+run k3d cluster create --config cluster/k3d.yaml --subnet "${SUBNET}"
 install_serving
 install_eventing
 deploy_redis

@@ -11,6 +11,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import { ClientError, HttpError, pathOf, send, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
+import { READY_CHECK_MS, within } from '../shared/time.js';
 import { clientAddress, requestFingerprint } from './caller.js';
 import type { IngestConfig } from './config.js';
 import { parseEvent } from './request.js';
@@ -172,7 +173,14 @@ export function createIngest(
 
   async function ready(): Promise<boolean> {
     try {
-      return (await redis.ping()) === 'PONG';
+      let pong = '';
+      const answered = await within(
+        redis.ping().then((reply) => {
+          pong = reply;
+        }),
+        READY_CHECK_MS,
+      );
+      return answered && pong === 'PONG';
     } catch {
       return false;
     }

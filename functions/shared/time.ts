@@ -1,5 +1,11 @@
 /** Waiting, for the functions and the relay. */
 
+/**
+ * The longest a function's readiness check (/readyz) waits for a backing
+ * service; the platform's probe timeout must be longer (knative/*.yaml).
+ */
+export const READY_CHECK_MS = 2000;
+
 /** Resolves after `ms`. */
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

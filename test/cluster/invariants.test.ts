@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CONSUMER_GROUP, SOURCE_EVENT_TYPE, STREAM_KEY } from '../../functions/shared/names.js';
 import { namesOf } from '../../functions/shared/settings.js';
+import { READY_CHECK_MS } from '../../functions/shared/time.js';
 import {
   container,
   dryRun,
@@ -460,6 +461,9 @@ describe('containers', () => {
   it('the functions probe /readyz and /healthz on their port', () => {
     for (const service of knativeServices) {
       const c = container(service);
+      // the queue-proxy honours timeoutSeconds when periodSeconds is set (Kubernetes' default: 1 s)
+      expect(c.readinessProbe.periodSeconds).toBeGreaterThan(0);
+      expect(c.readinessProbe.timeoutSeconds * 1000).toBeGreaterThan(READY_CHECK_MS);
       expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 8080 });
       expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 8080 });
       expect(c.securityContext.runAsNonRoot).toBe(true);

@@ -16,6 +16,7 @@ interface Probe {
   port: number;
   initialDelaySeconds?: number;
   periodSeconds?: number;
+  timeoutSeconds?: number;
   failureThreshold?: number;
 }
 
@@ -105,6 +106,7 @@ function knProbe(spec: string, opts: string | undefined): Probe {
   const names: Record<string, keyof Probe> = {
     initialdelayseconds: 'initialDelaySeconds',
     periodseconds: 'periodSeconds',
+    timeoutseconds: 'timeoutSeconds',
     failurethreshold: 'failureThreshold',
   };
   for (const [k, v] of Object.entries(keyValues(opts ?? ''))) {
