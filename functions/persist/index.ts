@@ -19,7 +19,7 @@ import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
 import { writeBudgetKey } from '../shared/redis/keys.js';
-import { within } from '../shared/time.js';
+import { READY_CHECK_MS, within } from '../shared/time.js';
 import { Committer } from './committer.js';
 import { loadPersistConfig } from './config.js';
 import { budgetGauges, createPersistMetrics } from './metrics.js';
@@ -128,6 +128,7 @@ log.info(
  * event that is not the source's is refused (400) and changes nothing.
  */
 async function handler(event: CloudEventV1<unknown>): Promise<void> {
+  metrics.deliveries.inc();
   const raw = event as unknown as SourceEvent;
   let streamId: string;
   try {
@@ -145,13 +146,13 @@ async function handler(event: CloudEventV1<unknown>): Promise<void> {
 
 /**
  * Ready when Redis answers and the database has taken a batch in the last 10 s or
- * answers a ping within 2 s: a database busy with our own writes is not down.
+ * answers a ping within READY_CHECK_MS: a database busy with our own writes is not down.
  */
 async function ready(): Promise<boolean> {
   try {
     await redis.ping();
     if (performance.now() - committer.lastCommitAt < 10_000) return true;
-    return await within(db.command({ ping: 1 }), 2000);
+    return await within(db.command({ ping: 1 }), READY_CHECK_MS);
   } catch {
     return false;
   }

@@ -37,6 +37,11 @@ export function createPersistMetrics(registry: Registry) {
       help: 'Documents the database already held (a redelivery): counted as committed',
       registers,
     }),
+    deliveries: new Counter({
+      name: 'spillway_persist_deliveries_total',
+      help: 'CloudEvents received from the source (through the Trigger; locally the relay), whatever became of them',
+      registers,
+    }),
     refused: new Counter({
       name: 'spillway_persist_refused_deliveries_total',
       help: 'CloudEvents refused (400): not a RedisStreamSource event; nothing written',
