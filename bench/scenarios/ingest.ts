@@ -477,7 +477,7 @@ export async function runIngestScenario(
       for (let from = 1; from <= subjects; from += 1000) {
         const keys = [];
         for (let i = from; i < Math.min(from + 1000, subjects + 1); i++)
-          keys.push(sequenceKey(`${profile.event.subjectPrefix}${i}`));
+          keys.push(sequenceKey(profile.event.source, `${profile.event.subjectPrefix}${i}`));
         seqs += await redis.unlink(...keys);
       }
       ui.log(`deleted ${idem} idempotency records and ${seqs} subject sequences of this run`);

@@ -435,7 +435,7 @@ export async function runSpikeScenario(
   for (let from = 1; from <= peak; from += 1000) {
     const keys = [];
     for (let i = from; i < Math.min(from + 1000, peak + 1); i++)
-      keys.push(sequenceKey(`${profile.event.subjectPrefix}${i}`));
+      keys.push(sequenceKey(profile.event.source, `${profile.event.subjectPrefix}${i}`));
     await redis.unlink(...keys);
   }
   await mongo.db(dbName).dropDatabase();

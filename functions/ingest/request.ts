@@ -4,8 +4,11 @@
  * `{type, source?, subject?, data}`, and a CloudEvent in binary or structured mode.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { isLosslessNumber, type LosslessNumber } from 'lossless-json';
 import { checkData, DataError, jsonText, parseJson } from '../shared/data.js';
+import type { AttributeValue, CloudEventAttributes } from '../shared/document.js';
 import { ClientError, isJsonMediaType, mediaType, mediaTypeOf } from '../shared/http.js';
+import { rfc3339Millis, TimestampError } from '../shared/timestamp.js';
 
 export interface EventDraft {
   /** Kept from a CloudEvent; plain events get a fresh UUIDv7. */
@@ -17,7 +20,17 @@ export interface EventDraft {
   time?: string;
   /** JSON text. */
   data: string;
+  /** A CloudEvent's other attributes: datacontenttype, dataschema, extensions. */
+  attributes?: CloudEventAttributes;
 }
+
+/** The attributes ingest reads itself; every other one is kept as it came. */
+const CONTEXT = new Set(['specversion', 'id', 'source', 'type', 'subject', 'time', 'data']);
+/** CloudEvents: attribute names are lower-case ASCII letters and digits (20 or fewer advised). */
+const ATTRIBUTE_NAME = /^[a-z0-9]{1,64}$/;
+const MAX_ATTRIBUTES = 32;
+const MAX_ATTRIBUTE_CHARS = 4096;
+const INT32 = 2 ** 31;
 
 const LIMITS = { id: 256, type: 256, source: 1024, subject: 1024 } as const;
 const PLAIN_FIELDS = new Set(['type', 'source', 'subject', 'data']);
@@ -47,7 +60,6 @@ function requiredText(field: Field, value: unknown): string {
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /** The body as JSON, every number kept as written (functions/shared/data.ts). */
 function bodyJson(body: Buffer): unknown {
@@ -134,12 +146,66 @@ function cloudEventDraft(attributes: Record<string, unknown>, data: () => unknow
     data: dataOf(data()),
   };
   const time = attributes.time;
-  if (time !== undefined) {
-    if (typeof time !== 'string' || !RFC3339.test(time) || Number.isNaN(Date.parse(time)))
-      throw new ClientError('invalid_field', '"time" must be an RFC 3339 timestamp');
+  if (time !== undefined && time !== null) {
+    if (typeof time !== 'string')
+      throw new ClientError('invalid_field', '"time" must be an RFC 3339 date-time string');
+    try {
+      rfc3339Millis(time);
+    } catch (error) {
+      if (!(error instanceof TimestampError)) throw error;
+      throw new ClientError('invalid_field', `"time" ${JSON.stringify(time)} ${error.message}`);
+    }
     draft.time = time;
   }
+  const others = otherAttributes(attributes);
+  if (others !== undefined) draft.attributes = others;
   return draft;
+}
+
+/** One attribute's value as the JSON format allows it: a string, an integer (32 bits) or a boolean. */
+function attributeValue(name: string, value: unknown): AttributeValue {
+  if (typeof value === 'boolean') return value;
+  if (isLosslessNumber(value)) {
+    const n = Number((value as LosslessNumber).value);
+    if (!Number.isInteger(n) || n < -INT32 || n >= INT32)
+      throw new ClientError(
+        'invalid_cloudevent',
+        `attribute "${name}" is a number that is not a 32-bit integer`,
+      );
+    return n;
+  }
+  if (typeof value !== 'string')
+    throw new ClientError(
+      'invalid_cloudevent',
+      `attribute "${name}" must be a string, an integer or a boolean`,
+    );
+  if (!value.isWellFormed())
+    throw new ClientError('invalid_cloudevent', `attribute "${name}" is not valid Unicode`);
+  if (value.length > MAX_ATTRIBUTE_CHARS)
+    throw new ClientError(
+      'invalid_cloudevent',
+      `attribute "${name}" is longer than ${MAX_ATTRIBUTE_CHARS} characters`,
+    );
+  return value;
+}
+
+/** Every attribute besides the context ingest reads (datacontenttype, dataschema, extensions), checked. */
+function otherAttributes(attributes: Record<string, unknown>): CloudEventAttributes | undefined {
+  const kept: CloudEventAttributes = {};
+  let count = 0;
+  for (const [name, value] of Object.entries(attributes)) {
+    // a null attribute is an absent one (CloudEvents JSON format)
+    if (CONTEXT.has(name) || value === undefined || value === null) continue;
+    if (!ATTRIBUTE_NAME.test(name))
+      throw new ClientError(
+        'invalid_cloudevent',
+        `attribute name ${JSON.stringify(name)} is not lower-case letters and digits (at most 64)`,
+      );
+    if (++count > MAX_ATTRIBUTES)
+      throw new ClientError('invalid_cloudevent', `more than ${MAX_ATTRIBUTES} attributes`);
+    kept[name] = attributeValue(name, value);
+  }
+  return count === 0 ? undefined : kept;
 }
 
 /**

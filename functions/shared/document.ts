@@ -9,6 +9,7 @@
  */
 import { toStored } from './data.js';
 import type { StreamEntry } from './entry.js';
+import { rfc3339Millis, TimestampError } from './timestamp.js';
 
 export interface EventId {
   source: string;
@@ -20,11 +21,42 @@ export interface EventDocument {
   type: string;
   subject: string;
   seq: number;
+  /** The instant, for queries (milliseconds, UTC). */
   time: Date;
+  /** `time` exactly as posted: its digits and its offset. */
+  timeText: string;
   data: unknown;
+  /** The CloudEvent's other attributes (datacontenttype, dataschema, extensions), when it had any. */
+  attributes?: CloudEventAttributes;
   streamId: string;
   persistedAt: Date;
   key?: string;
+}
+
+/** A CloudEvent attribute's value in the JSON format: a string, an integer or a boolean. */
+export type AttributeValue = string | number | boolean;
+export type CloudEventAttributes = Record<string, AttributeValue>;
+
+/** The attributes' JSON text as the stream entry carries it (names sorted), or undefined when there are none. */
+export function attributesText(attributes: CloudEventAttributes): string | undefined {
+  const names = Object.keys(attributes).sort();
+  if (names.length === 0) return undefined;
+  return JSON.stringify(Object.fromEntries(names.map((name) => [name, attributes[name]])));
+}
+
+function parseAttributes(text: string): CloudEventAttributes {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new DocumentError('attributes is not JSON text');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new DocumentError('attributes is not a JSON object');
+  for (const [name, v] of Object.entries(value))
+    if (!/^[a-z0-9]+$/.test(name) || !['string', 'number', 'boolean'].includes(typeof v))
+      throw new DocumentError(`attribute ${JSON.stringify(name)} is not a CloudEvent attribute`);
+  return value as CloudEventAttributes;
 }
 
 export class DocumentError extends Error {
@@ -35,9 +67,13 @@ export class DocumentError extends Error {
 export const eventId = (source: string, id: string): EventId => ({ source, id });
 
 export function toDocument(entry: StreamEntry, streamId: string, persistedAt: Date): EventDocument {
-  const time = new Date(entry.time);
-  if (Number.isNaN(time.getTime()))
-    throw new DocumentError(`time ${JSON.stringify(entry.time)} is not RFC 3339`);
+  let time: Date;
+  try {
+    time = new Date(rfc3339Millis(entry.time));
+  } catch (error) {
+    if (!(error instanceof TimestampError)) throw error;
+    throw new DocumentError(`time ${JSON.stringify(entry.time)} ${error.message}`);
+  }
   let data: unknown;
   try {
     data = toStored(entry.data);
@@ -50,10 +86,12 @@ export function toDocument(entry: StreamEntry, streamId: string, persistedAt: Da
     subject: entry.subject,
     seq: entry.seq,
     time,
+    timeText: entry.time,
     data,
     streamId,
     persistedAt,
   };
+  if (entry.attributes !== undefined) doc.attributes = parseAttributes(entry.attributes);
   if (entry.key !== undefined) doc.key = entry.key;
   return doc;
 }

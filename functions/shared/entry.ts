@@ -3,7 +3,8 @@
  * RedisStreamSource makes of it. This module is the only place that knows the
  * field names and their order.
  *
- * Stream entry: flat field/value strings `id type source subject time seq data [key]`.
+ * Stream entry: flat field/value strings `id type source subject time seq data
+ * [attributes] [key]`.
  * CloudEvent (as eventing-redis's adapter emits it): type
  * `dev.knative.sources.redisstream`, id = the stream entry id (`1732770000000-0`),
  * datacontenttype `application/json`, data = the entry's fields as ONE flat JSON
@@ -18,12 +19,17 @@ export interface StreamEntry {
   source: string;
   /** May be empty. */
   subject: string;
-  /** RFC 3339. */
+  /** RFC 3339, as posted (or ingest's time of acceptance). */
   time: string;
-  /** Per-subject sequence number, from Redis. */
+  /** Sequence number of the (source, subject) pair, from Redis. */
   seq: number;
   /** JSON text. */
   data: string;
+  /**
+   * The CloudEvent's other attributes, when it had any (datacontenttype,
+   * dataschema, every extension): JSON text of one object, names sorted.
+   */
+  attributes?: string;
   /** The client's Idempotency-Key, when it sent one. */
   key?: string;
 }
@@ -46,6 +52,7 @@ export function entryFields(entry: StreamEntry): string[] {
     'data',
     entry.data,
   ];
+  if (entry.attributes !== undefined) fields.push('attributes', entry.attributes);
   if (entry.key !== undefined) fields.push('key', entry.key);
   return fields;
 }
@@ -86,6 +93,8 @@ export function parseEntryFields(fields: readonly unknown[]): StreamEntry {
     seq,
     data: map.get('data') as string,
   };
+  const attributes = map.get('attributes');
+  if (attributes !== undefined) entry.attributes = attributes;
   const key = map.get('key');
   if (key !== undefined) entry.key = key;
   return entry;

@@ -196,6 +196,77 @@ describe('ingest', () => {
     });
   });
 
+  it('keeps every other attribute of a binary-mode CloudEvent: traceparent, dataschema, extensions', async () => {
+    const id = unique('ce');
+    const res = await postJson(
+      `${fn.url}/events`,
+      { amount: 7 },
+      {
+        'ce-specversion': '1.0',
+        'ce-id': id,
+        'ce-type': 'payment.settled',
+        'ce-source': 'urn:bank',
+        'ce-time': '2026-02-03T10:00:00.123456+02:00',
+        'ce-traceparent': '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        'ce-tenant': 'acme',
+        'ce-dataschema': 'https://schemas.example/payment/v2',
+      },
+    );
+    expect(res.status).toBe(202);
+    const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+      string,
+      string[],
+    ];
+    const entry = parseEntryFields(fields);
+    // the time as posted, every digit and the offset
+    expect(entry.time).toBe('2026-02-03T10:00:00.123456+02:00');
+    expect(JSON.parse(entry.attributes as string)).toEqual({
+      datacontenttype: 'application/json',
+      dataschema: 'https://schemas.example/payment/v2',
+      tenant: 'acme',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+  });
+
+  it('keeps the extension attributes of a structured-mode CloudEvent, with their JSON types', async () => {
+    const id = unique('ce');
+    const res = await postJson(
+      `${fn.url}/events`,
+      {
+        specversion: '1.0',
+        id,
+        type: 'user.signed-up',
+        source: '/auth',
+        tenant: 'acme',
+        priority: 3,
+        replayed: false,
+        nothing: null,
+        data: { plan: 'pro' },
+      },
+      { 'content-type': 'application/cloudevents+json' },
+    );
+    expect(res.status).toBe(202);
+    const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
+      string,
+      string[],
+    ];
+    expect(JSON.parse(parseEntryFields(fields).attributes as string)).toEqual({
+      priority: 3,
+      replayed: false,
+      tenant: 'acme',
+    });
+  });
+
+  it('numbers a subject per source: the same subject under two sources is two sequences', async () => {
+    const subject = unique('shared');
+    const seqs = [];
+    for (const source of ['/a', '/b', '/a', '/b', '/b'])
+      seqs.push(
+        (await postJson(`${fn.url}/events`, { type: 't', source, subject, data: 1 })).body.seq,
+      );
+    expect(seqs).toEqual([1, 1, 2, 2, 3]);
+  });
+
   const bad: Array<
     [
       string,
@@ -205,6 +276,64 @@ describe('ingest', () => {
       RegExp,
     ]
   > = [
+    ...(
+      [
+        ['February 30', '2026-02-30T10:00:00Z', /has no day 30 in 2026-02/],
+        ['hour 24', '2026-01-01T24:00:00Z', /has no hour 24/],
+        ['no offset', '2026-01-01T10:00:00', /is not an RFC 3339 date-time/],
+        ['a leap second', '2016-12-31T23:59:60Z', /leap seconds cannot be stored/],
+      ] as const
+    ).map(
+      ([what, time, detail]) =>
+        [
+          `a CloudEvent time with ${what}`,
+          () =>
+            postJson(
+              `${fn.url}/events`,
+              { a: 1 },
+              {
+                'ce-specversion': '1.0',
+                'ce-id': 'x',
+                'ce-type': 't',
+                'ce-source': '/s',
+                'ce-time': time,
+              },
+            ),
+          400,
+          'invalid_field',
+          detail,
+        ] as [string, () => ReturnType<typeof postJson>, number, string, RegExp],
+    ),
+    [
+      'a CloudEvent extension named with a hyphen',
+      () =>
+        postJson(
+          `${fn.url}/events`,
+          { a: 1 },
+          {
+            'ce-specversion': '1.0',
+            'ce-id': 'x',
+            'ce-type': 't',
+            'ce-source': '/s',
+            'ce-trace-id': 'q',
+          },
+        ),
+      400,
+      'invalid_cloudevent',
+      /attribute name "trace-id" is not lower-case letters and digits/,
+    ],
+    [
+      'a CloudEvent extension whose value is an object',
+      () =>
+        postJson(
+          `${fn.url}/events`,
+          { specversion: '1.0', id: 'x', type: 't', source: '/s', tenant: { a: 1 }, data: 1 },
+          { 'content-type': 'application/cloudevents+json' },
+        ),
+      400,
+      'invalid_cloudevent',
+      /attribute "tenant" must be a string, an integer or a boolean/,
+    ],
     [
       'malformed JSON',
       () => postJson(`${fn.url}/events`, '{"type": "x", "data": '),

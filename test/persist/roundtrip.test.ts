@@ -169,4 +169,58 @@ describe('round trip: posted JSON → ingest → stream → persist → MongoDB'
       type: 'order.created',
     });
   });
+
+  it('stores the time as posted beside its instant, and every CloudEvent attribute', async () => {
+    const binaryId = unique('ce-bin');
+    const structuredId = unique('ce-str');
+    const binary = await postJson(
+      `${ingest.url}/events`,
+      { amount: 7 },
+      {
+        'ce-specversion': '1.0',
+        'ce-id': binaryId,
+        'ce-type': 'payment.settled',
+        'ce-source': 'urn:bank',
+        'ce-time': '2026-02-03T10:00:00.123456+02:00',
+        'ce-traceparent': '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        'ce-tenant': 'acme',
+        'ce-dataschema': 'https://schemas.example/payment/v2',
+      },
+    );
+    const structured = await postJson(
+      `${ingest.url}/events`,
+      {
+        specversion: '1.0',
+        id: structuredId,
+        type: 'user.signed-up',
+        source: '/auth',
+        time: '2024-02-29T23:59:59.5-00:30',
+        tenant: 'globex',
+        priority: 3,
+        data: { plan: 'pro' },
+      },
+      { 'content-type': 'application/cloudevents+json' },
+    );
+    expect([binary.status, structured.status]).toEqual([202, 202]);
+    const events = mongo.db(database).collection('events');
+    await waitFor(
+      async () =>
+        (await events.countDocuments({ '_id.id': { $in: [binaryId, structuredId] } })) === 2,
+      60_000,
+      () => 'the two events are not stored',
+    );
+    const a = await events.findOne({ _id: eventId('urn:bank', binaryId) as never });
+    expect(a?.timeText).toBe('2026-02-03T10:00:00.123456+02:00');
+    expect(a?.time).toEqual(new Date('2026-02-03T08:00:00.123Z'));
+    expect(a?.attributes).toEqual({
+      datacontenttype: 'application/json',
+      dataschema: 'https://schemas.example/payment/v2',
+      tenant: 'acme',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
+    const b = await events.findOne({ _id: eventId('/auth', structuredId) as never });
+    expect(b?.timeText).toBe('2024-02-29T23:59:59.5-00:30');
+    expect(b?.time).toEqual(new Date('2024-03-01T00:29:59.500Z'));
+    expect(b?.attributes).toEqual({ priority: 3, tenant: 'globex' });
+  });
 });

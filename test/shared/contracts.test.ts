@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DocumentError, toDocument } from '../../functions/shared/document.js';
+import { attributesText, DocumentError, toDocument } from '../../functions/shared/document.js';
 import {
   EntryError,
   entryFields,
@@ -83,11 +83,39 @@ describe('RedisStreamSource CloudEvent into a MongoDB document (the other two co
       subject: 'cust-42',
       seq: 7,
       time: new Date('2026-11-28T06:00:00.123Z'),
+      timeText: '2026-11-28T06:00:00.123Z',
       data: { total: 42, items: ['a', 'b'] },
       streamId: '1732770000000-0',
       persistedAt,
       key: 'idem-1',
     });
+  });
+
+  it("carries a CloudEvent's other attributes through the entry into the document", () => {
+    const attributes = attributesText({
+      tenant: 'acme',
+      datacontenttype: 'application/json',
+      n: 3,
+      b: true,
+    });
+    expect(attributes).toBe(
+      '{"b":true,"datacontenttype":"application/json","n":3,"tenant":"acme"}',
+    );
+    const withThem = { ...entry, attributes: attributes as string };
+    const fields = entryFields(withThem);
+    expect(fields.slice(-4)).toEqual(['attributes', attributes, 'key', 'idem-1']);
+    const doc = toDocument(parseEntryFields(fields), '1-0', new Date());
+    expect(doc.attributes).toEqual({
+      b: true,
+      datacontenttype: 'application/json',
+      n: 3,
+      tenant: 'acme',
+    });
+    expect(attributesText({})).toBeUndefined();
+    for (const bad of ['[1]', '{"Tenant":"x"}', '{"t":{"a":1}}', 'nope'])
+      expect(() => toDocument({ ...entry, attributes: bad }, '1-0', new Date())).toThrow(
+        DocumentError,
+      );
   });
 
   it('takes the stream id alone, whatever the data says (a doorbell)', () => {

@@ -20,7 +20,7 @@ export function ingestKeys(options: {
     options.stream,
     sourceSettingsKey(options.source),
     countersKey(options.nowMs),
-    sequenceKey(options.subject),
+    sequenceKey(options.source, options.subject),
   ];
 }
 
@@ -50,8 +50,13 @@ export function countersKey(nowMs: number): string {
   return countersOfDay;
 }
 
-/** The last sequence number given to a subject. */
-export const sequenceKey = (subject: string) => `spillway:seq:${subject}`;
+/**
+ * The last sequence number given to a subject of a source (a CloudEvents subject
+ * is relative to its source). The source's length comes first, so no pair of
+ * (source, subject) shares a key with another.
+ */
+export const sequenceKey = (source: string, subject: string) =>
+  `spillway:seq:${source.length}:${source}:${subject}`;
 
 /** Where the replicas' catch-up has claimed the backlog up to (catchup-claim-2.lua). */
 export const catchupCursorKey = (stream: string) => `spillway:persist:catchup:${stream}`;

@@ -13,9 +13,9 @@
                 request is refused and nothing is written.
       4. XLEN   the stream (KEYS[3]): the backlog not yet persisted; at ARGV[5] or
                 above the request is refused and nothing is written.
-      5. GET    the per-subject sequence (KEYS[6]).
+      5. GET    the sequence of the event's (source, subject) (KEYS[6]).
     Writes (only when accepted); every key written expires or is bounded:
-      6. SET    the per-subject sequence to seq = previous + 1, its time to live
+      6. SET    the (source, subject) sequence to seq = previous + 1, its time to live
                 (ARGV[8] ms) refreshed: a subject silent that long starts again at 1.
       7. XADD   the stream entry (docs/architecture.md, "The three contracts"), the
                 value of its `seq` field filled in here. Persist deletes it once stored.
@@ -32,7 +32,7 @@
     KEYS[3] stream                 spillway:events
     KEYS[4] per-source settings    spillway:source:<source>:settings (hash, set by operators)
     KEYS[5] today's counters       spillway:stats:<YYYY-MM-DD> (hash: source → accepted)
-    KEYS[6] per-subject sequence   spillway:seq:<subject>
+    KEYS[6] subject's sequence     spillway:seq:<length of source>:<source>:<subject>
 
     ARGV[1] "1" when the client sent an Idempotency-Key, else "0"
     ARGV[2] idempotency record time to live, ms
@@ -41,7 +41,7 @@
     ARGV[5] max backlog (stream length), 0 = none
     ARGV[6] event id
     ARGV[7] event source
-    ARGV[8] per-subject sequence time to live, ms
+    ARGV[8] sequence time to live, ms
     ARGV[9] counters hash time to live, ms
     ARGV[10] request fingerprint (method, path, media type, CloudEvent headers, body)
     ARGV[11..] the stream entry's field/value strings; the value of the field named
