@@ -9,11 +9,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
+import { attributesText } from '../shared/document.js';
 import { ClientError, HttpError, pathOf, send, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
 import { clientAddress, requestFingerprint } from './caller.js';
 import type { IngestConfig } from './config.js';
+import { MemoryGauge } from './memory.js';
 import { parseEvent } from './request.js';
 import { type AcceptOutcome, type Caller, EventStore } from './store.js';
 
@@ -26,6 +28,8 @@ export interface Ingest {
   handle(req: IngestRequest, res: ServerResponse): Promise<void>;
   ready(): Promise<boolean>;
   store: EventStore;
+  /** Redis's memory as admission sees it (started here; stop() ends its polling). */
+  memory: MemoryGauge;
 }
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
@@ -45,6 +49,8 @@ export function createIngest(
     countersTtlMs: config.countersTtlSec * 1000,
   });
   const keyDigests = config.ingestApiKeys.map(digest);
+  const memory = new MemoryGauge(redis, config.maxRedisMemoryPct);
+  memory.start();
 
   const requests = new Counter({
     name: 'spillway_ingest_requests_total',
@@ -113,6 +119,14 @@ export function createIngest(
     if (typeof key === 'string' && (key === '' || key.length > 256))
       throw new ClientError('invalid_header', 'Idempotency-Key must be 1 to 256 characters');
     const draft = parseEvent(req.headers, body, config.defaultSource);
+    if (memory.full) {
+      const { used, max } = memory.reading;
+      throw new HttpError(
+        'backlog_full',
+        `Redis holds ${Math.round(used / 1048576)} MiB of its ${Math.round(max / 1048576)} MiB (MAX_REDIS_MEMORY_PCT ${config.maxRedisMemoryPct}): the backlog must drain first; retry later`,
+        { 'retry-after': String(config.backlogRetryAfterSec) },
+      );
+    }
     const now = Date.now();
     const entry = {
       id: draft.id ?? uuidv7(),
@@ -121,6 +135,7 @@ export function createIngest(
       subject: draft.subject,
       time: draft.time ?? new Date(now).toISOString(),
       data: draft.data,
+      ...(draft.attributes ? { attributes: attributesText(draft.attributes) } : {}),
       ...(typeof key === 'string' ? { key } : {}),
     };
     let outcome: AcceptOutcome;
@@ -221,5 +236,5 @@ export function createIngest(
     latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
   }
 
-  return { handle, ready, store };
+  return { handle, ready, store, memory };
 }

@@ -36,6 +36,7 @@ export const ingest: HttpFunction = {
     );
   },
   async shutdown() {
+    app.memory.stop();
     await redis.quit().catch(() => redis.disconnect());
   },
 };

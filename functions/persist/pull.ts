@@ -101,15 +101,18 @@ export class PullIntake {
       this.leased =
         (await this.scripts.run('lease-renew', [this.leaseKey], [this.owner, ttl])) === 1;
     } else {
-      this.leased = (await this.redis.set(this.leaseKey, this.owner, 'PX', ttl, 'NX')) === 'OK';
+      this.leased =
+        (await this.scripts.run('lease-take', [this.leaseKey], [this.owner, ttl])) === 1;
       if (this.leased) this.log.info({ owner: this.owner }, 'pull lease taken');
     }
     return this.leased;
   }
 
   /**
-   * One round: catch up (any replica, on a chunk of its own) or, holding the
-   * lease, sweep; only while there is room in the queue.
+   * One round, while there is room in the queue: first the sweeper's turn when
+   * it is due (holding the lease), so that nothing stays in the stream much
+   * longer than STALE_AFTER_MS whatever catch-up is doing; then catch-up (any
+   * replica, on a chunk of its own) with the room that is left.
    */
   async round(): Promise<void> {
     const backlog = await this.redis.xlen(this.config.streamKey);
@@ -119,7 +122,14 @@ export class PullIntake {
     const batch = this.committer.batchLimit;
     this.full = this.committer.queued >= batch;
     if (this.full) return;
-    const room = Math.min(this.config.pullChunkEntries, batch * 2 - this.committer.queued);
+    let room = Math.min(this.config.pullChunkEntries, batch * 2 - this.committer.queued);
+    if (Date.now() >= this.nextSweep && (await this.lease())) {
+      const found = await this.sweep(room);
+      // A full chunk means there is more: come back at once.
+      this.nextSweep = found >= room ? 0 : Date.now() + this.config.sweepIntervalMs;
+      room -= found;
+      if (room <= 0) return;
+    }
     const beyond = await this.beyondCursor(backlog);
     // Without a group no source reads the stream (it makes its group at `$` when it
     // comes back): everything in it is left to the pull intake.
@@ -128,15 +138,16 @@ export class PullIntake {
       return;
     }
     this.catchingUp = false;
-    if (!(await this.lease())) return;
-    if (Date.now() >= this.nextSweep) {
-      const found = await this.sweep(room);
-      // A full chunk means there is more: come back at once.
-      this.nextSweep = found >= room ? 0 : Date.now() + this.config.sweepIntervalMs;
-    }
   }
 
-  /** The group's last-delivered id and the backlog past it (all of it when there is no group). */
+  /**
+   * The group's last-delivered id and the backlog past it (all of it when there
+   * is no group). Redis 7 gives that backlog as the group's `lag`, but not once
+   * entries past the cursor were deleted (catch-up deletes them): then it is
+   * counted, up to just past CATCHUP_BACKLOG, which is all the decision needs.
+   * Entries behind the cursor (delivered and dropped by the source) are not in
+   * it: they are the sweeper's.
+   */
   private async beyondCursor(
     backlog: number,
   ): Promise<{ cursor: string; count: number; grouped: boolean }> {
@@ -152,12 +163,17 @@ export class PullIntake {
       if (get('name') !== this.config.consumerGroup) continue;
       const cursor = String(get('last-delivered-id'));
       const lag = get('lag');
-      const pending = Number(get('pending') ?? 0);
-      return {
-        cursor,
-        count: typeof lag === 'number' ? lag : Math.max(0, backlog - pending),
-        grouped: true,
-      };
+      const count =
+        typeof lag === 'number'
+          ? lag
+          : Number(
+              await this.scripts.run(
+                'stream-count-after',
+                [this.config.streamKey],
+                [cursor, this.config.catchupBacklog + 1],
+              ),
+            );
+      return { cursor, count, grouped: true };
     }
     return { cursor: '0-0', count: backlog, grouped: false };
   }

@@ -141,6 +141,13 @@ export const SETTINGS = {
     'stream length at which ingest answers 503 (0 = none)',
   ),
   BACKLOG_RETRY_AFTER_SEC: setting(int(1, 3600), 1, 's', ['ingest'], '`Retry-After` of that 503'),
+  MAX_REDIS_MEMORY_PCT: setting(
+    int(0, 100),
+    90,
+    '%',
+    ['ingest'],
+    "share of Redis's `maxmemory` in use at which ingest answers 503 `backlog_full`, so the drain always has room (0 = none)",
+  ),
   RATE_LIMIT_PER_SEC: setting(
     int(0, MAX),
     0,

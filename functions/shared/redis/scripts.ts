@@ -6,6 +6,11 @@
  * (`<name>:<first 8 hex of its SHA-1>`), so two versions of Spillway sharing one
  * Redis never run each other's script. Callers stay thin: `scripts.run(name,
  * keys, args)`, with the key count checked against the file name.
+ *
+ * Every script persist and the relay run for the drain starts with
+ * `#!lua flags=allow-oom` (Redis 7): the drain is what frees memory, so a full
+ * Redis must never refuse it. Ingest's script has no flags: a full Redis
+ * refuses its first write, before the XADD, and ingest answers 503.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -49,10 +54,12 @@ const SCRIPT_FILES = loadScriptFiles();
 export type ScriptName =
   | 'ingest'
   | 'ack-delete'
+  | 'lease-take'
   | 'lease-renew'
   | 'lease-release'
   | 'write-budget'
-  | 'catchup-claim';
+  | 'catchup-claim'
+  | 'stream-count-after';
 
 type Runner = (...args: Array<string | number>) => Promise<unknown>;
 

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Forgets stream entries that are committed in MongoDB: XACK them for the
   source's consumer group, THEN XDEL them, in one atomic step.

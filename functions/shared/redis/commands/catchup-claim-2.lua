@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Claims the next chunk of a backlog for one persist replica's catch-up: every
   replica may catch up at once, each on entries no other one claimed, because

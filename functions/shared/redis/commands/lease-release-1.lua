@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Gives a lease up, but only for its holder (a lease that expired and was taken
   by another replica is left alone).

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   Extends a lease, but only for its holder: a replica whose lease expired and
   was taken by another must not extend the other's.

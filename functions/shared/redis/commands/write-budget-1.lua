@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 --[[
   The database's write budget, shared by every persist replica: one hash per
   database, on Redis's clock (TIME), so replicas on different machines agree.
@@ -53,6 +54,21 @@
        acquire timed out at the caller and may have been granted after all):
        the answer time and rate are untouched.
     6. state: read only, for probes and metrics.
+  Clock steps. TIME is Redis's wall clock, which NTP or a restore onto another
+  host may step. Every call remembers the last time it saw (seen):
+    - a clock stepped back (now < seen) moves every stored time back by the step,
+      and any stored time still ahead of now by more than it can be (a last
+      answer more than one spacing ahead, a lease end more than one lease ahead,
+      the adaptation's times ahead at all) is brought back to now: otherwise
+      every replica would wait out the step;
+    - time nobody saw pass (no call for longer than a lease, with a holder: it
+      renews every third of a lease, so it would have been seen) is not counted
+      against the holder's lease: the stored times move forward by the gap, so a
+      clock stepped forward cannot end a lease whose write is still running, by
+      the holder's own renewals (an idle budget is rebased the same way, which
+      only makes its next write wait one spacing; the adaptation's own times
+      are left to age).
+  Each such repair is counted (steps) and logged to Redis's log.
   A new hash starts at rate = ceiling, with its first grant one spacing after it
   is made (a replica of a budget whose hash was lost cannot double up with a
   write just answered). Every call but state refreshes a TTL of 10 minutes, so an
@@ -71,8 +87,9 @@
     state:   ARGV[2] ceiling, ARGV[3] floor, ARGV[4] maxBatch (optional, docs)
 
   Output (rates are strings: Redis would truncate a Lua number to an integer):
-    acquire: {1, rate, leaseMs}       granted: write now, renew before leaseMs
-             {0, rate, waitMs}        not now: ask again after waitMs
+    acquire: {1, rate, leaseMs, batch, steps}   granted: write now, renew before leaseMs
+             {0, rate, waitMs, batch, steps}    not now: ask again after waitMs
+             (batch nil without maxBatch; steps: clock steps repaired so far)
     renew:   {1, leaseMs}             extended
              {0, 'not holder'}        the lease ended and is someone else's (or no one's)
     release: {1, rate, waitMs}        released; the next write may start in waitMs
@@ -83,7 +100,8 @@
 
   Hash fields: holder, until (lease end, ms), done (last answer, ms), rate,
   cut (last decrease, ms), grew (last change, ms), batch (largest batch, docs),
-  bcut (its last decrease, ms).
+  bcut (its last decrease, ms), seen (the last call's time, ms), lease (the last
+  grant's leaseMs), steps (clock steps repaired).
 ]]
 local key = KEYS[1]
 local op = ARGV[1]
@@ -99,9 +117,46 @@ local function fmt(rate)
   return string.format('%.4f', rate)
 end
 
+-- Moves every stored time by delta ms.
+local function shift(s, delta)
+  if s.done ~= nil then s.done = s.done + delta end
+  if s.untilMs > 0 then s.untilMs = s.untilMs + delta end
+  s.cut = s.cut + delta
+  if s.grew ~= nil then s.grew = s.grew + delta end
+  s.bcut = s.bcut + delta
+end
+
+-- Repairs what a step of Redis's clock did to the stored times (see "Clock steps").
+local function steady(s)
+  local repaired = false
+  local leaseMs = s.lease
+  if s.seen ~= nil and now < s.seen - 1 then
+    shift(s, now - s.seen)
+    repaired = true
+  elseif s.seen ~= nil and now - s.seen > leaseMs then
+    -- Only the lease and the last answer: the adaptation's times may age as they would.
+    local gap = now - s.seen
+    if s.done ~= nil then s.done = s.done + gap end
+    if s.untilMs > 0 then s.untilMs = s.untilMs + gap end
+    repaired = s.holder ~= ''
+  end
+  local spacing = SLACK / (s.rate or 1)
+  if s.done ~= nil and s.done > now + spacing then s.done = now; repaired = true end
+  if s.untilMs > now + leaseMs then s.untilMs = now + leaseMs; repaired = true end
+  for _, f in ipairs({'cut', 'grew', 'bcut'}) do
+    if s[f] ~= nil and s[f] > now then s[f] = now; repaired = true end
+  end
+  if repaired then
+    s.steps = s.steps + 1
+    redis.log(redis.LOG_WARNING, 'spillway write budget ' .. key .. ': the clock moved; stored times repaired')
+  end
+  s.seen = now
+end
+
 local function load()
-  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut', 'grew', 'batch', 'bcut')
-  return {
+  local v = redis.call('HMGET', key, 'holder', 'until', 'done', 'rate', 'cut', 'grew', 'batch', 'bcut',
+    'seen', 'lease', 'steps')
+  local s = {
     holder = v[1] or '',
     untilMs = tonumber(v[2]) or 0,
     done = tonumber(v[3]),
@@ -110,7 +165,12 @@ local function load()
     grew = tonumber(v[6]),
     batch = tonumber(v[7]),
     bcut = tonumber(v[8]) or 0,
+    seen = tonumber(v[9]),
+    lease = tonumber(v[10]) or 3000,
+    steps = tonumber(v[11]) or 0,
   }
+  steady(s)
+  return s
 end
 
 -- The largest batch for a caller whose MAX_BATCH_DOCS is maxBatch (nil: none kept).
@@ -129,7 +189,8 @@ end
 
 local function save(s)
   redis.call('HSET', key, 'holder', s.holder, 'until', s.untilMs, 'done', s.done,
-    'rate', s.rate, 'cut', s.cut, 'grew', s.grew or 0)
+    'rate', s.rate, 'cut', s.cut, 'grew', s.grew or 0, 'seen', s.seen, 'lease', s.lease,
+    'steps', s.steps)
   if s.batch ~= nil then redis.call('HSET', key, 'batch', s.batch, 'bcut', s.bcut) end
   redis.call('PEXPIRE', key, TTL_MS)
 end
@@ -153,20 +214,24 @@ if op == 'acquire' then
   else
     s.holder = owner
     s.untilMs = now + leaseMs
+    s.lease = leaseMs
     save(s)
-    return {1, fmt(s.rate), leaseMs, batch}
+    return {1, fmt(s.rate), leaseMs, batch or false, s.steps}
   end
   save(s)
-  return {0, fmt(s.rate), math.max(1, math.ceil(wait)), batch}
+  return {0, fmt(s.rate), math.max(1, math.ceil(wait)), batch or false, s.steps}
 end
 
 if op == 'renew' then
   local owner, leaseMs = ARGV[2], tonumber(ARGV[3])
-  if redis.call('HGET', key, 'holder') ~= owner then
+  local s = load()
+  if s.holder ~= owner then
+    if s.rate ~= nil then save(s) end
     return {0, 'not holder'}
   end
-  redis.call('HSET', key, 'until', now + leaseMs)
-  redis.call('PEXPIRE', key, TTL_MS)
+  s.untilMs = now + leaseMs
+  s.lease = leaseMs
+  save(s)
   return {1, leaseMs}
 end
 
@@ -212,9 +277,11 @@ if op == 'release' then
 end
 
 if op == 'cancel' then
-  if redis.call('HGET', key, 'holder') ~= ARGV[2] then return {0} end
-  redis.call('HSET', key, 'holder', '', 'until', 0)
-  redis.call('PEXPIRE', key, TTL_MS)
+  local s = load()
+  if s.holder ~= ARGV[2] then return {0} end
+  s.holder = ''
+  s.untilMs = 0
+  save(s)
   return {1}
 end
 
