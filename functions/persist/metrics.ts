@@ -57,6 +57,11 @@ export function createPersistMetrics(registry: Registry) {
       help: 'Entries not committed after MAX_COMMIT_ATTEMPTS: left in the stream, retried after PARK_MS',
       registers,
     }),
+    clockSteps: new Counter({
+      name: 'spillway_persist_clock_steps_total',
+      help: "Steps of Redis's clock the write budget repaired (NTP, a restore onto another host)",
+      registers,
+    }),
     batchDocs: new Histogram({
       name: 'spillway_persist_batch_docs',
       help: 'Documents per batch',

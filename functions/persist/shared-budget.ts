@@ -98,9 +98,11 @@ export interface SharedBudgetOptions {
   log: BudgetLogger;
   /** Called after every write (e.g. to observe spillway_persist_write_latency_seconds). */
   onWrite?: (write: BudgetWrite) => void;
+  /** Called when the budget repaired a step of Redis's clock (write-budget-1.lua, "Clock steps"). */
+  onClockStep?: () => void;
 }
 
-type Reply = Array<string | number>;
+type Reply = Array<string | number | null>;
 
 class RedisUnavailable extends Error {
   override name = 'RedisUnavailable';
@@ -140,6 +142,9 @@ export class SharedBudget {
   private readonly timeoutMs: number;
   private readonly log: BudgetLogger;
   private readonly onWrite: ((write: BudgetWrite) => void) | undefined;
+  private readonly onClockStep: (() => void) | undefined;
+  /** The budget's count of repaired clock steps, as last seen. */
+  private clockSteps: number | undefined;
   /** Per write, unique across replicas: `<host>:<pid>:<random>:<n>`. */
   private readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private seq = 0;
@@ -186,6 +191,7 @@ export class SharedBudget {
     this.timeoutMs = timeoutMs;
     this.log = options.log;
     this.onWrite = options.onWrite;
+    this.onClockStep = options.onClockStep;
     this.sharedRate = options.ceiling;
     this.local = new TokenBucket(this.localRate);
     this.redis = options.redis;
@@ -334,6 +340,7 @@ export class SharedBudget {
       );
       this.sharedRate = Number(reply[1]);
       this.keepBatch(reply[3]);
+      this.noteClock(Number(reply[4]));
       if (reply[0] === 1) return true;
       const wait = Number(reply[2]);
       // A little jitter, so replicas waiting for the same moment do not always arrive in the same order.
@@ -374,8 +381,22 @@ export class SharedBudget {
     return this.maxBatchDocs === undefined ? [] : [this.maxBatchDocs];
   }
 
-  private keepBatch(value: string | number | undefined): void {
-    if (this.maxBatchDocs !== undefined && value !== undefined) this.sharedBatch = Number(value);
+  private keepBatch(value: string | number | null | undefined): void {
+    if (this.maxBatchDocs !== undefined && value !== undefined && value !== null)
+      this.sharedBatch = Number(value);
+  }
+
+  /** Logs and counts the clock steps the script repaired since this replica last looked. */
+  private noteClock(steps: number): void {
+    if (!Number.isFinite(steps)) return;
+    if (this.clockSteps !== undefined && steps > this.clockSteps) {
+      this.log.warn(
+        { key: this.key, steps: steps - this.clockSteps },
+        "write budget: Redis's clock moved; the budget's times were repaired",
+      );
+      this.onClockStep?.();
+    }
+    this.clockSteps = steps;
   }
 
   private wrote(latencyMs: number, ok: boolean, mode: BudgetMode): void {

@@ -123,9 +123,17 @@ describe('shared write budget', () => {
         1,
         '30.0000',
         1000,
+        null,
+        0,
       ]);
       // Held: the others are told to ask again in one spacing, the earliest it can be free.
-      expect(await redis.writeBudget(key, 'acquire', 'b', 1000, 30, 3)).toEqual([0, '30.0000', 34]);
+      expect(await redis.writeBudget(key, 'acquire', 'b', 1000, 30, 3)).toEqual([
+        0,
+        '30.0000',
+        34,
+        null,
+        0,
+      ]);
       expect(await redis.writeBudget(key, 'renew', 'b', 1000)).toEqual([0, 'not holder']);
       expect(await redis.writeBudget(key, 'renew', 'a', 1000)).toEqual([1, 1000]);
       const ttl = await redis.pttl(key);
@@ -159,6 +167,85 @@ describe('shared write budget', () => {
       expect((await redis.writeBudget(other, 'state', 30, 3))[0]).toBe('');
       expect((await redis.writeBudget(key, 'state', 30, 3))[0]).toBe('b');
       await expect(redis.writeBudget(key, 'nonsense')).rejects.toThrow(/unknown operation/);
+    });
+
+    it('survives a clock stepped back: a last answer an hour ahead is repaired, not waited out', async () => {
+      const key = writeBudgetKey(unique('edge-back'));
+      const grant = async (owner: string) => {
+        for (const started = clock(); clock() - started < 2000; ) {
+          const reply = await redis.writeBudget(key, 'acquire', owner, 1000, 30, 3);
+          if (reply[0] === 1) return reply;
+          await sleep(Math.min(50, Number(reply[2])));
+        }
+        throw new Error(`${owner} was not granted within 2 s`);
+      };
+      await grant('a');
+      await redis.writeBudget(key, 'release', 'a', 10, 1, 100, 30, 3);
+      // Redis's clock stepped back an hour: every stored time is an hour ahead of it.
+      const now = Number((await redis.time())[0]) * 1000;
+      await redis.hset(
+        key,
+        'done',
+        now + 3_600_000,
+        'seen',
+        now + 3_600_000,
+        'cut',
+        now + 3_600_000,
+      );
+      const asked = clock();
+      const granted = await grant('b');
+      expect(clock() - asked).toBeLessThan(500);
+      expect(granted[4]).toBe(1); // counted
+      expect(Number(await redis.hget(key, 'cut'))).toBeLessThanOrEqual(now + 1000);
+      await redis.writeBudget(key, 'release', 'b', 10, 1, 100, 30, 3);
+      // A last answer far ahead without any other sign is repaired the same way.
+      await redis.hset(key, 'done', now + 3_600_000);
+      await grant('c');
+      expect(await redis.hget(key, 'steps')).toBe('2');
+    });
+
+    it('survives a clock stepped forward: a lease whose holder still renews is not taken', async () => {
+      const key = writeBudgetKey(unique('edge-forward'));
+      let granted: Reply = [];
+      while (granted[0] !== 1) {
+        granted = await redis.writeBudget(key, 'acquire', 'holder', 1000, 30, 3);
+        if (granted[0] !== 1) await sleep(Number(granted[2]));
+      }
+      // The clock jumps 5 s forward while the holder writes: its lease end, and the
+      // last call, look 5 s old.
+      const now = Number((await redis.time())[0]) * 1000 + Number((await redis.time())[1]) / 1000;
+      await redis.hset(key, 'until', now - 4000, 'seen', now - 5000);
+      const other = await redis.writeBudget(key, 'acquire', 'other', 1000, 30, 3);
+      expect(other[0]).toBe(0);
+      expect(other[4]).toBe(1);
+      expect(await redis.hget(key, 'holder')).toBe('holder');
+      expect(await redis.writeBudget(key, 'renew', 'holder', 1000)).toEqual([1, 1000]);
+      expect((await redis.writeBudget(key, 'release', 'holder', 10, 1, 100, 30, 3))[0]).toBe(1);
+    });
+
+    it('logs and counts a repaired clock step in the replica that meets it', async () => {
+      const key = writeBudgetKey(unique('edge-step-replica'));
+      const { log, messages } = memoryLog();
+      let steps = 0;
+      const budget = new SharedBudget({
+        redis: client(),
+        key,
+        ceiling: 30,
+        floor: 3,
+        targetMs: 1000,
+        maxReplicas: 3,
+        log,
+        onClockStep: () => steps++,
+      });
+      await budget.run(async () => 'first');
+      const now = Number((await redis.time())[0]) * 1000;
+      await redis.hset(key, 'done', now + 3_600_000, 'seen', now + 3_600_000);
+      const started = clock();
+      expect(await budget.run(async () => 'second')).toBe('second');
+      expect(clock() - started).toBeLessThan(1000);
+      expect(steps).toBe(1);
+      expect(count(messages, "Redis's clock moved")).toBe(1);
+      await budget.close();
     });
 
     it('lets an expired lease be taken over one spacing after it ended, and refuses its late release', async () => {
