@@ -57,7 +57,7 @@ go_install() {
       exit 1
     fi
     if [[ ${DRY_RUN} -eq 0 ]]; then
-      echo "tools.sh: building ${name} ${version} from the Go module proxy (one-off; promtool takes minutes)" >&2
+      echo "tools.sh: building ${name} ${version} from the Go module proxy (one-off; a minute or more)" >&2
     fi
     run mkdir -p "${dest}"
     run env "GOBIN=${dest}" go install "${package}@${version}"

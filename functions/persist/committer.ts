@@ -29,6 +29,7 @@ import type { Logger } from '../shared/logger.js';
 import { Scripts } from '../shared/redis/scripts.js';
 import { within } from '../shared/time.js';
 import type { WriteBudget } from './bucket.js';
+import { bsonSize, type CommandLimits, DRIVER_DEFAULT_LIMITS, oneCommand } from './command-size.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
 import { type DeadDocument, deadDocument, entryBytes, type Work, workOf } from './work.js';
@@ -101,6 +102,17 @@ export interface CommitterOptions {
 
 const now = () => performance.now();
 
+/** BSON sizes of the documents written, computed once per document. */
+const bsonSizes = new WeakMap<object, number>();
+function bsonOf(doc: object): number {
+  let size = bsonSizes.get(doc);
+  if (size === undefined) {
+    size = bsonSize(doc);
+    bsonSizes.set(doc, size);
+  }
+  return size;
+}
+
 export class Committer {
   private queue: Item[] = [];
   private head = 0;
@@ -115,6 +127,8 @@ export class Committer {
   private wake: (() => void) | undefined;
   /** Called once when the next batch is taken from the queue (whenTaken). */
   private takenWaiters: Array<() => void> = [];
+  /** What one insert command holds (the server's hello; the driver's defaults until then). */
+  private commandLimits: CommandLimits = DRIVER_DEFAULT_LIMITS;
   private stopping = false;
   private abandoned = false;
   private inFlight: Item[] = [];
@@ -195,6 +209,11 @@ export class Committer {
   }
 
   /** Push: resolves once the event is committed, rejects with DeadlineError when it is not. */
+  /** The server's limits of one write command (its hello), so that one grant is one command. */
+  setCommandLimits(limits: CommandLimits): void {
+    this.commandLimits = limits;
+  }
+
   submit(work: Work, streamId: string | null, bytes: number): Promise<void> {
     if (this.stopping)
       return Promise.reject(new DeadlineError('persist is shutting down; redeliver'));
@@ -441,6 +460,8 @@ export class Committer {
     this.options.metrics.writeCommands.inc({ collection: name });
     let items = group;
     let kept = group.length;
+    /** Taken into this write, then left for the next one: over what one command holds. */
+    let over: Item[] = [];
     // Every write command takes a token of the budget, and tells it whether the
     // database answered (a refused document is an answer; a timeout is not).
     const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
@@ -453,6 +474,13 @@ export class Committer {
         const persistedAt = new Date();
         for (const item of items) (item.work as EventWork).doc.persistedAt = persistedAt;
       }
+      // One grant, one command: what the driver would send as a second command waits.
+      const fit = oneCommand(
+        items.map((item) => bsonOf((item.work as EventWork | DeadWork).doc)),
+        this.commandLimits,
+      );
+      over = items.slice(fit);
+      items = items.slice(0, fit);
       const started = now();
       let verdict: InsertVerdict;
       try {
@@ -468,8 +496,8 @@ export class Committer {
       return verdict;
     }, answered);
     // Abandoned meanwhile: abandon() has answered them with the rest of the group.
-    if (kept < group.length && !this.abandoned)
-      this.queue.splice(this.head, 0, ...group.slice(kept));
+    if ((over.length > 0 || kept < group.length) && !this.abandoned)
+      this.queue.splice(this.head, 0, ...over, ...group.slice(kept));
     if (this.abandoned) return { committed: [], refused: [], unavailable: true };
     const result = {
       committed: [] as Item[],

@@ -20,6 +20,7 @@ import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, watchConnection } from '../shared/redis/client.js';
 import { writeBudgetKey } from '../shared/redis/keys.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
+import { limitsOf } from './command-size.js';
 import { Committer } from './committer.js';
 import { loadPersistConfig } from './config.js';
 import { budgetGauges, createPersistMetrics } from './metrics.js';
@@ -52,6 +53,7 @@ const budget = new SharedBudget({
   maxBatchDocs: config.maxBatchDocs,
   log,
   onWrite: (write) => metrics.writeLatency.observe(write.latencyMs / 1000),
+  onClockStep: () => metrics.clockSteps.inc(),
 });
 budgetGauges(registry, budget);
 const committer = new Committer({
@@ -88,6 +90,8 @@ const NAMESPACE_EXISTS = 48;
 async function ensureCollections(): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
+      // What one write command holds (a read, no budget): one grant is one command.
+      committer.setCommandLimits(limitsOf(await db.command({ hello: 1 })));
       // Creating a collection or an index is a write command too: each takes the budget.
       metrics.writeCommands.inc({ collection: EVENTS_COLLECTION });
       await budget.run(() =>
