@@ -53,6 +53,17 @@ apt_install() {
 
 # --- Redis -------------------------------------------------------------------
 
+# Spillway's scripts need Redis 7 (script flags, PEXPIRE NX, XINFO lag); an older
+# one fails them part-way. Debian 12 and Ubuntu 24.04 ship 7; Ubuntu 22.04 ships 6.0.
+require_redis_7() {
+  local found major
+  found=$(redis-server --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+  major=${found%%.*}
+  if ! [[ $major =~ ^[0-9]+$ ]] || ((major < 7)); then
+    die "Redis 7 or newer is needed, found ${found:-an unknown version} ($(command -v redis-server)). Install Redis 7 (Debian 12 or Ubuntu 24.04: apt-get install redis-server; elsewhere Redis's own packages, https://packages.redis.io), or set REDIS_URL to a Redis 7 server"
+  fi
+}
+
 ensure_redis() {
   local pidfile=$DATA/redis/redis.pid
   mkdir -p "$DATA/redis"
@@ -61,6 +72,7 @@ ensure_redis() {
     return
   fi
   command -v redis-server >/dev/null || apt_install redis-server
+  require_redis_7
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set SPILLWAY_REDIS_PORT"
   case $REDIS_APPENDFSYNC in everysec | always) ;; *) die "REDIS_APPENDFSYNC must be everysec or always" ;; esac
   log "starting redis on 127.0.0.1:$REDIS_PORT (AOF $REDIS_APPENDFSYNC, noeviction, maxmemory $REDIS_MAXMEMORY)"

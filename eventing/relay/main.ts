@@ -5,7 +5,11 @@
 import { hostname } from 'node:os';
 import { runIfEntryPoint } from '../../functions/shared/entrypoint.js';
 import { createLogger } from '../../functions/shared/logger.js';
-import { createRedis, watchConnection } from '../../functions/shared/redis/client.js';
+import {
+  createRedis,
+  requireRedisVersion,
+  watchConnection,
+} from '../../functions/shared/redis/client.js';
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 
@@ -17,6 +21,7 @@ async function main(): Promise<void> {
     maxRetriesPerRequest: null,
   });
   watchConnection(redis, log);
+  requireRedisVersion(redis, log);
   const url = new URL(config.redisUrl);
   const relay = new Relay({
     redis,

@@ -8,7 +8,12 @@ import { http } from '@google-cloud/functions-framework';
 import { Registry } from 'prom-client';
 import type { HttpFunction } from '../shared/function.js';
 import { createLogger } from '../shared/logger.js';
-import { createRedis, waitReady, watchConnection } from '../shared/redis/client.js';
+import {
+  createRedis,
+  requireRedisVersion,
+  waitReady,
+  watchConnection,
+} from '../shared/redis/client.js';
 import { loadIngestConfig } from './config.js';
 import { createIngest } from './handler.js';
 
@@ -17,6 +22,7 @@ const log = createLogger('ingest', config.logLevel);
 const registry = new Registry();
 const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
 watchConnection(redis, log);
+requireRedisVersion(redis, log);
 const app = createIngest(config, redis, registry, log);
 // Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
 redis.on('ready', () => {

@@ -17,7 +17,7 @@ import type { EventFunction } from '../shared/function.js';
 import { ClientError } from '../shared/http.js';
 import { createLogger } from '../shared/logger.js';
 import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
-import { createRedis, watchConnection } from '../shared/redis/client.js';
+import { createRedis, requireRedisVersion, watchConnection } from '../shared/redis/client.js';
 import { writeBudgetKey } from '../shared/redis/keys.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
 import { limitsOf } from './command-size.js';
@@ -35,6 +35,7 @@ const metrics = createPersistMetrics(registry);
 
 const redis = createRedis(config.redisUrl, { enableOfflineQueue: true, maxRetriesPerRequest: 3 });
 watchConnection(redis, log);
+requireRedisVersion(redis, log);
 const mongo = new MongoClient(config.mongodbUrl, {
   maxPoolSize: 4,
   serverSelectionTimeoutMS: 5000,

@@ -55,3 +55,37 @@ export function watchConnection(redis: Redis, log: Logger, what = 'redis'): Redi
   });
   return redis;
 }
+
+/** The oldest Redis Spillway runs on: script flags (allow-oom), PEXPIRE NX, XINFO lag, XAUTOCLAIM. */
+export const MIN_REDIS_MAJOR = 7;
+
+/** `redis_version` of an INFO server reply, and whether Spillway can run on it. */
+export function redisVersionOf(info: string): { version: string; supported: boolean } {
+  const version = /^redis_version:(\S+)/m.exec(info)?.[1] ?? 'unknown';
+  const major = Number(version.split('.')[0]);
+  return { version, supported: Number.isInteger(major) && major >= MIN_REDIS_MAJOR };
+}
+
+/**
+ * Checks the server's version on every connect (a Redis may be replaced by an
+ * older one behind the same address) and stops the process, saying why, on a
+ * server older than MIN_REDIS_MAJOR: Spillway's scripts would fail part-way
+ * there (on 6.x ingest's script fails after its XADD: an event stored but
+ * answered 503, and its retry stored twice).
+ */
+export function requireRedisVersion(redis: Redis, log: Logger, exit = process.exit): void {
+  redis.on('ready', () => {
+    redis.info('server').then(
+      (info) => {
+        const { version, supported } = redisVersionOf(info);
+        if (supported) return;
+        log.fatal(
+          { redisVersion: version },
+          `Redis ${version} is too old: Spillway needs Redis ${MIN_REDIS_MAJOR}.0 or newer (Debian 12 and Ubuntu 24.04 ship it; elsewhere packages.redis.io)`,
+        );
+        exit(1);
+      },
+      () => undefined, // not answered: the next connect checks again
+    );
+  });
+}
