@@ -86,7 +86,7 @@ fi
 require_tools curl
 KEY="${INGEST_API_KEY:-}"
 if [[ -z ${KEY} && -f ${SECRETS_ENV} ]]; then
-  KEY="$(sed -n 's/^INGEST_API_KEYS=//p' "${SECRETS_ENV}" | cut -d, -f1)"
+  KEY="$(sed -n 's/^INGEST_API_KEYS=//p' "${SECRETS_ENV}" | cut -d, -f1 | cut -d= -f1)"
 fi
 if [[ -z ${KEY} ]]; then
   echo "replay-dead-letters.sh: no API key: set INGEST_API_KEY, or INGEST_API_KEYS in ${SECRETS_ENV}" >&2

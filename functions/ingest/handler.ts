@@ -48,7 +48,18 @@ export function createIngest(
     sequenceTtlMs: config.seqTtlSec * 1000,
     countersTtlMs: config.countersTtlSec * 1000,
   });
-  const keyDigests = config.ingestApiKeys.map(digest);
+  // INGEST_API_KEYS entries: `key`, or `key=source-prefix` to bind a key to the
+  // sources it may post (one key may be listed with several prefixes).
+  const keys = new Map<string, { digest: Buffer; prefixes: string[] | undefined }>();
+  for (const entry of config.ingestApiKeys) {
+    const at = entry.indexOf('=');
+    const token = at < 0 ? entry : entry.slice(0, at);
+    const known = keys.get(token) ?? { digest: digest(token), prefixes: [] };
+    if (at < 0) known.prefixes = undefined;
+    else known.prefixes?.push(entry.slice(at + 1));
+    keys.set(token, known);
+  }
+  const keyDigests = [...keys.values()];
   const memory = new MemoryGauge(redis, config.maxRedisMemoryPct);
   memory.start();
 
@@ -65,14 +76,21 @@ export function createIngest(
     registers: [registry],
   });
 
-  /** The bearer token's digest when it is one of INGEST_API_KEYS; compared in constant time. */
-  function authorize(req: IncomingMessage): Buffer | undefined {
+  /**
+   * The bearer token's digest and the sources it may post (undefined: any) when
+   * it is one of INGEST_API_KEYS; compared in constant time.
+   */
+  function authorize(
+    req: IncomingMessage,
+  ): { token: Buffer; prefixes: string[] | undefined } | undefined {
     const header = req.headers.authorization ?? '';
     if (!header.startsWith('Bearer ')) return undefined;
     const presented = digest(header.slice(7).trim());
-    let match = false;
-    for (const known of keyDigests) match = timingSafeEqual(presented, known) || match;
-    return match ? presented : undefined;
+    let found: { token: Buffer; prefixes: string[] | undefined } | undefined;
+    for (const known of keyDigests)
+      if (timingSafeEqual(presented, known.digest) && !found)
+        found = { token: presented, prefixes: known.prefixes };
+    return found;
   }
 
   /**
@@ -100,8 +118,11 @@ export function createIngest(
   /** Answers one event, or throws the HttpError that says why not. */
   async function accept(req: IngestRequest, res: ServerResponse): Promise<number> {
     let token: Buffer | undefined;
+    let prefixes: string[] | undefined;
     if (keyDigests.length > 0) {
-      token = authorize(req);
+      const key = authorize(req);
+      token = key?.token;
+      prefixes = key?.prefixes;
       if (!token)
         throw new ClientError(
           'unauthorized',
@@ -119,6 +140,12 @@ export function createIngest(
     if (typeof key === 'string' && (key === '' || key.length > 256))
       throw new ClientError('invalid_header', 'Idempotency-Key must be 1 to 256 characters');
     const draft = parseEvent(req.headers, body, config.defaultSource);
+    // A key bound to sources posts only those: no tenant takes another's (source, id).
+    if (prefixes && !prefixes.some((prefix) => draft.source.startsWith(prefix)))
+      throw new ClientError(
+        'source_forbidden',
+        `this API key may post only sources starting with ${prefixes.map((p) => JSON.stringify(p)).join(' or ')}, not ${JSON.stringify(draft.source)}`,
+      );
     if (memory.full) {
       const { used, max } = memory.reading;
       throw new HttpError(

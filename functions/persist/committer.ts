@@ -26,13 +26,22 @@ import type { Collection } from 'mongodb';
 import type { EventDocument } from '../shared/document.js';
 import { HttpError } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
+import { CONFLICTS_COLLECTION } from '../shared/names.js';
 import { Scripts } from '../shared/redis/scripts.js';
 import { within } from '../shared/time.js';
 import type { WriteBudget } from './bucket.js';
 import { bsonSize, type CommandLimits, DRIVER_DEFAULT_LIMITS, oneCommand } from './command-size.js';
 import type { PersistMetrics } from './metrics.js';
 import { type InsertVerdict, insertVerdict } from './verdict.js';
-import { type DeadDocument, deadDocument, entryBytes, type Work, workOf } from './work.js';
+import {
+  type ConflictDocument,
+  type DeadDocument,
+  deadDocument,
+  entryBytes,
+  sameContent,
+  type Work,
+  workOf,
+} from './work.js';
 
 type EventWork = Extract<Work, { kind: 'event' }>;
 type DeadWork = Extract<Work, { kind: 'dead' }>;
@@ -77,6 +86,8 @@ interface Retry {
 export interface CommitterOptions {
   events: Collection<EventDocument>;
   dead: Collection<DeadDocument>;
+  /** Where an event goes whose (source, id) was stored before with other content. */
+  conflicts: Collection<ConflictDocument>;
   redis: Redis;
   streamKey: string;
   consumerGroup: string;
@@ -396,7 +407,9 @@ export class Committer {
     const committed: Item[] = [];
     if (events.length > 0) {
       const outcome = await this.write(this.options.events, events, 'events', fresh);
-      committed.push(...outcome.committed);
+      const unchecked =
+        outcome.duplicates.length > 0 ? await this.checkDuplicates(outcome.duplicates) : [];
+      committed.push(...outcome.committed.filter((item) => !unchecked.includes(item)));
       for (const [item, reason] of outcome.refused) {
         const fields = (item.work as EventWork).fields;
         item.work = {
@@ -456,7 +469,13 @@ export class Committer {
     group: Item[],
     name: 'events' | 'events_dead',
     fresh = false,
-  ): Promise<{ committed: Item[]; refused: Array<[Item, string]>; unavailable: boolean }> {
+  ): Promise<{
+    committed: Item[];
+    refused: Array<[Item, string]>;
+    unavailable: boolean;
+    /** Committed items the database held already (by _id). */
+    duplicates: Item[];
+  }> {
     this.options.metrics.writeCommands.inc({ collection: name });
     let items = group;
     let kept = group.length;
@@ -488,7 +507,7 @@ export class Committer {
           items.map((item) => (item.work as EventWork | DeadWork).doc),
           { ordered: false, writeConcern: WRITE_CONCERN, forceServerObjectId: false },
         );
-        verdict = { kind: 'committed', duplicates: 0 };
+        verdict = { kind: 'committed', duplicates: [] };
       } catch (error) {
         verdict = insertVerdict(error, items.length);
       }
@@ -498,19 +517,22 @@ export class Committer {
     // Abandoned meanwhile: abandon() has answered them with the rest of the group.
     if ((over.length > 0 || kept < group.length) && !this.abandoned)
       this.queue.splice(this.head, 0, ...over, ...group.slice(kept));
-    if (this.abandoned) return { committed: [], refused: [], unavailable: true };
+    if (this.abandoned) return { committed: [], refused: [], unavailable: true, duplicates: [] };
     const result = {
       committed: [] as Item[],
       refused: [] as Array<[Item, string]>,
       unavailable: false,
+      duplicates: [] as Item[],
     };
     switch (verdict.kind) {
       case 'committed':
-        this.options.metrics.duplicates.inc(verdict.duplicates);
+        this.options.metrics.duplicates.inc(verdict.duplicates.length);
         result.committed = items;
+        result.duplicates = verdict.duplicates.map((i) => items[i] as Item);
         break;
       case 'partial': {
-        this.options.metrics.duplicates.inc(verdict.duplicates);
+        this.options.metrics.duplicates.inc(verdict.duplicates.length);
+        result.duplicates = verdict.duplicates.map((i) => items[i] as Item);
         const retry: Item[] = [];
         items.forEach((item, index) => {
           const refusal = verdict.refused.get(index);
@@ -553,6 +575,83 @@ export class Committer {
         break;
     }
     return result;
+  }
+
+  /**
+   * Duplicates the database already held: a redelivery of the same entry, the
+   * same event twice (same content), or another event under the same (source,
+   * id), a conflict. The first stored stays (CloudEvents' rule); a conflict is
+   * counted and kept in events_conflicts, and its entry is forgotten only once
+   * that record is written. Reads the stored events (one read command; reads
+   * are not write commands of the budget). Returns the items whose check could
+   * not be done now: they are retried (their insert finds the duplicate again).
+   */
+  private async checkDuplicates(duplicates: Item[]): Promise<Item[]> {
+    const docOf = (item: Item) => (item.work as EventWork).doc;
+    const key = (id: { source: string; id: string }) => `${id.source}\u0000${id.id}`;
+    let conflicts: Array<[Item, Partial<EventDocument>]>;
+    try {
+      const stored = await this.options.events
+        .find(
+          { _id: { $in: duplicates.map((item) => docOf(item)._id) } },
+          {
+            projection: {
+              type: 1,
+              subject: 1,
+              time: 1,
+              timeText: 1,
+              data: 1,
+              attributes: 1,
+              streamId: 1,
+            },
+            promoteValues: false,
+          },
+        )
+        .toArray();
+      const byId = new Map(stored.map((doc) => [key(doc._id), doc as Partial<EventDocument>]));
+      conflicts = [];
+      for (const item of duplicates) {
+        const first = byId.get(key(docOf(item)._id));
+        // Gone meanwhile, the same entry again, or the same event: nothing to keep.
+        if (!first || first.streamId === item.streamId || sameContent(first, docOf(item))) continue;
+        conflicts.push([item, first]);
+      }
+    } catch (error) {
+      this.failed(duplicates, `duplicates not checked: ${String(error)}`, 'unavailable');
+      return duplicates;
+    }
+    if (conflicts.length === 0) return [];
+    const records: ConflictDocument[] = conflicts.map(([item, first]) => ({
+      _id: item.streamId ?? `${docOf(item)._id.source} ${docOf(item)._id.id}`,
+      event: docOf(item)._id,
+      storedStreamId: String(first.streamId ?? ''),
+      raw: JSON.stringify((item.work as EventWork).fields),
+      detectedAt: new Date(),
+    }));
+    this.options.metrics.writeCommands.inc({ collection: CONFLICTS_COLLECTION });
+    const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
+    const verdict = await this.options.budget.run(async () => {
+      try {
+        await this.options.conflicts.insertMany(records, {
+          ordered: false,
+          writeConcern: WRITE_CONCERN,
+        });
+        return { kind: 'committed', duplicates: [] } as InsertVerdict;
+      } catch (error) {
+        return insertVerdict(error, records.length);
+      }
+    }, answered);
+    const items = conflicts.map(([item]) => item);
+    if (verdict.kind !== 'committed') {
+      this.failed(items, `conflict not recorded: ${verdict.kind}`, 'unavailable');
+      return items;
+    }
+    this.options.metrics.conflicts.inc(items.length);
+    this.options.log.warn(
+      { conflicts: items.length, first: records[0]?.event },
+      'events with the (source, id) of a stored event and other content: the first stays, these are in events_conflicts',
+    );
+    return [];
   }
 
   /**

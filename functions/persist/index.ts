@@ -16,7 +16,7 @@ import { redactUrl } from '../shared/env.js';
 import type { EventFunction } from '../shared/function.js';
 import { ClientError } from '../shared/http.js';
 import { createLogger } from '../shared/logger.js';
-import { DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
+import { CONFLICTS_COLLECTION, DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, requireRedisVersion, watchConnection } from '../shared/redis/client.js';
 import { writeBudgetKey } from '../shared/redis/keys.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
@@ -26,7 +26,7 @@ import { loadPersistConfig } from './config.js';
 import { budgetGauges, createPersistMetrics } from './metrics.js';
 import { PullIntake } from './pull.js';
 import { SharedBudget } from './shared-budget.js';
-import type { DeadDocument } from './work.js';
+import type { ConflictDocument, DeadDocument } from './work.js';
 
 const config = loadPersistConfig();
 const log = createLogger('persist', config.logLevel);
@@ -60,6 +60,7 @@ budgetGauges(registry, budget);
 const committer = new Committer({
   events: db.collection<EventDocument>(EVENTS_COLLECTION),
   dead: db.collection<DeadDocument>(DEAD_COLLECTION),
+  conflicts: db.collection<ConflictDocument>(CONFLICTS_COLLECTION),
   redis,
   streamKey: config.streamKey,
   consumerGroup: config.consumerGroup,

@@ -42,6 +42,11 @@ export function createPersistMetrics(registry: Registry) {
       help: 'CloudEvents received from the source (through the Trigger; locally the relay), whatever became of them',
       registers,
     }),
+    conflicts: new Counter({
+      name: 'spillway_persist_conflicts_total',
+      help: 'Events whose (source, id) was stored before with other content: not stored, kept in events_conflicts',
+      registers,
+    }),
     refused: new Counter({
       name: 'spillway_persist_refused_deliveries_total',
       help: 'CloudEvents refused (400): not a RedisStreamSource event; nothing written',

@@ -53,10 +53,10 @@ export interface Refusal {
 }
 
 export type InsertVerdict =
-  /** Every document is stored; `duplicates` of them were stored before. */
-  | { kind: 'committed'; duplicates: number }
+  /** Every document is stored; those at the indexes in `duplicates` were stored before. */
+  | { kind: 'committed'; duplicates: number[] }
   /** The server accounted for every document; those in `refused` are not stored. */
-  | { kind: 'partial'; refused: Map<number, Refusal>; duplicates: number }
+  | { kind: 'partial'; refused: Map<number, Refusal>; duplicates: number[] }
   | { kind: 'unavailable'; reason: string }
   | { kind: 'split'; reason: string; content: boolean };
 
@@ -110,10 +110,10 @@ export function insertVerdict(error: unknown, count: number): InsertVerdict {
         reason: `the server accounted for ${inserted ?? 0} inserted and ${writeErrors.length} refused of ${count} documents: ${describe(error)}`,
       };
     const refused = new Map<number, Refusal>();
-    let duplicates = 0;
+    const duplicates: number[] = [];
     for (const w of writeErrors) {
       if (w.code === DUPLICATE_KEY) {
-        duplicates++;
+        duplicates.push(w.index);
         continue;
       }
       const code = typeof w.code === 'number' ? w.code : undefined;
@@ -128,7 +128,7 @@ export function insertVerdict(error: unknown, count: number): InsertVerdict {
       : { kind: 'partial', refused, duplicates };
   }
   if (error instanceof MongoError && error.code === DUPLICATE_KEY && count === 1)
-    return { kind: 'committed', duplicates: 1 };
+    return { kind: 'committed', duplicates: [0] };
   if (isUnavailable(error)) return { kind: 'unavailable', reason: describe(error) };
   return { kind: 'split', reason: describe(error), content: isContent(error) };
 }

@@ -3,7 +3,8 @@
  * is not an event, a dead letter (`events_dead`) that keeps it as text.
  */
 import { createHash } from 'node:crypto';
-import { DocumentError, type EventDocument, toDocument } from '../shared/document.js';
+import { BSON } from 'mongodb';
+import { DocumentError, type EventDocument, type EventId, toDocument } from '../shared/document.js';
 import { EntryError, parseEntryFields } from '../shared/entry.js';
 
 const MAX_REASON_CHARS = 2000;
@@ -19,6 +20,23 @@ export interface DeadDocument {
   streamId: string | null;
   raw: string;
   deadAt: Date;
+}
+
+/**
+ * A document of `events_conflicts`: an event whose (source, id) was stored
+ * before from another stream entry with other content. The first stored stays
+ * (CloudEvents: the same source and id is the same event); this one is kept
+ * for an operator, as text, with what it collided with.
+ */
+export interface ConflictDocument {
+  /** The stream id of the entry that was not stored. */
+  _id: string;
+  event: EventId;
+  /** The stream id the stored event came from. */
+  storedStreamId: string;
+  /** The entry's field list, as JSON text. */
+  raw: string;
+  detectedAt: Date;
 }
 
 /** What a queued item writes: an event, or a dead letter. */
@@ -61,4 +79,30 @@ export function workOf(streamId: string, fields: readonly string[]): Work {
       ),
     };
   }
+}
+
+/**
+ * What makes an event the event it is, as its producer gave it: type, subject,
+ * data and attributes. Not where or when it was stored, not the client's key,
+ * and not its time, which ingest sets itself when a producer gives none (a
+ * retry of the same event then has another).
+ */
+function contentBytes(doc: Partial<EventDocument>): Buffer {
+  return Buffer.from(
+    BSON.serialize({
+      type: doc.type,
+      subject: doc.subject,
+      data: doc.data,
+      attributes: doc.attributes ?? null,
+    }),
+  );
+}
+
+/**
+ * The same event twice (a producer's retry, a replay), or two events under one
+ * (source, id). `stored` must be read with promoteValues false, so that its
+ * numbers keep the BSON types they were stored with.
+ */
+export function sameContent(stored: Partial<EventDocument>, doc: EventDocument): boolean {
+  return contentBytes(stored).equals(contentBytes(doc));
 }

@@ -160,7 +160,7 @@ export const SETTINGS = {
     [],
     '—',
     ['ingest'],
-    'bearer tokens, comma-separated; empty = none (a secret)',
+    'bearer tokens, comma-separated; `token=prefix` lets a token post only sources starting with prefix (listed again for more); empty = none (a secret)',
   ),
   IDEMPOTENCY_TTL_SEC: setting(
     int(1, MAX),

@@ -579,12 +579,48 @@ describe('ingest with INGEST_API_KEYS', () => {
     fn = await startFunction('ingest', {
       ...isolated,
       STREAM_KEY: stream,
-      INGEST_API_KEYS: 'k-one, k-two',
+      INGEST_API_KEYS: 'k-one, k-two, k-shop=/shop/, k-shop=/store/',
     });
   });
   afterAll(async () => {
     await fn.kill();
     await redis.del(stream);
+  });
+
+  it('holds a key bound to source prefixes to them: 403 for any other source, nothing written', async () => {
+    const auth = { authorization: 'Bearer k-shop' };
+    const ok = await postJson(`${fn.url}/events`, { type: 't', source: '/shop/eu', data: 1 }, auth);
+    const also = await postJson(
+      `${fn.url}/events`,
+      { type: 't', source: '/store/x', data: 1 },
+      auth,
+    );
+    expect([ok.status, also.status]).toEqual([202, 202]);
+    const before = await footprint(stream);
+    for (const source of ['/billing', '/sho', undefined]) {
+      const res = await postJson(`${fn.url}/events`, { type: 't', source, data: 1 }, auth);
+      expect(res.status).toBe(403);
+      expect(res.body.error).toBe('source_forbidden');
+      expect(String(res.body.detail)).toContain('"/shop/" or "/store/"');
+    }
+    // a CloudEvent too: its source is the identity another tenant's events would collide with
+    const ce = await postJson(
+      `${fn.url}/events`,
+      { a: 1 },
+      { ...auth, 'ce-specversion': '1.0', 'ce-id': 'x', 'ce-type': 't', 'ce-source': '/billing' },
+    );
+    expect(ce.status).toBe(403);
+    expect(await footprint(stream)).toBe(before);
+    // unbound keys post any source
+    expect(
+      (
+        await postJson(
+          `${fn.url}/events`,
+          { type: 't', source: '/billing', data: 1 },
+          { authorization: 'Bearer k-one' },
+        )
+      ).status,
+    ).toBe(202);
   });
 
   it('answers 401 without a token or with a wrong one, and changes nothing', async () => {
@@ -604,6 +640,7 @@ describe('ingest with INGEST_API_KEYS', () => {
   });
 
   it('accepts every configured key', async () => {
+    const before = await redis.xlen(stream);
     for (const key of ['k-one', 'k-two']) {
       expect(
         (
@@ -615,7 +652,7 @@ describe('ingest with INGEST_API_KEYS', () => {
         ).status,
       ).toBe(202);
     }
-    expect(await redis.xlen(stream)).toBe(2);
+    expect(await redis.xlen(stream)).toBe(before + 2);
   });
 
   it('scopes an Idempotency-Key to its API key: another client with the same key is another event', async () => {

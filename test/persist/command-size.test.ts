@@ -11,7 +11,12 @@ import { TokenBucket, type WriteBudget } from '../../functions/persist/bucket.js
 import { type CommandLimits, limitsOf, oneCommand } from '../../functions/persist/command-size.js';
 import { Committer } from '../../functions/persist/committer.js';
 import { createPersistMetrics } from '../../functions/persist/metrics.js';
-import { type DeadDocument, entryBytes, workOf } from '../../functions/persist/work.js';
+import {
+  type ConflictDocument,
+  type DeadDocument,
+  entryBytes,
+  workOf,
+} from '../../functions/persist/work.js';
 import type { EventDocument } from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
@@ -91,6 +96,7 @@ describe('the committer writes one command per grant', () => {
       const committer = new Committer({
         events: db.collection<EventDocument>('events'),
         dead: db.collection<DeadDocument>('events_dead'),
+        conflicts: db.collection<ConflictDocument>('events_conflicts'),
         redis,
         streamKey: stream,
         consumerGroup: 'spillway-persist',

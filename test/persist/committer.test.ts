@@ -12,7 +12,13 @@ import { TokenBucket, type WriteBudget } from '../../functions/persist/bucket.js
 import { Committer } from '../../functions/persist/committer.js';
 import { createPersistMetrics } from '../../functions/persist/metrics.js';
 import { SharedBudget } from '../../functions/persist/shared-budget.js';
-import { type DeadDocument, entryBytes, type Work, workOf } from '../../functions/persist/work.js';
+import {
+  type ConflictDocument,
+  type DeadDocument,
+  entryBytes,
+  type Work,
+  workOf,
+} from '../../functions/persist/work.js';
 import type { EventDocument } from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
@@ -44,6 +50,7 @@ function committerFor(
   const committer = new Committer({
     events: db.collection<EventDocument>('events'),
     dead: db.collection<DeadDocument>('events_dead'),
+    conflicts: db.collection<ConflictDocument>('events_conflicts'),
     redis,
     streamKey: stream,
     consumerGroup: 'spillway-persist',
