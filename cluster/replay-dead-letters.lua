@@ -10,10 +10,13 @@
 -- entry cannot be one.
 --
 -- An entry's fields are the ones ingest XADDed (id type source subject time seq
--- data [key]). Kept: id, type, source, subject (unless empty), time and data;
--- ingest checks them all again. Left out: seq (ingest numbers the event anew)
--- and key (the client's Idempotency-Key: its record may still be live, and
--- ingest would then answer "duplicate" without appending anything).
+-- data [attributes] [key]). Every one is kept, so that a replayed copy is the
+-- entry the client's 202 described: id, type, source, subject (unless empty),
+-- time and data as they are, the attributes' members as attributes (none for a
+-- plain event: structured mode without datacontenttype is JSON), and seq
+-- and key as the attributes spillwayseq and spillwaykey, which ingest takes
+-- back out for a key of INGEST_REPLAY_KEYS (and refuses from anyone else).
+-- Ingest checks them all again.
 -- data is spliced in as the JSON text it is, after checking that it is exactly
 -- one JSON value (cjson.decode fails on anything after the value), so it cannot
 -- add or override attributes. Raw line breaks in valid JSON can only be
@@ -36,11 +39,22 @@ for _, entry in ipairs(entries) do
       parts[#parts + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
     end
   end
-  parts[#parts + 1] = '"datacontenttype":"application/json"'
+  if fields.seq ~= nil then parts[#parts + 1] = '"spillwayseq":' .. cjson.encode(fields.seq) end
+  if fields.key ~= nil then parts[#parts + 1] = '"spillwaykey":' .. cjson.encode(fields.key) end
   local body
-  if fields.data ~= nil and not pcall(cjson.decode, fields.data) then
+  local attributes = {}
+  if fields.attributes ~= nil then
+    local ok, decoded = pcall(cjson.decode, fields.attributes)
+    if ok and type(decoded) == 'table' then attributes = decoded else attributes = nil end
+  end
+  if attributes == nil then
+    body = 'invalid: its attributes field is not one JSON object'
+  elseif fields.data ~= nil and not pcall(cjson.decode, fields.data) then
     body = 'invalid: its data field is not one JSON value'
   else
+    for name, value in pairs(attributes) do
+      parts[#parts + 1] = cjson.encode(name) .. ':' .. cjson.encode(value)
+    end
     if fields.data ~= nil then
       parts[#parts + 1] = '"data":' .. (string.gsub(fields.data, '[\r\n]', ' '))
     end

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Replays the Trigger's dead letters through ingest: each entry of the stream
 # "spillway:dead-letters" is posted to ingest's public endpoint as the CloudEvent
-# it was (same id, type, source, subject, time and data), with an API key, so it
+# it was (every field of its entry: id, type, source, subject, time, data,
+# attributes, and its seq and key), with a replay key, so it
 # passes ingest's authentication, validation, limits and idempotency again on
 # its way back into "spillway:events". It is not XADDed there directly: whatever
 # reached the dead-letter stream would then skip all of ingest's checks.
@@ -19,8 +20,10 @@
 # Environment:
 #   INGEST_URL            ingest's base URL (default http://localhost:30000, the
 #                         NodePort cluster/up.sh maps to this host)
-#   INGEST_API_KEY        the API key (default: the first of INGEST_API_KEYS in
-#                         SPILLWAY_SECRETS_ENV, default .data/cluster/secrets.env)
+#   INGEST_API_KEY        a key of ingest's INGEST_REPLAY_KEYS, which lets a replayed
+#                         copy keep its entry's seq and key (default: the first of
+#                         INGEST_REPLAY_KEYS in SPILLWAY_SECRETS_ENV, default
+#                         .data/cluster/secrets.env)
 #   REDIS_CLI             how redis-cli is reached (default: inside the cluster's
 #                         Redis pod), e.g. REDIS_CLI="redis-cli -p 6390"
 #   REPLAY_MAX_RETRIES    tries per dead letter while ingest answers 429 or 503
@@ -86,10 +89,10 @@ fi
 require_tools curl
 KEY="${INGEST_API_KEY:-}"
 if [[ -z ${KEY} && -f ${SECRETS_ENV} ]]; then
-  KEY="$(sed -n 's/^INGEST_API_KEYS=//p' "${SECRETS_ENV}" | cut -d, -f1 | cut -d= -f1)"
+  KEY="$(sed -n 's/^INGEST_REPLAY_KEYS=//p' "${SECRETS_ENV}" | cut -d, -f1)"
 fi
 if [[ -z ${KEY} ]]; then
-  echo "replay-dead-letters.sh: no API key: set INGEST_API_KEY, or INGEST_API_KEYS in ${SECRETS_ENV}" >&2
+  echo "replay-dead-letters.sh: no replay key: set INGEST_API_KEY, or INGEST_REPLAY_KEYS in ${SECRETS_ENV}" >&2
   exit 1
 fi
 WORK="$(mktemp -d)"
@@ -157,6 +160,9 @@ while :; do
     case "${status}" in
       2??) accepted+=("${id}") ;;
       401) fail "ingest refused the API key (401): set INGEST_API_KEY" ;;
+      403) grep -q replay_forbidden "${WORK}/answer" &&
+        fail "the key is not one of ingest's INGEST_REPLAY_KEYS (403 replay_forbidden): set INGEST_API_KEY to one"
+        refuse "${id}" "ingest answered 403 $(head -c 300 "${WORK}/answer")" ;;
       4??) refuse "${id}" "ingest answered ${status} $(head -c 300 "${WORK}/answer")" ;;
       000) fail "no answer from ingest at ${EVENTS_URL}" ;;
       *) fail "ingest answered ${status} $(head -c 300 "${WORK}/answer")" ;;

@@ -300,15 +300,18 @@ deploy_mongodb() {
 # The Secret comes from a file outside git. A missing file is made from the
 # example with a fresh API key, written straight into the file (never printed).
 create_secrets() {
+  local name
   if [[ ! -f ${SECRETS_ENV} ]]; then
     run install -D -m 600 knative/secrets.example.env "${SECRETS_ENV}"
-    if [[ ${DRY_RUN} -eq 1 ]]; then
-      print_cmd sed -i "s/^INGEST_API_KEYS=\$/INGEST_API_KEYS=<openssl rand -hex 32>/" "${SECRETS_ENV}"
-    else
-      require_tools openssl
-      printf '+ %s\n' "fill INGEST_API_KEYS in ${SECRETS_ENV} with a random token" >&2
-      sed -i "s/^INGEST_API_KEYS=\$/INGEST_API_KEYS=$(openssl rand -hex 32)/" "${SECRETS_ENV}"
-    fi
+    for name in INGEST_API_KEYS INGEST_REPLAY_KEYS; do
+      if [[ ${DRY_RUN} -eq 1 ]]; then
+        print_cmd sed -i "s/^${name}=\$/${name}=<openssl rand -hex 32>/" "${SECRETS_ENV}"
+      else
+        require_tools openssl
+        printf '+ %s\n' "fill ${name} in ${SECRETS_ENV} with a random token" >&2
+        sed -i "s/^${name}=\$/${name}=$(openssl rand -hex 32)/" "${SECRETS_ENV}"
+      fi
+    done
   fi
   run kubectl -n "${NAMESPACE}" delete secret spillway-secrets --ignore-not-found
   run kubectl -n "${NAMESPACE}" create secret generic spillway-secrets \
@@ -338,7 +341,7 @@ print_urls() {
     url="$(run_capture "${get_url[@]}")"
     echo "ingest via Kourier:  ${url}:${KOURIER_HOST_PORT}/events"
     echo "ingest via NodePort: http://localhost:${NODEPORT_HOST_PORT}/events"
-    echo "API key: INGEST_API_KEYS in ${SECRETS_ENV}"
+    echo "API key: INGEST_API_KEYS in ${SECRETS_ENV} (the dead-letter replay's: INGEST_REPLAY_KEYS)"
     if [[ -z ${IOPS_DEVICE} ]]; then
       iops_limit_unenforced
     fi

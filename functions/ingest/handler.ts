@@ -34,6 +34,44 @@ export interface Ingest {
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
+/** The attributes a dead-letter replay (cluster/replay-dead-letters.sh) carries an entry's seq and key in. */
+const REPLAY_SEQ = 'spillwayseq';
+const REPLAY_KEY = 'spillwaykey';
+
+/**
+ * A replayed dead letter keeps the seq and key of the entry it was: taken out
+ * of its attributes (and refused from anyone but the replay, 403).
+ */
+function replayed(
+  attributes: Record<string, unknown> | undefined,
+  replay: boolean,
+): { replayed: boolean; seq?: number; key?: string } {
+  if (!attributes || (!(REPLAY_SEQ in attributes) && !(REPLAY_KEY in attributes)))
+    return { replayed: false };
+  if (!replay)
+    throw new ClientError(
+      'replay_forbidden',
+      `${REPLAY_SEQ} and ${REPLAY_KEY} are for the dead-letter replay, with a key of INGEST_REPLAY_KEYS`,
+    );
+  const kept: { replayed: boolean; seq?: number; key?: string } = { replayed: true };
+  const seq = attributes[REPLAY_SEQ];
+  if (seq !== undefined) {
+    const n = typeof seq === 'string' ? Number(seq) : seq;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
+      throw new ClientError('invalid_cloudevent', `${REPLAY_SEQ} must be a positive integer`);
+    kept.seq = n;
+  }
+  const key = attributes[REPLAY_KEY];
+  if (key !== undefined) {
+    if (typeof key !== 'string' || key === '' || key.length > 256)
+      throw new ClientError('invalid_cloudevent', `${REPLAY_KEY} must be 1 to 256 characters`);
+    kept.key = key;
+  }
+  delete attributes[REPLAY_SEQ];
+  delete attributes[REPLAY_KEY];
+  return kept;
+}
+
 export function createIngest(
   config: IngestConfig,
   redis: Redis,
@@ -59,7 +97,15 @@ export function createIngest(
     else known.prefixes?.push(entry.slice(at + 1));
     keys.set(token, known);
   }
-  const keyDigests = [...keys.values()];
+  const keyDigests: Array<{ digest: Buffer; prefixes: string[] | undefined; replay?: true }> = [
+    ...keys.values(),
+    // the replay's keys authenticate too, for any source
+    ...config.ingestReplayKeys.map((token) => ({
+      digest: digest(token),
+      prefixes: undefined,
+      replay: true as const,
+    })),
+  ];
   const memory = new MemoryGauge(redis, config.maxRedisMemoryPct);
   memory.start();
 
@@ -82,14 +128,14 @@ export function createIngest(
    */
   function authorize(
     req: IncomingMessage,
-  ): { token: Buffer; prefixes: string[] | undefined } | undefined {
+  ): { token: Buffer; prefixes: string[] | undefined; replay: boolean } | undefined {
     const header = req.headers.authorization ?? '';
     if (!header.startsWith('Bearer ')) return undefined;
     const presented = digest(header.slice(7).trim());
-    let found: { token: Buffer; prefixes: string[] | undefined } | undefined;
+    let found: { token: Buffer; prefixes: string[] | undefined; replay: boolean } | undefined;
     for (const known of keyDigests)
       if (timingSafeEqual(presented, known.digest) && !found)
-        found = { token: presented, prefixes: known.prefixes };
+        found = { token: presented, prefixes: known.prefixes, replay: known.replay === true };
     return found;
   }
 
@@ -119,10 +165,12 @@ export function createIngest(
   async function accept(req: IngestRequest, res: ServerResponse): Promise<number> {
     let token: Buffer | undefined;
     let prefixes: string[] | undefined;
+    let replay = false;
     if (keyDigests.length > 0) {
       const key = authorize(req);
       token = key?.token;
       prefixes = key?.prefixes;
+      replay = key?.replay === true;
       if (!token)
         throw new ClientError(
           'unauthorized',
@@ -154,6 +202,7 @@ export function createIngest(
         { 'retry-after': String(config.backlogRetryAfterSec) },
       );
     }
+    const kept = replayed(draft.attributes, replay);
     const now = Date.now();
     const entry = {
       id: draft.id ?? uuidv7(),
@@ -162,12 +211,24 @@ export function createIngest(
       subject: draft.subject,
       time: draft.time ?? new Date(now).toISOString(),
       data: draft.data,
-      ...(draft.attributes ? { attributes: attributesText(draft.attributes) } : {}),
-      ...(typeof key === 'string' ? { key } : {}),
+      ...(draft.attributes && attributesText(draft.attributes) !== undefined
+        ? { attributes: attributesText(draft.attributes) }
+        : {}),
+      // a replayed entry keeps its own key (or none), not the replay's Idempotency-Key
+      ...(kept.replayed
+        ? kept.key !== undefined
+          ? { key: kept.key }
+          : {}
+        : typeof key === 'string'
+          ? { key }
+          : {}),
     };
     let outcome: AcceptOutcome;
     try {
-      outcome = await store.accept(entry, callerOf(req, token, body), now);
+      outcome = await store.accept(entry, callerOf(req, token, body), now, {
+        idempotencyKey: typeof key === 'string' ? key : undefined,
+        seq: kept.seq,
+      });
     } catch (error) {
       log.warn({ err: error }, 'redis did not take the event');
       throw new HttpError(

@@ -62,19 +62,25 @@ export class EventStore {
     entry: Omit<StreamEntry, 'seq'>,
     caller: Caller,
     nowMs: number,
+    request: {
+      /** The request's Idempotency-Key (the entry's key, but for a replay). */
+      idempotencyKey: string | undefined;
+      /** A replayed entry's own seq, else undefined: the script assigns the next. */
+      seq?: number;
+    } = { idempotencyKey: entry.key },
   ): Promise<AcceptOutcome> {
     const fields = entryFields({ ...entry, seq: 0 });
     const keys = ingestKeys({
       stream: this.limits.streamKey,
       scope: caller.scope,
-      idempotencyKey: entry.key,
+      idempotencyKey: request.idempotencyKey,
       client: caller.client,
       nowMs,
       source: entry.source,
       subject: entry.subject,
     });
     const reply = (await this.scripts.run('ingest', keys, [
-      entry.key === undefined ? '0' : '1',
+      request.idempotencyKey === undefined ? '0' : '1',
       this.limits.idempotencyTtlMs,
       this.limits.rateLimitPerSec,
       RATE_WINDOW_TTL_MS,
@@ -84,6 +90,7 @@ export class EventStore {
       this.limits.sequenceTtlMs,
       this.limits.countersTtlMs,
       caller.fingerprint,
+      request.seq ?? 0,
       ...fields,
     ])) as ScriptReply;
     const [kind, first, second, third] = reply;

@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   source_disabled: 403,
   source_forbidden: 403,
+  replay_forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,

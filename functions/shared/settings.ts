@@ -162,6 +162,13 @@ export const SETTINGS = {
     ['ingest'],
     'bearer tokens, comma-separated; `token=prefix` lets a token post only sources starting with prefix (listed again for more); empty = none (a secret)',
   ),
+  INGEST_REPLAY_KEYS: setting(
+    list,
+    [],
+    '—',
+    ['ingest'],
+    "bearer tokens of the dead-letter replay: they also authenticate, and their CloudEvents may carry `spillwayseq` and `spillwaykey` to keep an entry's seq and key (a secret)",
+  ),
   IDEMPOTENCY_TTL_SEC: setting(
     int(1, MAX),
     86_400,

@@ -315,8 +315,12 @@ describe('cluster/up.sh --dry-run', () => {
   });
 
   it('never prints a secret: the API key is generated into the file, not the plan', () => {
-    const fill = lines.find((l) => l.startsWith('sed -i')) as string;
-    expect(fill).toContain('INGEST_API_KEYS=<openssl rand -hex 32>');
+    const fills = lines.filter((l) => l.startsWith('sed -i'));
+    expect(fills.map((l) => /\^(\w+)=/.exec(l)?.[1])).toEqual([
+      'INGEST_API_KEYS',
+      'INGEST_REPLAY_KEYS',
+    ]);
+    for (const fill of fills) expect(fill).toContain('=<openssl rand -hex 32>');
     expect(lines.join('\n')).not.toMatch(/--from-literal/);
   });
 
@@ -656,7 +660,8 @@ describe('cluster/replay-dead-letters.sh through a real ingest and Redis', () =>
     expect(cli('PING')).toBe('PONG');
     ingest = await startFunction('ingest', {
       REDIS_URL: `redis://127.0.0.1:${port}`,
-      INGEST_API_KEYS: KEY,
+      INGEST_API_KEYS: 'a-plain-api-key-0123456789',
+      INGEST_REPLAY_KEYS: KEY,
     });
   });
 
@@ -744,12 +749,17 @@ describe('cluster/replay-dead-letters.sh through a real ingest and Redis', () =>
     expect(plan.flat().join(' ')).not.toContain(KEY);
   });
 
-  it('posts every dead letter through ingest, which appends it as the same event', () => {
+  it('posts every dead letter through ingest, which appends it as the same entry, every field kept', () => {
     const letters = Array.from({ length: 5 }, (_, i) => deadLetter(i));
     letters[1] = deadLetter(1, { key: 'the-client-key' });
     // a pretty-printed data value is still one JSON value
     letters[2] = deadLetter(2, { data: '{\n  "n": 2\n}' });
-    const ids = letters.map(add);
+    // a CloudEvent's attributes, and a sequence number far along
+    letters[3] = deadLetter(3, {
+      seq: '4711',
+      attributes: '{"datacontenttype":"application/json","tenant":"acme","priority":3}',
+    });
+    letters.map(add);
     const out = replay({}, ['--batch', '2']);
     expect(out.stderr).not.toContain(KEY);
     expect(out.status, out.stderr).toBe(0);
@@ -763,10 +773,22 @@ describe('cluster/replay-dead-letters.sh through a real ingest and Redis', () =>
         expect(event[name], name).toBe(letter[name]);
       }
       expect(JSON.parse(event.data as string)).toEqual(JSON.parse(letter.data as string));
-      // numbered and keyed by ingest, not copied from the dead letter
-      expect(event.key).toBe(`spillway:dead-letters/${ids[i]}`);
+      // what the client's 202 said: its seq and its key, not ingest's anew
+      expect(event.seq, 'seq').toBe(letter.seq);
+      expect(event.key, 'key').toBe(letter.key);
+      expect(event.attributes && JSON.parse(event.attributes), 'attributes').toEqual(
+        letter.attributes && JSON.parse(letter.attributes),
+      );
     });
-    expect(appended.map((e) => e.seq)).toEqual(['1', '1', '1', '1', '1']);
+  });
+
+  it('is refused by ingest with a key that is not a replay key, and stops before moving anything', () => {
+    add(deadLetter(1, { key: 'k' }));
+    const out = replay({ INGEST_API_KEY: 'a-plain-api-key-0123456789' });
+    expect(out.status).toBe(1);
+    expect(out.stderr).toContain("not one of ingest's INGEST_REPLAY_KEYS (403 replay_forbidden)");
+    expect(cli('XLEN', 'spillway:dead-letters')).toBe('1');
+    expect(cli('EXISTS', 'spillway:events')).toBe('0');
   });
 
   it('leaves what ingest refuses in the dead-letter stream, reports it and fails', () => {

@@ -17,6 +17,7 @@
     Writes (only when accepted); every key written expires or is bounded:
       6. SET    the (source, subject) sequence to seq = previous + 1, its time to live
                 (ARGV[8] ms) refreshed: a subject silent that long starts again at 1.
+                A replayed entry (ARGV[11] > 0) keeps its own seq: nothing is set.
       7. XADD   the stream entry (docs/architecture.md, "The three contracts"), the
                 value of its `seq` field filled in here. Persist deletes it once stored.
       8. SET/INCR the client's window counter (a new window expires after ARGV[4] ms).
@@ -44,8 +45,9 @@
     ARGV[8] sequence time to live, ms
     ARGV[9] counters hash time to live, ms
     ARGV[10] request fingerprint (method, path, media type, CloudEvent headers, body)
-    ARGV[11..] the stream entry's field/value strings; the value of the field named
-            `seq` is replaced by the sequence this script assigns
+    ARGV[11] a replayed entry's own seq, else "0"
+    ARGV[12..] the stream entry's field/value strings; the value of the field named
+            `seq` is replaced by the sequence this script assigns (or ARGV[11])
 
   Output (an array whose first element says what happened):
     {"ok", id, seq, streamId}   accepted: entry appended
@@ -80,10 +82,13 @@ if maxBacklog > 0 and backlog >= maxBacklog then
   return {'full', tostring(backlog)}
 end
 
-local seq = last + 1
-redis.call('SET', KEYS[6], seq, 'PX', ARGV[8])
+local seq = tonumber(ARGV[11])
+if seq == 0 then
+  seq = last + 1
+  redis.call('SET', KEYS[6], seq, 'PX', ARGV[8])
+end
 local fields = {}
-for i = 11, #ARGV do
+for i = 12, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 for i = 1, #fields - 1, 2 do
