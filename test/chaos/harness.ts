@@ -200,6 +200,8 @@ export interface LoadResult {
   statuses: Record<string, number>;
   /** Answers that were not 202, with when they came (ms since the load started). */
   failures: Array<{ atMs: number; status: string }>;
+  /** When each 202 came (ms since the load started). */
+  acceptedAtMs: number[];
   sent: number;
 }
 
@@ -216,7 +218,13 @@ export async function paceLoad(options: {
   run: string;
 }): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
-  const result: LoadResult = { accepted: new Map(), statuses: {}, failures: [], sent: 0 };
+  const result: LoadResult = {
+    accepted: new Map(),
+    statuses: {},
+    failures: [],
+    acceptedAtMs: [],
+    sent: 0,
+  };
   const total = Math.round(options.ratePerSec * options.seconds);
   const started = performance.now();
   const target = new URL('/events', options.url);
@@ -233,8 +241,10 @@ export async function paceLoad(options: {
     return new Promise<void>((resolve) => {
       const done = (status: string, id?: string) => {
         result.statuses[status] = (result.statuses[status] ?? 0) + 1;
-        if (status === '202' && id) result.accepted.set(id, event);
-        else result.failures.push({ atMs: performance.now() - started, status });
+        if (status === '202' && id) {
+          result.accepted.set(id, event);
+          result.acceptedAtMs.push(performance.now() - started);
+        } else result.failures.push({ atMs: performance.now() - started, status });
         resolve();
       };
       const req = request(

@@ -2,6 +2,7 @@
  * The faults of the fault suite: each is injected on a real process of the
  * running pipeline (or its services) while paced load goes on.
  */
+import { Redis } from 'ioredis';
 import {
   type ChaosServices,
   hostWorkers,
@@ -28,6 +29,10 @@ export interface Scenario {
   core: boolean;
   /** Extra environment for the pipeline. */
   env?: Record<string, string>;
+  /** Seconds of load, when the scenario needs more than the suite's. */
+  seconds?: number;
+  /** Ingest must answer 202 again after the fault, for at least this many seconds' worth of the load. */
+  acceptsAfter?: number;
   /** Injects the fault; resolves once it is over (process back, disk fast again). */
   fault(ctx: FaultContext): Promise<void>;
 }
@@ -40,7 +45,49 @@ const REPLICAS = {
   RELAY_CONSUMERS: '300',
 };
 
+/** Redis's used memory, from INFO. */
+async function usedMemory(redis: Redis): Promise<number> {
+  return Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))?.[1] ?? Number.NaN);
+}
+
 export const SCENARIOS: Scenario[] = [
+  {
+    name: 'redis-full',
+    what: 'Redis filled to its maxmemory while the database is down, persist SIGKILL while Redis is full, then the database back',
+    core: false,
+    // Admission off: Redis itself reaches maxmemory and refuses ingest's writes.
+    env: { MAX_REDIS_MEMORY_PCT: '0' },
+    seconds: 60,
+    acceptsAfter: 5,
+    async fault({ services, pipeline }) {
+      const redis = new Redis(services.urls.REDIS_URL as string, { maxRetriesPerRequest: 1 });
+      redis.on('error', () => undefined);
+      try {
+        await killAndWait(services.dbPid(), 'SIGKILL');
+        // maxmemory just above what Redis holds now: the load fills the rest.
+        await redis.config('SET', 'maxmemory', String((await usedMemory(redis)) + 3 * 1024 * 1024));
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const full = await redis.set('chaos:probe', 'x'.repeat(64)).then(
+            () => false,
+            (error: Error) => /OOM/.test(error.message),
+          );
+          if (full) break;
+          if (Date.now() > deadline) throw new Error('Redis did not fill within 60 s');
+          await sleep(200);
+        }
+        // A new persist must take the sweeper's lease and the budget with Redis full.
+        const pid = pipeline.pid('persist');
+        await killAndWait(pid, 'SIGKILL');
+        await pipeline.restarted('persist', pid);
+        await sleep(3000);
+        // The database back; nobody touches Redis: the drain has to free it.
+        services.up();
+      } finally {
+        redis.disconnect();
+      }
+    },
+  },
   {
     name: 'db-kill',
     what: 'database SIGKILL, restarted later',
