@@ -89,12 +89,14 @@ describe('the pinned names', () => {
     ).toEqual(['', 'serving.knative.dev']);
     expect(kindsOf('services.serving.knative.dev').map((k) => k.kind)).toEqual(['Service']);
     expect(kindsOf('sts').map((k) => k.kind)).toEqual(['StatefulSet']);
+    // short names match only as written
+    expect(kindsOf('KSVC')).toEqual([]);
   });
 
   it('name each row by the upstream file it was read from', () => {
     for (const row of RESOURCE_NAMES) {
       expect(row.from, row.kind).toMatch(
-        /^[\w-]+\/[\w-]+ (knative-)?v\d+\.\d+\.\d+ \S+\.(ya?ml|go)$/,
+        /^[\w-]+\/[\w-]+ ((knative-)?v\d+\.\d+\.\d+|[0-9a-f]{8}) \S+\.(ya?ml|go|json)$/,
       );
       expect(row.plural).toMatch(/^[a-z]+$/);
     }

@@ -5,7 +5,9 @@
  * lowercased, must be a resource's plural, its singular (the CRD's
  * `spec.names.singular`; the Kind lowercased only when a server gives no
  * singular) or one of its short names. Nothing else matches, not even the Kind.
- * Each row names the upstream file it was read from.
+ * Plural and singular match whatever their case, short names only exactly
+ * (client-go restmapper/shortcut.go). Each row names the upstream file it was
+ * read from.
  */
 export interface ResourceNames {
   kind: string;
@@ -65,7 +67,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'customresourcedefinitions',
     singular: 'customresourcedefinition',
     shortNames: ['crd', 'crds'],
-    from: 'kubernetes/kubernetes v1.34.1 staging/src/k8s.io/apiextensions-apiserver/pkg/registry/customresourcedefinition/etcd.go',
+    from: 'kubernetes/apiextensions-apiserver v0.36.2 pkg/registry/customresourcedefinition/etcd.go',
   },
   {
     kind: 'StatefulSet',
@@ -73,7 +75,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'statefulsets',
     singular: 'statefulset',
     shortNames: ['sts'],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/apps/statefulset/storage/storage.go',
+    from: 'kubernetes/kubernetes 7c66d0f8 api/discovery/apis__apps__v1.json',
   },
   {
     kind: 'Deployment',
@@ -81,7 +83,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'deployments',
     singular: 'deployment',
     shortNames: ['deploy'],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/apps/deployment/storage/storage.go',
+    from: 'kubernetes/kubernetes 7c66d0f8 api/discovery/apis__apps__v1.json',
   },
   {
     kind: 'Service',
@@ -89,7 +91,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'services',
     singular: 'service',
     shortNames: ['svc'],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/core/service/storage/storage.go',
+    from: 'kubernetes/kubernetes 4d817e79 api/discovery/api__v1.json',
   },
   {
     kind: 'Secret',
@@ -97,7 +99,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'secrets',
     singular: 'secret',
     shortNames: [],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/core/secret/storage/storage.go',
+    from: 'kubernetes/kubernetes 4d817e79 api/discovery/api__v1.json',
   },
   {
     kind: 'ConfigMap',
@@ -105,7 +107,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'configmaps',
     singular: 'configmap',
     shortNames: ['cm'],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/core/configmap/storage/storage.go',
+    from: 'kubernetes/kubernetes 4d817e79 api/discovery/api__v1.json',
   },
   {
     kind: 'Pod',
@@ -113,7 +115,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'pods',
     singular: 'pod',
     shortNames: ['po'],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/core/pod/storage/storage.go',
+    from: 'kubernetes/kubernetes 4d817e79 api/discovery/api__v1.json',
   },
   {
     kind: 'EndpointSlice',
@@ -121,7 +123,7 @@ export const RESOURCE_NAMES: ResourceNames[] = [
     plural: 'endpointslices',
     singular: 'endpointslice',
     shortNames: [],
-    from: 'kubernetes/kubernetes v1.34.1 pkg/registry/discovery/endpointslice/storage/storage.go',
+    from: 'kubernetes/kubernetes 4a0608cb api/discovery/apis__discovery.k8s.io__v1.json',
   },
 ];
 
@@ -138,7 +140,8 @@ export function kindsOf(word: string): ResourceNames[] {
   return RESOURCE_NAMES.filter(
     (row) =>
       (group === undefined || row.group === group) &&
-      [row.plural, row.singular, ...row.shortNames].includes(name),
+      ([row.plural, row.singular].includes(name) ||
+        row.shortNames.includes(dot < 0 ? word : word.slice(0, dot))),
   );
 }
 
