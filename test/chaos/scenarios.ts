@@ -57,7 +57,7 @@ export const SCENARIOS: Scenario[] = [
     core: false,
     // Admission off: Redis itself reaches maxmemory and refuses ingest's writes.
     env: { MAX_REDIS_MEMORY_PCT: '0' },
-    seconds: 60,
+    seconds: 90,
     acceptsAfter: 5,
     async fault({ services, pipeline }) {
       const redis = new Redis(services.urls.REDIS_URL as string, { maxRetriesPerRequest: 1 });
@@ -68,7 +68,7 @@ export const SCENARIOS: Scenario[] = [
         await redis.config('SET', 'maxmemory', String((await usedMemory(redis)) + 3 * 1024 * 1024));
         const deadline = Date.now() + 60_000;
         for (;;) {
-          const full = await redis.set('chaos:probe', 'x'.repeat(64)).then(
+          const full = await redis.set('chaos:probe', 'x'.repeat(1024)).then(
             () => false,
             (error: Error) => /OOM/.test(error.message),
           );

@@ -15,6 +15,7 @@ import {
   startFunction,
   unique,
 } from '../helpers.js';
+import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
 
 let redis: Redis;
 beforeAll(async () => {
@@ -198,20 +199,7 @@ describe('ingest', () => {
 
   it('keeps every other attribute of a binary-mode CloudEvent: traceparent, dataschema, extensions', async () => {
     const id = unique('ce');
-    const res = await postJson(
-      `${fn.url}/events`,
-      { amount: 7 },
-      {
-        'ce-specversion': '1.0',
-        'ce-id': id,
-        'ce-type': 'payment.settled',
-        'ce-source': 'urn:bank',
-        'ce-time': '2026-02-03T10:00:00.123456+02:00',
-        'ce-traceparent': '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-        'ce-tenant': 'acme',
-        'ce-dataschema': 'https://schemas.example/payment/v2',
-      },
-    );
+    const res = await postJson(`${fn.url}/events`, { amount: 7 }, tracedPaymentHeaders(id));
     expect(res.status).toBe(202);
     const [, fields] = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0] as [
       string,
@@ -220,12 +208,7 @@ describe('ingest', () => {
     const entry = parseEntryFields(fields);
     // the time as posted, every digit and the offset
     expect(entry.time).toBe('2026-02-03T10:00:00.123456+02:00');
-    expect(JSON.parse(entry.attributes as string)).toEqual({
-      datacontenttype: 'application/json',
-      dataschema: 'https://schemas.example/payment/v2',
-      tenant: 'acme',
-      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    });
+    expect(JSON.parse(entry.attributes as string)).toEqual(TRACED_PAYMENT_ATTRIBUTES);
   });
 
   it('keeps the extension attributes of a structured-mode CloudEvent, with their JSON types', async () => {

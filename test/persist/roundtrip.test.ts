@@ -18,6 +18,7 @@ import {
   unique,
   waitFor,
 } from '../helpers.js';
+import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_128);
 const CASES = Number(process.env.ROUNDTRIP_CASES ?? 1000);
@@ -176,16 +177,7 @@ describe('round trip: posted JSON → ingest → stream → persist → MongoDB'
     const binary = await postJson(
       `${ingest.url}/events`,
       { amount: 7 },
-      {
-        'ce-specversion': '1.0',
-        'ce-id': binaryId,
-        'ce-type': 'payment.settled',
-        'ce-source': 'urn:bank',
-        'ce-time': '2026-02-03T10:00:00.123456+02:00',
-        'ce-traceparent': '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-        'ce-tenant': 'acme',
-        'ce-dataschema': 'https://schemas.example/payment/v2',
-      },
+      tracedPaymentHeaders(binaryId),
     );
     const structured = await postJson(
       `${ingest.url}/events`,
@@ -212,12 +204,7 @@ describe('round trip: posted JSON → ingest → stream → persist → MongoDB'
     const a = await events.findOne({ _id: eventId('urn:bank', binaryId) as never });
     expect(a?.timeText).toBe('2026-02-03T10:00:00.123456+02:00');
     expect(a?.time).toEqual(new Date('2026-02-03T08:00:00.123Z'));
-    expect(a?.attributes).toEqual({
-      datacontenttype: 'application/json',
-      dataschema: 'https://schemas.example/payment/v2',
-      tenant: 'acme',
-      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    });
+    expect(a?.attributes).toEqual(TRACED_PAYMENT_ATTRIBUTES);
     const b = await events.findOne({ _id: eventId('/auth', structuredId) as never });
     expect(b?.timeText).toBe('2024-02-29T23:59:59.5-00:30');
     expect(b?.time).toEqual(new Date('2024-03-01T00:29:59.500Z'));
