@@ -501,6 +501,9 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     expect(out.status).toBe(1);
     expect(out.stderr).toMatch(/support Linux hosts only \(WSL2 included\); this host is Darwin/);
     expect(out.calls).toEqual(['uname -s']);
+    // and the READMEs say so
+    expect(read('cluster/README.md')).toContain('A Linux host (WSL2 included; macOS and Windows');
+    expect(read('README.md')).toContain('on a Linux host (WSL2 included');
   });
 
   it('limits the device-mapper device of an LVM root', () => {
