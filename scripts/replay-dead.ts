@@ -12,18 +12,14 @@
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
+import type { DeadDocument } from '../functions/shared/document.js';
 import { EntryError, entryFields, parseEntryFields } from '../functions/shared/entry.js';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { DEAD_COLLECTION } from '../functions/shared/names.js';
 import { readPart } from '../functions/shared/settings.js';
 import { ensureServices } from './services-env.js';
 
-interface DeadLetter {
-  _id: string;
-  reason: string;
-  streamId: string | null;
-  raw: string;
-}
+type DeadLetter = DeadDocument;
 
 /** The stream entry a dead letter holds, as field/value strings; undefined when none. */
 function entryOf(letter: Pick<DeadLetter, 'raw'>): string[] | undefined {

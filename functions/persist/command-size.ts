@@ -52,3 +52,16 @@ export function oneCommand(sizes: readonly number[], limits: CommandLimits): num
   }
   return sizes.length;
 }
+
+/** BSON sizes of the documents written, computed once per document. */
+const sizes = new WeakMap<object, number>();
+
+/** bsonSize, remembered for the document (a retried batch is not serialized to be measured again). */
+export function cachedBsonSize(doc: object): number {
+  let size = sizes.get(doc);
+  if (size === undefined) {
+    size = bsonSize(doc);
+    sizes.set(doc, size);
+  }
+  return size;
+}

@@ -1,8 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { CONFLICTS_COLLECTION, DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import type { SharedBudget } from './shared-budget.js';
 
-export function createPersistMetrics(registry: Registry) {
-  const registers = [registry];
+function writeCounters(registers: Registry[]) {
   return {
     persisted: new Counter({
       name: 'spillway_persist_events_total',
@@ -37,6 +37,11 @@ export function createPersistMetrics(registry: Registry) {
       help: 'Documents the database already held (a redelivery): counted as committed',
       registers,
     }),
+  };
+}
+
+function eventCounters(registers: Registry[]) {
+  return {
     deliveries: new Counter({
       name: 'spillway_persist_deliveries_total',
       help: 'CloudEvents received from the source (through the Trigger; locally the relay), whatever became of them',
@@ -67,6 +72,11 @@ export function createPersistMetrics(registry: Registry) {
       help: "Steps of Redis's clock the write budget repaired (NTP, a restore onto another host)",
       registers,
     }),
+  };
+}
+
+function distributions(registers: Registry[]) {
+  return {
     batchDocs: new Histogram({
       name: 'spillway_persist_batch_docs',
       help: 'Documents per batch',
@@ -109,6 +119,28 @@ export function createPersistMetrics(registry: Registry) {
       registers,
     }),
   };
+}
+
+/** The failure reasons a write can have (plan.ts's, and a split), each counted from 0. */
+const FAILURE_REASONS = ['refused', 'unavailable', 'unknown', 'unexpected', 'split'] as const;
+
+/**
+ * Persist's metrics. Labelled counters start at 0 for every label they are
+ * known to take, so that a dashboard shows 0 rather than "No data" before the
+ * first one happens.
+ */
+export function createPersistMetrics(registry: Registry) {
+  const registers = [registry];
+  const metrics = {
+    ...writeCounters(registers),
+    ...eventCounters(registers),
+    ...distributions(registers),
+  };
+  for (const intake of ['push', 'pull']) metrics.persisted.inc({ intake }, 0);
+  for (const collection of [EVENTS_COLLECTION, DEAD_COLLECTION, CONFLICTS_COLLECTION])
+    metrics.writeCommands.inc({ collection }, 0);
+  for (const reason of FAILURE_REASONS) metrics.batchFailures.inc({ reason }, 0);
+  return metrics;
 }
 
 export type PersistMetrics = ReturnType<typeof createPersistMetrics>;

@@ -20,13 +20,11 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 import { catchupCursorKey, pullLeaseKey } from '../shared/redis/keys.js';
-import { Scripts } from '../shared/redis/scripts.js';
+import { type Entries, Scripts } from '../shared/redis/scripts.js';
 import type { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
 import type { PersistMetrics } from './metrics.js';
 import { entryBytes, workOf } from './work.js';
-
-type Entries = Array<[string, string[]]>;
 
 /** The next stream id after `id` (for exclusive ranges). */
 function after(id: string): string {
@@ -92,17 +90,15 @@ export class PullIntake {
     clearTimeout(this.timer);
     await this.running;
     if (this.leased)
-      await this.scripts.run('lease-release', [this.leaseKey], [this.owner]).catch(() => undefined);
+      await this.scripts.leaseRelease(this.leaseKey, this.owner).catch(() => undefined);
   }
 
   private async lease(): Promise<boolean> {
-    const ttl = String(this.config.leaseTtlMs);
+    const ttl = this.config.leaseTtlMs;
     if (this.leased) {
-      this.leased =
-        (await this.scripts.run('lease-renew', [this.leaseKey], [this.owner, ttl])) === 1;
+      this.leased = await this.scripts.leaseRenew(this.leaseKey, this.owner, ttl);
     } else {
-      this.leased =
-        (await this.scripts.run('lease-take', [this.leaseKey], [this.owner, ttl])) === 1;
+      this.leased = await this.scripts.leaseTake(this.leaseKey, this.owner, ttl);
       if (this.leased) this.log.info({ owner: this.owner }, 'pull lease taken');
     }
     return this.leased;
@@ -163,16 +159,11 @@ export class PullIntake {
       if (get('name') !== this.config.consumerGroup) continue;
       const cursor = String(get('last-delivered-id'));
       const lag = get('lag');
+      const { streamKey, catchupBacklog } = this.config;
       const count =
         typeof lag === 'number'
           ? lag
-          : Number(
-              await this.scripts.run(
-                'stream-count-after',
-                [this.config.streamKey],
-                [cursor, this.config.catchupBacklog + 1],
-              ),
-            );
+          : await this.scripts.streamCountAfter(streamKey, cursor, catchupBacklog + 1);
       return { cursor, count, grouped: true };
     }
     return { cursor: '0-0', count: backlog, grouped: false };
@@ -180,11 +171,16 @@ export class PullIntake {
 
   /** Claims the next chunk past what any replica claimed, and queues it. */
   private async catchUp(cursor: string, room: number, grouped: boolean): Promise<void> {
-    const entries = (await this.scripts.run(
-      'catchup-claim',
-      [this.config.streamKey, catchupCursorKey(this.config.streamKey)],
-      [cursor, grouped ? this.config.catchupSkipEntries : 0, room, 60_000],
-    )) as Entries;
+    const { streamKey, catchupSkipEntries } = this.config;
+    const entries = await this.scripts.catchupClaim(
+      { stream: streamKey, cursor: catchupCursorKey(streamKey) },
+      {
+        groupCursor: cursor,
+        leftToSource: grouped ? catchupSkipEntries : 0,
+        most: room,
+        cursorTtlMs: 60_000,
+      },
+    );
     this.catchingUp = entries.length > 0;
     this.queue(entries);
   }

@@ -1,9 +1,9 @@
 /**
  * The database's write budget shared by every persist replica (1..N processes,
- * on any machines), adapted to the database's pain. Same shape as TokenBucket
+ * on any machines), adapted to the database's pain. Same shape as Spacer
  * (`run(write)`), so the committer can use either.
  *
- * The budget lives in one Redis hash per database (write-budget-1.lua, on
+ * The budget lives in one Redis hash per database (budget-*-1.lua, on
  * Redis's clock): a single flight across all replicas, the next write starting
  * no earlier than 1010/rate ms after the previous one's answer, so no one-second
  * window at the server holds more than the ceiling, whichever way the server
@@ -26,7 +26,7 @@
  *
  * Fallback: when Redis does not answer a budget call within redisTimeoutMs
  * (connection down, command error, timeout), the process falls back to a local
- * TokenBucket at ceiling / maxReplicas, logs it once, probes Redis in the
+ * Spacer at ceiling / maxReplicas, logs it once, probes Redis in the
  * background (every second, and whenever the client reconnects), and logs once
  * when the shared budget is used again. A write never waits on any one Redis
  * call longer than redisTimeoutMs before falling back, and while it is cut off
@@ -44,19 +44,15 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
-import { Scripts } from '../shared/redis/scripts.js';
-import { sleep } from '../shared/time.js';
-import { TokenBucket } from './bucket.js';
+import { batchRule } from './batch-limit.js';
+import { BudgetLease, type BudgetLogger } from './budget-lease.js';
+import { SLACK_MS, Spacer } from './spacer.js';
 
 /** Kept by the script for 10 minutes after its last use; a lease must be far shorter. */
 const MAX_LEASE_MS = 60_000;
 const PROBE_EVERY_MS = 1000;
 
-/** Logs the budget writes: pino's Logger fits. */
-export interface BudgetLogger {
-  warn(obj: object, msg: string): void;
-  info(obj: object, msg: string): void;
-}
+export type { BudgetLogger } from './budget-lease.js';
 
 /** Where the budget comes from: Redis (shared by all replicas) or this process alone. */
 export type BudgetMode = 'shared' | 'local';
@@ -98,14 +94,8 @@ export interface SharedBudgetOptions {
   log: BudgetLogger;
   /** Called after every write (e.g. to observe spillway_persist_write_latency_seconds). */
   onWrite?: (write: BudgetWrite) => void;
-  /** Called when the budget repaired a step of Redis's clock (write-budget-1.lua, "Clock steps"). */
+  /** Called when the budget repaired a step of Redis's clock (commands/includes/budget.lua, "Clock steps"). */
   onClockStep?: () => void;
-}
-
-type Reply = Array<string | number | null>;
-
-class RedisUnavailable extends Error {
-  override name = 'RedisUnavailable';
 }
 
 /**
@@ -130,28 +120,17 @@ async function timed<T>(
 
 export class SharedBudget {
   private readonly redis: Redis;
-  private readonly scripts: Scripts;
+  private readonly lease: BudgetLease;
   private readonly key: string;
-  private readonly floor: number;
-  private readonly targetMs: number;
   private readonly maxReplicas: number;
-  private readonly maxBatchDocs: number | undefined;
-  /** The largest batch as the budget's last answer gave it (with maxBatchDocs). */
-  private sharedBatch: number | undefined;
   private readonly leaseMs: number;
-  private readonly timeoutMs: number;
   private readonly log: BudgetLogger;
   private readonly onWrite: ((write: BudgetWrite) => void) | undefined;
-  private readonly onClockStep: (() => void) | undefined;
-  /** The budget's count of repaired clock steps, as last seen. */
-  private clockSteps: number | undefined;
   /** Per write, unique across replicas: `<host>:<pid>:<random>:<n>`. */
   private readonly id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   private seq = 0;
-  private ceilingPerSec: number;
-  private local: TokenBucket;
-  private sharedRate: number;
-  private latencyMs: number | undefined;
+  private readonly ceilingPerSec: number;
+  private readonly local: Spacer;
   private currentMode: BudgetMode = 'shared';
   /** Writes of this process go one at a time: each waits for the previous one's release. */
   private chain: Promise<void> = Promise.resolve();
@@ -163,45 +142,33 @@ export class SharedBudget {
   };
 
   constructor(options: SharedBudgetOptions) {
-    const leaseMs = options.leaseMs ?? 3000;
-    const timeoutMs = options.redisTimeoutMs ?? 500;
-    if (!(options.ceiling > 0)) throw new RangeError('ceiling must be above 0 writes/s');
-    if (!(options.floor > 0)) throw new RangeError('floor must be above 0 writes/s');
-    if (!(options.targetMs > 0)) throw new RangeError('targetMs must be above 0');
-    if (!Number.isInteger(options.maxReplicas) || options.maxReplicas < 1)
-      throw new RangeError('maxReplicas must be an integer of at least 1');
-    if (!(timeoutMs > 0)) throw new RangeError('redisTimeoutMs must be above 0');
-    // Renewed every leaseMs/3, each renewal given redisTimeoutMs: a slow renewal is not yet late.
-    if (!(leaseMs >= 2 * timeoutMs && leaseMs <= MAX_LEASE_MS))
-      throw new RangeError(`leaseMs must be between 2 × redisTimeoutMs and ${MAX_LEASE_MS}`);
-    if (1010 / Math.min(options.floor, options.ceiling) > MAX_LEASE_MS)
-      throw new RangeError('floor must allow at least one write a minute');
+    const { leaseMs, timeoutMs } = checked(options);
     this.key = options.key;
     this.ceilingPerSec = options.ceiling;
-    this.floor = options.floor;
-    this.targetMs = options.targetMs;
     this.maxReplicas = options.maxReplicas;
-    if (
-      options.maxBatchDocs !== undefined &&
-      !(Number.isInteger(options.maxBatchDocs) && options.maxBatchDocs >= 1)
-    )
-      throw new RangeError('maxBatchDocs must be an integer of at least 1');
-    this.maxBatchDocs = options.maxBatchDocs;
     this.leaseMs = leaseMs;
-    this.timeoutMs = timeoutMs;
     this.log = options.log;
     this.onWrite = options.onWrite;
-    this.onClockStep = options.onClockStep;
-    this.sharedRate = options.ceiling;
-    this.local = new TokenBucket(this.localRate);
+    this.local = new Spacer(this.localRate);
     this.redis = options.redis;
-    this.scripts = new Scripts(options.redis);
+    const { maxBatchDocs } = options;
+    this.lease = new BudgetLease({
+      redis: options.redis,
+      key: options.key,
+      bounds: { ceiling: options.ceiling, floor: options.floor, maxBatch: maxBatchDocs },
+      rule: maxBatchDocs === undefined ? undefined : batchRule(maxBatchDocs),
+      targetMs: options.targetMs,
+      leaseMs,
+      timeoutMs,
+      log: options.log,
+      onClockStep: options.onClockStep,
+    });
     this.redis.on('ready', this.onReady);
   }
 
   /** Writes per second allowed now: the shared rate, or this process's share while cut off. */
   get rate(): number {
-    return this.currentMode === 'shared' ? this.sharedRate : this.localRate;
+    return this.currentMode === 'shared' ? this.lease.rate : this.localRate;
   }
 
   /**
@@ -210,12 +177,7 @@ export class SharedBudget {
    * and the caller keeps its own).
    */
   get batchLimit(): number | undefined {
-    return this.currentMode === 'shared' ? this.sharedBatch : undefined;
-  }
-
-  /** The last write's latency in ms (undefined before the first write). */
-  get lastLatencyMs(): number | undefined {
-    return this.latencyMs;
+    return this.currentMode === 'shared' ? this.lease.batch : undefined;
   }
 
   get mode(): BudgetMode {
@@ -229,15 +191,6 @@ export class SharedBudget {
   /** The local fallback's rate: this replica's share of the ceiling. */
   get localRate(): number {
     return this.ceilingPerSec / this.maxReplicas;
-  }
-
-  /** A new ceiling (DB_WRITE_OPS_PER_SEC) for the next write; a lower one holds at once for every replica. */
-  setCeiling(perSec: number): void {
-    if (!(perSec > 0)) throw new RangeError('ceiling must be above 0 writes/s');
-    this.ceilingPerSec = perSec;
-    this.sharedRate = Math.min(this.sharedRate, perSec);
-    // A fresh bucket gives its first token one (new) spacing from now.
-    this.local = new TokenBucket(this.localRate);
   }
 
   /**
@@ -270,10 +223,10 @@ export class SharedBudget {
         const owner = `${this.id}:${++this.seq}`;
         let granted = false;
         try {
-          granted = await this.acquire(owner);
+          granted = await this.lease.acquire(owner);
         } catch (error) {
           // The call may still reach Redis and grant a lease nobody uses: give it back.
-          this.call('cancel', owner).catch(() => undefined);
+          this.lease.cancel(owner).catch(() => undefined);
           this.fallBack(error);
         }
         if (granted) {
@@ -295,9 +248,9 @@ export class SharedBudget {
   ): Promise<T> {
     let lost = false;
     const renewal = setInterval(() => {
-      this.call('renew', owner, this.leaseMs).then(
-        (reply) => {
-          if (reply[0] !== 1 && !lost) {
+      this.lease.renew(owner).then(
+        (renewed) => {
+          if (!renewed && !lost) {
             lost = true;
             this.log.warn(
               { key: this.key },
@@ -319,56 +272,19 @@ export class SharedBudget {
     write: () => Promise<T>,
     answered: ((result: T) => boolean) | undefined,
   ): Promise<T> {
-    const bucket = this.local;
-    await bucket.take();
+    const spacer = this.local;
+    await spacer.take();
     return timed(write, answered, (latencyMs, ok) => {
-      bucket.completed();
+      spacer.completed();
       this.wrote(latencyMs, ok, 'local');
     });
-  }
-
-  /** Loops until the lease is granted; throws when Redis does not answer in time. */
-  private async acquire(owner: string): Promise<true> {
-    for (;;) {
-      const reply = await this.call(
-        'acquire',
-        owner,
-        this.leaseMs,
-        this.ceilingPerSec,
-        this.floor,
-        ...this.batchArgs(),
-      );
-      this.sharedRate = Number(reply[1]);
-      this.keepBatch(reply[3]);
-      this.noteClock(Number(reply[4]));
-      if (reply[0] === 1) return true;
-      const wait = Number(reply[2]);
-      // A little jitter, so replicas waiting for the same moment do not always arrive in the same order.
-      await sleep(wait + Math.random() * Math.min(5, 1 + wait / 10));
-    }
   }
 
   private async release(owner: string, latencyMs: number, ok: boolean): Promise<void> {
     // Every write, shared or not, also spaces this process's local share (for a fallback right after).
     this.local.completed();
     try {
-      const reply = await this.call(
-        'release',
-        owner,
-        Math.round(latencyMs),
-        ok ? 1 : 0,
-        this.targetMs,
-        this.ceilingPerSec,
-        this.floor,
-        ...this.batchArgs(),
-      );
-      this.sharedRate = Number(reply[0] === 1 ? reply[1] : reply[2]);
-      this.keepBatch(reply[3]);
-      if (reply[0] !== 1)
-        this.log.warn(
-          { key: this.key, latencyMs: Math.round(latencyMs) },
-          'write budget: released after the lease had ended',
-        );
+      await this.lease.release(owner, latencyMs, ok);
     } catch (error) {
       // Redis is gone: the lease ends by itself after leaseMs; this process goes on alone.
       this.fallBack(error);
@@ -376,94 +292,13 @@ export class SharedBudget {
     this.wrote(latencyMs, ok, 'shared');
   }
 
-  /** The script's optional last argument: this replica's MAX_BATCH_DOCS. */
-  private batchArgs(): number[] {
-    return this.maxBatchDocs === undefined ? [] : [this.maxBatchDocs];
-  }
-
-  private keepBatch(value: string | number | null | undefined): void {
-    if (this.maxBatchDocs !== undefined && value !== undefined && value !== null)
-      this.sharedBatch = Number(value);
-  }
-
-  /** Logs and counts the clock steps the script repaired since this replica last looked. */
-  private noteClock(steps: number): void {
-    if (!Number.isFinite(steps)) return;
-    if (this.clockSteps !== undefined && steps > this.clockSteps) {
-      this.log.warn(
-        { key: this.key, steps: steps - this.clockSteps },
-        "write budget: Redis's clock moved; the budget's times were repaired",
-      );
-      this.onClockStep?.();
-    }
-    this.clockSteps = steps;
-  }
-
   private wrote(latencyMs: number, ok: boolean, mode: BudgetMode): void {
-    this.latencyMs = latencyMs;
     try {
       this.onWrite?.({ latencyMs, ok, mode, rate: this.rate });
     } catch (error) {
       // Metrics must not break the write path (the release runs detached from the caller).
       this.log.warn({ err: error }, 'write budget: onWrite threw');
     }
-  }
-
-  /**
-   * One script call, answered within redisTimeoutMs or rejected. A client that is
-   * still connecting is given that long to be ready (a replica's first write does
-   * not fall back because its client was made a moment ago); one that fails to
-   * connect meanwhile (refused, reset) fails the call at once.
-   */
-  private call(op: string, ...args: Array<string | number>): Promise<Reply> {
-    const redis = this.redis;
-    return new Promise<Reply>((resolve, reject) => {
-      let settled = false;
-      const settle = (error: unknown, reply?: Reply) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        unwatch();
-        if (reply) resolve(reply);
-        else reject(error instanceof Error ? error : new RedisUnavailable(String(error)));
-      };
-      const timer = setTimeout(
-        () =>
-          settle(
-            new RedisUnavailable(
-              `Redis did not answer within ${this.timeoutMs} ms (${op}; connection ${redis.status})`,
-            ),
-          ),
-        this.timeoutMs,
-      );
-      const send = () => {
-        if (settled) return;
-        unwatch();
-        try {
-          (this.scripts.run('write-budget', [this.key], [op, ...args]) as Promise<Reply>).then(
-            (reply) => settle(undefined, reply),
-            (error: unknown) => settle(error),
-          );
-        } catch (error) {
-          settle(error);
-        }
-      };
-      const failed = (error?: unknown) =>
-        settle(error ?? new RedisUnavailable(`Redis connection ${redis.status}`));
-      const ended = () => failed();
-      const unwatch = () => {
-        redis.off('ready', send);
-        redis.off('error', failed);
-        redis.off('end', ended);
-      };
-      if (redis.status === 'ready' || redis.status === 'wait') send();
-      else if (redis.status === 'end') ended();
-      else {
-        redis.once('ready', send);
-        redis.once('error', failed);
-        redis.once('end', ended);
-      }
-    });
   }
 
   private fallBack(error: unknown): void {
@@ -484,9 +319,7 @@ export class SharedBudget {
     if (this.probing || this.currentMode === 'shared' || this.closed) return;
     this.probing = true;
     try {
-      const reply = await this.call('state', this.ceilingPerSec, this.floor, ...this.batchArgs());
-      if (reply[3] !== '') this.sharedRate = Number(reply[3]);
-      this.keepBatch(reply[4]);
+      await this.lease.refresh();
       if (this.currentMode === 'local') {
         this.currentMode = 'shared';
         clearInterval(this.probeTimer);
@@ -499,4 +332,25 @@ export class SharedBudget {
       this.probing = false;
     }
   }
+}
+
+/** The options' figures, checked; with the lease's defaults filled in. */
+function checked(options: SharedBudgetOptions): { leaseMs: number; timeoutMs: number } {
+  const leaseMs = options.leaseMs ?? 3000;
+  const timeoutMs = options.redisTimeoutMs ?? 500;
+  if (!(options.ceiling > 0)) throw new RangeError('ceiling must be above 0 writes/s');
+  if (!(options.floor > 0)) throw new RangeError('floor must be above 0 writes/s');
+  if (!(options.targetMs > 0)) throw new RangeError('targetMs must be above 0');
+  if (!Number.isInteger(options.maxReplicas) || options.maxReplicas < 1)
+    throw new RangeError('maxReplicas must be an integer of at least 1');
+  if (!(timeoutMs > 0)) throw new RangeError('redisTimeoutMs must be above 0');
+  // Renewed every leaseMs/3, each renewal given redisTimeoutMs: a slow renewal is not yet late.
+  if (!(leaseMs >= 2 * timeoutMs && leaseMs <= MAX_LEASE_MS))
+    throw new RangeError(`leaseMs must be between 2 × redisTimeoutMs and ${MAX_LEASE_MS}`);
+  if (SLACK_MS / Math.min(options.floor, options.ceiling) > MAX_LEASE_MS)
+    throw new RangeError('floor must allow at least one write a minute');
+  const { maxBatchDocs } = options;
+  if (maxBatchDocs !== undefined && !(Number.isInteger(maxBatchDocs) && maxBatchDocs >= 1))
+    throw new RangeError('maxBatchDocs must be an integer of at least 1');
+  return { leaseMs, timeoutMs };
 }

@@ -20,6 +20,9 @@ import { BSON, MongoBulkWriteError, MongoError, MongoInvalidArgumentError } from
 
 const DUPLICATE_KEY = 11000;
 
+/** Every write persist sends: acknowledged once journaled (what the verdict reads is then durable). */
+export const WRITE_CONCERN = { w: 1, j: true } as const;
+
 /** Server error codes that describe the document, not the server's state. */
 const CONTENT_CODES = new Set([
   2, // BadValue: e.g. a key with "." or "$" on servers that refuse them

@@ -4,47 +4,36 @@
  */
 import { createHash } from 'node:crypto';
 import { BSON } from 'mongodb';
-import { DocumentError, type EventDocument, type EventId, toDocument } from '../shared/document.js';
+import {
+  type DeadDocument,
+  DocumentError,
+  type EventDocument,
+  toDocument,
+} from '../shared/document.js';
 import { EntryError, parseEntryFields } from '../shared/entry.js';
 
 const MAX_REASON_CHARS = 2000;
 
-/**
- * A document of `events_dead`: what could not become an event, and why. `raw` is
- * text (the stream entry's field list, or the CloudEvent, as JSON), so that a
- * dead letter is storable whatever its content.
- */
-export interface DeadDocument {
-  _id: string;
-  reason: string;
-  streamId: string | null;
-  raw: string;
-  deadAt: Date;
+/** An event to store, with the stream entry's fields it came from. */
+export interface EventWork {
+  readonly kind: 'event';
+  readonly doc: EventDocument;
+  readonly fields: readonly string[];
 }
 
-/**
- * A document of `events_conflicts`: an event whose (source, id) was stored
- * before from another stream entry with other content. The first stored stays
- * (CloudEvents: the same source and id is the same event); this one is kept
- * for an operator, as text, with what it collided with.
- */
-export interface ConflictDocument {
-  /** The stream id of the entry that was not stored. */
-  _id: string;
-  event: EventId;
-  /** The stream id the stored event came from. */
-  storedStreamId: string;
-  /** The entry's field list, as JSON text. */
-  raw: string;
-  detectedAt: Date;
+/** A dead letter to store. */
+export interface DeadWork {
+  readonly kind: 'dead';
+  readonly doc: DeadDocument;
 }
 
-/** What a queued item writes: an event, or a dead letter. */
-export type Work =
-  | { kind: 'event'; doc: EventDocument; fields: readonly string[] }
-  | { kind: 'dead'; doc: DeadDocument }
-  /** A delivery that names a stream entry: what is written comes from the stream. */
-  | { kind: 'doorbell' };
+/** A delivery that names a stream entry: what is written comes from the stream. */
+export interface Doorbell {
+  readonly kind: 'doorbell';
+}
+
+/** What a queued item writes: an event, a dead letter, or, for a doorbell, what its entry holds. */
+export type Work = EventWork | DeadWork | Doorbell;
 
 /** Builds the dead-letter document; its _id is stable so a retried write is idempotent. */
 export function deadDocument(reason: string, streamId: string | null, raw: string): DeadDocument {

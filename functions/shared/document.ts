@@ -95,3 +95,33 @@ export function toDocument(entry: StreamEntry, streamId: string, persistedAt: Da
   if (entry.key !== undefined) doc.key = entry.key;
   return doc;
 }
+
+/**
+ * A document of `events_dead`: what could not become an event, and why. `raw` is
+ * text (the stream entry's field list, or the CloudEvent, as JSON), so that a
+ * dead letter is storable whatever its content.
+ */
+export interface DeadDocument {
+  _id: string;
+  reason: string;
+  streamId: string | null;
+  raw: string;
+  deadAt: Date;
+}
+
+/**
+ * A document of `events_conflicts`: an event whose (source, id) was stored
+ * before from another stream entry with other content. The first stored stays
+ * (CloudEvents: the same source and id is the same event); this one is kept
+ * for an operator, as text, with what it collided with.
+ */
+export interface ConflictDocument {
+  /** The stream id of the entry that was not stored. */
+  _id: string;
+  event: EventId;
+  /** The stream id the stored event came from. */
+  storedStreamId: string;
+  /** The entry's field list, as JSON text. */
+  raw: string;
+  detectedAt: Date;
+}

@@ -27,3 +27,31 @@ export async function within(work: Promise<unknown>, ms: number): Promise<boolea
     clearTimeout(timer);
   }
 }
+
+/**
+ * `work`'s outcome, or a rejection with `late()` once `ms` have passed first.
+ * `work` is given a signal that aborts then, so that whatever it waits on can
+ * let go (the work itself goes on; nothing cancels a command already sent).
+ */
+export async function deadline<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  ms: number,
+  late: () => Error,
+): Promise<T> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work(controller.signal),
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => {
+          const error = late();
+          controller.abort(error);
+          reject(error);
+        }, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -7,17 +7,16 @@
 import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenBucket, type WriteBudget } from '../../functions/persist/bucket.js';
 import { type CommandLimits, limitsOf, oneCommand } from '../../functions/persist/command-size.js';
 import { Committer } from '../../functions/persist/committer.js';
 import { createPersistMetrics } from '../../functions/persist/metrics.js';
-import {
-  type ConflictDocument,
-  type DeadDocument,
-  entryBytes,
-  workOf,
-} from '../../functions/persist/work.js';
-import type { EventDocument } from '../../functions/shared/document.js';
+import { Spacer, type WriteBudget } from '../../functions/persist/spacer.js';
+import { entryBytes, workOf } from '../../functions/persist/work.js';
+import type {
+  ConflictDocument,
+  DeadDocument,
+  EventDocument,
+} from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { serverWriteCommands } from '../../scripts/db-writes.js';
@@ -86,7 +85,7 @@ describe('the committer writes one command per grant', () => {
       const db = mongo.db(database);
       await db.createCollection('events');
       let grants = 0;
-      const bucket = new TokenBucket(100);
+      const bucket = new Spacer(100);
       const budget: WriteBudget = {
         run: (write) => {
           grants++;

@@ -8,18 +8,16 @@ import { MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sampleValue } from '../../bench/prom-text.js';
-import { TokenBucket, type WriteBudget } from '../../functions/persist/bucket.js';
 import { Committer } from '../../functions/persist/committer.js';
 import { createPersistMetrics } from '../../functions/persist/metrics.js';
 import { SharedBudget } from '../../functions/persist/shared-budget.js';
-import {
-  type ConflictDocument,
-  type DeadDocument,
-  entryBytes,
-  type Work,
-  workOf,
-} from '../../functions/persist/work.js';
-import type { EventDocument } from '../../functions/shared/document.js';
+import { Spacer, type WriteBudget } from '../../functions/persist/spacer.js';
+import { entryBytes, type Work, workOf } from '../../functions/persist/work.js';
+import type {
+  ConflictDocument,
+  DeadDocument,
+  EventDocument,
+} from '../../functions/shared/document.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
@@ -40,11 +38,7 @@ function committerFor(
   client: MongoClient,
   database: string,
   stream: string,
-  {
-    budget = new TokenBucket(200) as WriteBudget,
-    registry = new Registry(),
-    maxBatchDocs = 1000,
-  } = {},
+  { budget = new Spacer(200) as WriteBudget, registry = new Registry(), maxBatchDocs = 1000 } = {},
 ) {
   const db = client.db(database);
   const committer = new Committer({
@@ -129,7 +123,7 @@ describe('the committer', () => {
     const registry = new Registry();
     // Two writes a second: the first token comes about 505 ms after the start.
     const committer = committerFor(mongo, database, stream, {
-      budget: new TokenBucket(2),
+      budget: new Spacer(2),
       registry,
     });
     try {

@@ -37,6 +37,36 @@ export async function waitReady(redis: Redis, timeoutMs: number): Promise<void> 
 }
 
 /**
+ * Resolves when the client takes commands now (ready, or not connecting yet:
+ * `wait`), else once it is ready; rejects when it fails to connect (an error,
+ * or the end of the connection) or when `signal` aborts. Listeners are gone
+ * either way.
+ */
+export function whenUsable(redis: Redis, signal: AbortSignal): Promise<void> {
+  if (redis.status === 'ready' || redis.status === 'wait') return Promise.resolve();
+  const closed = () => new Error(`Redis connection ${redis.status}`);
+  if (redis.status === 'end') return Promise.reject(closed());
+  return new Promise<void>((resolve, reject) => {
+    const settle = (error?: unknown) => {
+      redis.off('ready', ready);
+      redis.off('error', failed);
+      redis.off('end', ended);
+      signal.removeEventListener('abort', aborted);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const ready = () => settle();
+    const failed = (error?: unknown) => settle(error instanceof Error ? error : closed());
+    const ended = () => settle(closed());
+    const aborted = () => settle(signal.reason);
+    redis.once('ready', ready);
+    redis.once('error', failed);
+    redis.once('end', ended);
+    signal.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/**
  * Every client gets an error listener (ioredis reports an unhandled error event
  * otherwise); the log says once that the connection is lost and once that it is
  * back, not once per reconnect attempt.

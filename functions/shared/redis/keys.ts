@@ -4,6 +4,9 @@
  */
 
 /** Ingest's keys for one event (ingest-6.lua, in its KEYS order). */
+/** ingest-6.lua's keys, in its order. */
+export type IngestKeys = readonly [string, string, string, string, string, string];
+
 export function ingestKeys(options: {
   stream: string;
   /** Whose key it is: the API key's digest, or "anon" (clients without an API key share one scope). */
@@ -13,7 +16,7 @@ export function ingestKeys(options: {
   nowMs: number;
   source: string;
   subject: string;
-}): string[] {
+}): IngestKeys {
   return [
     idempotencyKey(options.scope, options.idempotencyKey ?? ''),
     rateWindowKey(options.client, Math.floor(options.nowMs / 1000)),
@@ -64,5 +67,5 @@ export const catchupCursorKey = (stream: string) => `spillway:persist:catchup:${
 /** The sweeper's lease: one persist replica sweeps a stream at a time. */
 export const pullLeaseKey = (stream: string) => `spillway:persist:lease:${stream}`;
 
-/** The shared write budget of one database (write-budget-1.lua): two databases never share one. */
+/** The shared write budget of one database (budget-*-1.lua): two databases never share one. */
 export const writeBudgetKey = (database: string) => `spillway:budget:${database}`;

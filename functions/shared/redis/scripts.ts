@@ -1,11 +1,16 @@
 /**
  * Spillway's Redis scripts, loaded the BullMQ way: every script is a file in
  * `commands/`, named `<name>-<numberOfKeys>.lua`, whose header documents its
- * steps, KEYS, ARGV and replies. The loader reads the key count from the file
- * name and registers each script on a client under a versioned name
+ * steps, KEYS, ARGV and replies. A line `--- @include "includes/<part>"` is
+ * replaced by `commands/includes/<part>.lua` (code several scripts share, e.g.
+ * the write budget's state). The loader reads the key count from the file name
+ * and registers each script on a client under a versioned name
  * (`<name>:<first 8 hex of its SHA-1>`), so two versions of Spillway sharing one
- * Redis never run each other's script. Callers stay thin: `scripts.run(name,
- * keys, args)`, with the key count checked against the file name.
+ * Redis never run each other's script.
+ *
+ * Callers use one typed method per script: the method builds KEYS and ARGV in
+ * the order the script's header gives, and reads its reply; no call site builds
+ * an argument list.
  *
  * Every script persist and the relay run for the drain starts with
  * `#!lua flags=allow-oom` (Redis 7): the drain is what frees memory, so a full
@@ -15,17 +20,27 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import type { IngestKeys } from './keys.js';
 
 const DIR = new URL('./commands/', import.meta.url);
 const FILE = /^([a-z][a-z0-9-]*)-(\d+)\.lua$/;
+const INCLUDE = /^--- @include "(includes\/[a-z][a-z0-9-]*)"$/gm;
 
 interface ScriptFile {
   name: string;
   numberOfKeys: number;
   lua: string;
-  sha: string;
   /** The name the script is registered under on a client. */
   command: string;
+}
+
+/** A script's text with its includes in place. */
+function resolveIncludes(lua: string, file: string): string {
+  return lua.replace(INCLUDE, (_line, part: string) => {
+    const text = readFileSync(new URL(`${part}.lua`, DIR), 'utf8');
+    if (text.startsWith('#!')) throw new Error(`${part}.lua (included by ${file}) has flags`);
+    return text.trimEnd();
+  });
 }
 
 /** Every script of commands/, by name. */
@@ -35,13 +50,12 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
     const match = FILE.exec(file);
     if (!match) continue;
     const [, name = '', keys = '0'] = match;
-    const lua = readFileSync(new URL(file, DIR), 'utf8');
+    const lua = resolveIncludes(readFileSync(new URL(file, DIR), 'utf8'), file);
     const sha = createHash('sha1').update(lua).digest('hex');
     scripts.set(name, {
       name,
       numberOfKeys: Number(keys),
       lua,
-      sha,
       command: `${name}:${sha.slice(0, 8)}`,
     });
   }
@@ -50,18 +64,78 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
 
 const SCRIPT_FILES = loadScriptFiles();
 
-/** The scripts, as the code calls them. */
-export type ScriptName =
-  | 'ingest'
-  | 'ack-delete'
-  | 'lease-take'
-  | 'lease-renew'
-  | 'lease-release'
-  | 'write-budget'
-  | 'catchup-claim'
-  | 'stream-count-after';
+/** The script texts as Redis runs them (includes resolved), by name: for tests and tools. */
+export function scriptTexts(): ReadonlyMap<string, string> {
+  return new Map([...SCRIPT_FILES.values()].map((s) => [s.name, s.lua]));
+}
 
-type Runner = (...args: Array<string | number>) => Promise<unknown>;
+type Arg = string | number;
+type Runner = (...args: Arg[]) => Promise<unknown>;
+
+/** Stream entries as XRANGE gives them. */
+export type Entries = Array<[string, string[]]>;
+
+/** ingest-6.lua's arguments (its header says what each is). */
+export interface IngestArgs {
+  hasIdempotencyKey: boolean;
+  idempotencyTtlMs: number;
+  rateLimitPerSec: number;
+  rateWindowTtlMs: number;
+  maxBacklog: number;
+  id: string;
+  source: string;
+  sequenceTtlMs: number;
+  countersTtlMs: number;
+  fingerprint: string;
+  /** A replayed entry's own seq; 0 lets the script assign the next. */
+  fixedSeq: number;
+  fields: readonly string[];
+}
+
+/** What every write-budget script is given about the database's budget. */
+export interface BudgetBounds {
+  ceiling: number;
+  floor: number;
+  /** The caller's MAX_BATCH_DOCS: with it, the budget keeps the largest batch. */
+  maxBatch: number | undefined;
+}
+
+/** How the largest batch adapts (persist's batch-limit.ts). */
+export interface BatchRule {
+  minBatch: number;
+  stepDocs: number;
+  cooldownMs: number;
+}
+
+/** budget-acquire-1.lua's reply: granted, or how long to wait. */
+export interface BudgetGrant {
+  granted: boolean;
+  rate: number;
+  /** Granted: the lease's length; else when to ask again. */
+  ms: number;
+  batch: number | undefined;
+  steps: number;
+}
+
+export interface BudgetRelease {
+  released: boolean;
+  rate: number;
+  batch: number | undefined;
+}
+
+export interface BudgetState {
+  holder: string;
+  leaseLeftMs: number;
+  waitMs: number;
+  /** undefined: no budget yet. */
+  rate: number | undefined;
+  batch: number | undefined;
+}
+
+const optional = (value: unknown) =>
+  value === null || value === undefined || value === false || value === ''
+    ? undefined
+    : Number(value);
 
 /** Runs Spillway's scripts on one client (EVALSHA, falling back to EVAL after a Redis restart). */
 export class Scripts {
@@ -75,12 +149,131 @@ export class Scripts {
     }
   }
 
+  /** Loads every script into Redis (on each connect: a restarted Redis has forgotten them). */
+  async preload(): Promise<void> {
+    await Promise.all([...SCRIPT_FILES.values()].map((s) => this.redis.script('LOAD', s.lua)));
+  }
+
+  /** ingest-6.lua: its reply, `[kind, …]`. */
+  async ingest(keys: IngestKeys, a: IngestArgs): Promise<string[]> {
+    const args = [
+      a.hasIdempotencyKey ? '1' : '0',
+      a.idempotencyTtlMs,
+      a.rateLimitPerSec,
+      a.rateWindowTtlMs,
+      a.maxBacklog,
+      a.id,
+      a.source,
+      a.sequenceTtlMs,
+      a.countersTtlMs,
+      a.fingerprint,
+      a.fixedSeq,
+      ...a.fields,
+    ];
+    return (await this.run('ingest', keys, args)) as string[];
+  }
+
+  /** ack-delete-1.lua: XACK then XDEL; the number deleted. */
+  async ackDelete(stream: string, group: string, ids: readonly string[]): Promise<number> {
+    const reply = (await this.run('ack-delete', [stream], [group, ...ids])) as number[];
+    return Number(reply[1]);
+  }
+
+  /** catchup-claim-2.lua: the next chunk past every replica's claims. */
+  async catchupClaim(
+    keys: { stream: string; cursor: string },
+    a: { groupCursor: string; leftToSource: number; most: number; cursorTtlMs: number },
+  ): Promise<Entries> {
+    const args = [a.groupCursor, a.leftToSource, a.most, a.cursorTtlMs];
+    return (await this.run('catchup-claim', [keys.stream, keys.cursor], args)) as Entries;
+  }
+
+  /** stream-count-after-1.lua: entries after `id`, at most `most`. */
+  async streamCountAfter(stream: string, id: string, most: number): Promise<number> {
+    return Number(await this.run('stream-count-after', [stream], [id, most]));
+  }
+
+  /** lease-take-1.lua: true when the caller now holds the lease. */
+  async leaseTake(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.run('lease-take', [key], [owner, ttlMs])) === 1;
+  }
+
+  /** lease-renew-1.lua: true when the caller still holds the lease. */
+  async leaseRenew(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.run('lease-renew', [key], [owner, ttlMs])) === 1;
+  }
+
+  /** lease-release-1.lua: true when it was the caller's. */
+  async leaseRelease(key: string, owner: string): Promise<boolean> {
+    return (await this.run('lease-release', [key], [owner])) === 1;
+  }
+
+  /** budget-acquire-1.lua. */
+  async budgetAcquire(
+    key: string,
+    owner: string,
+    leaseMs: number,
+    bounds: BudgetBounds,
+  ): Promise<BudgetGrant> {
+    const args = [owner, leaseMs, bounds.ceiling, bounds.floor, ...batchArgs(bounds)];
+    const reply = (await this.run('budget-acquire', [key], args)) as unknown[];
+    return {
+      granted: reply[0] === 1,
+      rate: Number(reply[1]),
+      ms: Number(reply[2]),
+      batch: optional(reply[3]),
+      steps: Number(reply[4]),
+    };
+  }
+
+  /** budget-renew-1.lua: true when the caller still holds the lease. */
+  async budgetRenew(key: string, owner: string, leaseMs: number): Promise<boolean> {
+    const reply = (await this.run('budget-renew', [key], [owner, leaseMs])) as unknown[];
+    return reply[0] === 1;
+  }
+
+  /** budget-release-1.lua. */
+  async budgetRelease(
+    key: string,
+    owner: string,
+    write: { latencyMs: number; ok: boolean; targetMs: number },
+    bounds: BudgetBounds,
+    rule: BatchRule | undefined,
+  ): Promise<BudgetRelease> {
+    const args: Arg[] = [owner, Math.round(write.latencyMs), write.ok ? 1 : 0, write.targetMs];
+    args.push(bounds.ceiling, bounds.floor, ...batchArgs(bounds));
+    if (bounds.maxBatch !== undefined && rule)
+      args.push(rule.minBatch, rule.stepDocs, rule.cooldownMs);
+    const reply = (await this.run('budget-release', [key], args)) as unknown[];
+    const released = reply[0] === 1;
+    return {
+      released,
+      rate: Number(released ? reply[1] : reply[2]),
+      batch: optional(reply[3]),
+    };
+  }
+
+  /** budget-cancel-1.lua: true when the caller held the lease. */
+  async budgetCancel(key: string, owner: string): Promise<boolean> {
+    const reply = (await this.run('budget-cancel', [key], [owner])) as unknown[];
+    return reply[0] === 1;
+  }
+
+  /** budget-state-1.lua (read only). */
+  async budgetState(key: string, bounds: BudgetBounds): Promise<BudgetState> {
+    const args = [bounds.ceiling, bounds.floor, ...batchArgs(bounds)];
+    const reply = (await this.run('budget-state', [key], args)) as unknown[];
+    return {
+      holder: String(reply[0]),
+      leaseLeftMs: Number(reply[1]),
+      waitMs: Number(reply[2]),
+      rate: optional(reply[3]),
+      batch: optional(reply[4]),
+    };
+  }
+
   /** Runs a script; the number of keys must be the one its file name says. */
-  run(
-    name: ScriptName,
-    keys: readonly string[],
-    args: ReadonlyArray<string | number>,
-  ): Promise<unknown> {
+  private run(name: string, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
     const script = SCRIPT_FILES.get(name);
     const runner = this.runners.get(name);
     if (!script || !runner) throw new Error(`no Redis script commands/${name}-<keys>.lua`);
@@ -88,9 +281,8 @@ export class Scripts {
       throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
     return runner(...keys, ...args);
   }
+}
 
-  /** Loads every script into Redis (on each connect: a restarted Redis has forgotten them). */
-  async preload(): Promise<void> {
-    await Promise.all([...SCRIPT_FILES.values()].map((s) => this.redis.script('LOAD', s.lua)));
-  }
+function batchArgs(bounds: BudgetBounds): number[] {
+  return bounds.maxBatch === undefined ? [] : [bounds.maxBatch];
 }

@@ -1,15 +1,16 @@
 /**
- * The database's write budget: at most `perSec` write commands a second, spaced
- * evenly (no burst), so that no one-second window, wherever it starts, holds
- * more than `perSec` of them at the server.
+ * A write budget of this process alone (the shared budget's local share while
+ * Redis is away): at most `perSec` write commands a second, one at a time,
+ * spaced evenly (no burst), so that no one-second window, wherever it starts,
+ * holds more than `perSec` of them at the server.
  *
- * A token is taken before each write, and the next token comes one spacing
- * after the previous write's answer (`completed()`), not after its start: the
- * time between taking a token and the command reaching the server varies (a new
- * connection, serializing a large batch), and the server may count a command
- * when it completes; spacing from the answer holds for both. The spacing has 1 %
- * slack for timer jitter.
+ * The next write may start one spacing after the previous write's answer
+ * (`completed()`), not after its start: the time between the start and the
+ * command reaching the server varies (a new connection, serializing a large
+ * batch), and the server may count a command when it completes; spacing from
+ * the answer holds for both. The spacing has 1 % slack for timer jitter.
  */
+
 /** What the committer writes under: one write command at a time, within a budget. */
 export interface WriteBudget {
   /**
@@ -22,7 +23,10 @@ export interface WriteBudget {
   readonly batchLimit?: number;
 }
 
-export class TokenBucket implements WriteBudget {
+/** The spacing's slack: the next write comes 1010/rate ms after an answer (commands/includes/budget.lua's SLACK too). */
+export const SLACK_MS = 1010;
+
+export class Spacer implements WriteBudget {
   private next: number;
   private tail: Promise<void> = Promise.resolve();
 
@@ -33,7 +37,7 @@ export class TokenBucket implements WriteBudget {
     // The first token comes one spacing after start, not at once: a process that
     // replaces one that just stopped cannot add to the writes its predecessor
     // sent in the last second.
-    this.next = now() + 1010 / perSec;
+    this.next = now() + SLACK_MS / perSec;
   }
 
   /** Milliseconds until a token is free (0 = now). */
@@ -46,13 +50,13 @@ export class TokenBucket implements WriteBudget {
     const t = this.now();
     if (t < this.next) return false;
     // A token unused for a while does not pile up: spacing is kept from now on.
-    this.next = t + 1010 / this.perSec;
+    this.next = t + SLACK_MS / this.perSec;
     return true;
   }
 
   /** The write that took the last token has been answered: the next comes one spacing later. */
   completed(): void {
-    this.next = Math.max(this.next, this.now() + 1010 / this.perSec);
+    this.next = Math.max(this.next, this.now() + SLACK_MS / this.perSec);
   }
 
   /**
@@ -75,9 +79,8 @@ export class TokenBucket implements WriteBudget {
     }
   }
 
-  async take(signal?: AbortSignal): Promise<void> {
+  async take(): Promise<void> {
     while (!this.tryTake()) {
-      if (signal?.aborted) throw new Error('aborted');
       await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.ceil(this.waitMs()))));
     }
   }

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { TokenBucket } from '../../functions/persist/bucket.js';
+import { Spacer } from '../../functions/persist/spacer.js';
 
-describe('TokenBucket', () => {
+describe('Spacer', () => {
   it('never gives more than perSec tokens in any one-second window', () => {
     let now = 0;
-    const bucket = new TokenBucket(100, () => now);
+    const spacer = new Spacer(100, () => now);
     const taken: number[] = [];
-    for (now = 0; now < 5000; now += 0.25) if (bucket.tryTake()) taken.push(now);
+    for (now = 0; now < 5000; now += 0.25) if (spacer.tryTake()) taken.push(now);
     for (let i = 0; i < taken.length; i++) {
       const inWindow = taken.filter(
         (t) => t >= (taken[i] as number) && t < (taken[i] as number) + 1000,
@@ -19,48 +19,48 @@ describe('TokenBucket', () => {
 
   it('gives its first token one spacing after it is made, so a restart cannot double up', () => {
     let now = 5000;
-    const bucket = new TokenBucket(4, () => now);
-    expect(bucket.tryTake()).toBe(false);
-    expect(bucket.waitMs()).toBeCloseTo(252.5, 1);
+    const spacer = new Spacer(4, () => now);
+    expect(spacer.tryTake()).toBe(false);
+    expect(spacer.waitMs()).toBeCloseTo(252.5, 1);
     now += 252.5;
-    expect(bucket.tryTake()).toBe(true);
+    expect(spacer.tryTake()).toBe(true);
   });
 
   it('does not save up unused tokens for a burst', () => {
     let now = 0;
-    const bucket = new TokenBucket(10, () => now);
+    const spacer = new Spacer(10, () => now);
     now = 101;
-    expect(bucket.tryTake()).toBe(true);
+    expect(spacer.tryTake()).toBe(true);
     now = 60_000;
-    expect(bucket.tryTake()).toBe(true);
-    expect(bucket.tryTake()).toBe(false);
-    expect(bucket.waitMs()).toBeCloseTo(101, 0);
+    expect(spacer.tryTake()).toBe(true);
+    expect(spacer.tryTake()).toBe(false);
+    expect(spacer.waitMs()).toBeCloseTo(101, 0);
   });
 
   it('spaces the next token from the answer of the previous write, not its start', () => {
     let now = 0;
-    const bucket = new TokenBucket(10, () => now);
+    const spacer = new Spacer(10, () => now);
     now = 101;
-    expect(bucket.tryTake()).toBe(true);
+    expect(spacer.tryTake()).toBe(true);
     // The write took 80 ms: the next token is one spacing after its answer.
     now = 181;
-    bucket.completed();
+    spacer.completed();
     now = 202;
-    expect(bucket.tryTake()).toBe(false);
-    expect(bucket.waitMs()).toBeCloseTo(80, 0);
+    expect(spacer.tryTake()).toBe(false);
+    expect(spacer.waitMs()).toBeCloseTo(80, 0);
     now = 282;
-    expect(bucket.tryTake()).toBe(true);
+    expect(spacer.tryTake()).toBe(true);
   });
 
   it('runs one write at a time, each spaced from the answer of the one before', async () => {
-    const bucket = new TokenBucket(200);
+    const spacer = new Spacer(200);
     const spans: Array<[number, number]> = [];
     const write = async () => {
       const start = performance.now();
       await new Promise((resolve) => setTimeout(resolve, 20));
       spans.push([start, performance.now()]);
     };
-    await Promise.all([bucket.run(write), bucket.run(write), bucket.run(write)]);
+    await Promise.all([spacer.run(write), spacer.run(write), spacer.run(write)]);
     expect(spans).toHaveLength(3);
     for (let i = 1; i < spans.length; i++) {
       const [start] = spans[i] as [number, number];
