@@ -5,20 +5,12 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { RawRequest } from '../shared/function.js';
-import { ClientError, sendError } from '../shared/http.js';
+import { bodyTooLarge, sendError } from '../shared/http.js';
 
 const EMPTY = Buffer.alloc(0);
 
 function tooLarge(res: ServerResponse, maxBodyBytes: number): void {
-  // Close the connection: the rest of the body is never read.
-  sendError(
-    res,
-    new ClientError(
-      'payload_too_large',
-      `the body is larger than MAX_BODY_BYTES (${maxBodyBytes} bytes)`,
-      { connection: 'close' },
-    ),
-  );
+  sendError(res, bodyTooLarge(maxBodyBytes));
 }
 
 /** Runs `next` once the body (at most maxBodyBytes) is in req.rawBody. */

@@ -16,14 +16,16 @@ import { runWorkers } from './workers.js';
 /** The command the local pipeline and the container image both run. */
 export const START_COMMAND = ['node', 'dist/functions/host/main.js'] as const;
 
-/** Each function: its module (loaded only where it runs) and its config (cheap, no side effects). */
+/** Each function: its factory (loaded only where it runs) and its config (cheap, no side effects). */
 const TARGETS = {
   ingest: {
-    load: async (): Promise<SpillwayFunction> => (await import('../ingest/index.js')).ingest,
+    load: async (): Promise<SpillwayFunction> =>
+      (await import('../ingest/ingest.js')).createIngest(await TARGETS.ingest.config()),
     config: async () => (await import('../ingest/config.js')).loadIngestConfig(),
   },
   persist: {
-    load: async (): Promise<SpillwayFunction> => (await import('../persist/index.js')).persist,
+    load: async (): Promise<SpillwayFunction> =>
+      (await import('../persist/persist.js')).createPersist(await TARGETS.persist.config()),
     config: async () => (await import('../persist/config.js')).loadPersistConfig(),
   },
 } as const;

@@ -41,6 +41,30 @@ function health(fn: SpillwayFunction, req: RawRequest, res: ServerResponse): boo
   return false;
 }
 
+/** Counts the requests in flight, and tells when the last one is answered. */
+class InFlight {
+  private count = 0;
+  private idle: (() => void) | undefined;
+  stopping = false;
+
+  track(res: ServerResponse): void {
+    this.count++;
+    if (this.stopping) res.setHeader('connection', 'close');
+    res.once('close', () => {
+      this.count--;
+      if (this.count === 0) this.idle?.();
+    });
+  }
+
+  /** Resolves once nothing is in flight. */
+  answered(): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.idle = resolve;
+    });
+  }
+}
+
 export async function serve(
   fn: SpillwayFunction,
   options: { port?: number; metrics?: boolean } = {},
@@ -50,9 +74,7 @@ export async function serve(
     config.maxBodyBytes,
     fn.signature === 'http' ? httpWrapper(fn) : cloudEventWrapper(fn),
   );
-  let inFlight = 0;
-  let stopping = false;
-  let idle: (() => void) | undefined;
+  const inFlight = new InFlight();
   // A client that trickles its headers or body holds a socket, never a worker (the
   // event loop goes on), and only until HEADERS_TIMEOUT_MS / REQUEST_TIMEOUT_MS:
   // the server checks every second and closes it then.
@@ -64,12 +86,7 @@ export async function serve(
       connectionsCheckingInterval: 1000,
     },
     (req, res) => {
-      inFlight++;
-      if (stopping) res.setHeader('connection', 'close');
-      res.once('close', () => {
-        inFlight--;
-        if (inFlight === 0) idle?.();
-      });
+      inFlight.track(res);
       if (!health(fn, req, res)) wrapped(req, res);
     },
   );
@@ -84,32 +101,32 @@ export async function serve(
     options.metrics === false
       ? undefined
       : serveOwnMetrics(config.host, config.metricsPort, fn.registry);
-
-  async function stop(): Promise<void> {
-    stopping = true;
-    server.close();
-    server.closeIdleConnections();
-    // The function finishes what it holds while in-flight requests are answered
-    // (persist's deliveries wait on its commits); both within the shutdown timeout.
-    const drained = fn.drain?.() ?? Promise.resolve();
-    const answered =
-      inFlight === 0
-        ? Promise.resolve()
-        : new Promise<void>((resolve) => {
-            idle = resolve;
-          });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all([drained, answered]),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, config.shutdownTimeoutMs + 1000);
-      }),
-    ]);
-    clearTimeout(timer);
-    server.closeAllConnections();
+  fn.log.info({ port, host: config.host, pid: process.pid }, 'serving');
+  const stop = async () => {
+    inFlight.stopping = true;
+    await stopServing(fn, server, inFlight);
     metricsServer?.close();
     await fn.shutdown();
-  }
-  fn.log.info({ port, host: config.host, pid: process.pid }, 'serving');
+  };
   return { server, port, stop };
+}
+
+/**
+ * Stops accepting; the function finishes what it holds while in-flight requests
+ * are answered (persist's deliveries wait on its commits), both within the
+ * shutdown timeout; then every connection is closed.
+ */
+async function stopServing(fn: SpillwayFunction, server: Server, inFlight: InFlight) {
+  server.close();
+  server.closeIdleConnections();
+  const drained = fn.drain?.() ?? Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([drained, inFlight.answered()]),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, fn.config.shutdownTimeoutMs + 1000);
+    }),
+  ]);
+  clearTimeout(timer);
+  server.closeAllConnections();
 }

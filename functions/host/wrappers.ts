@@ -1,39 +1,19 @@
 /**
  * One wrapper per function signature, as the Functions Framework has them:
  * each turns a request into a call of the function and its outcome into the
- * answer. Errors the function throws as HttpError keep their status; anything
- * else is a 500 with its cause in the log.
+ * answer. Errors the function throws are answered by functions/shared/answer.ts:
+ * an HttpError keeps its status; anything else is a 500 with its cause in the log.
  */
 import type { ServerResponse } from 'node:http';
 import { HTTP } from 'cloudevents';
+import { answerFailure, answering } from '../shared/answer.js';
 import type { EventFunction, HttpFunction, RawRequest } from '../shared/function.js';
-import { ClientError, HttpError, sendError } from '../shared/http.js';
+import { ClientError, sendError } from '../shared/http.js';
 
 export type Listener = (req: RawRequest, res: ServerResponse) => void;
 
-function fail(fn: HttpFunction | EventFunction, res: ServerResponse, error: unknown): void {
-  if (error instanceof HttpError) {
-    // The function logs its own failures once per streak, not once per request.
-    if (error.status >= 500) fn.log.debug({ err: error }, 'request not done');
-    if (!res.headersSent) sendError(res, error);
-    return;
-  }
-  fn.log.error({ err: error }, 'function failed');
-  if (!res.headersSent)
-    sendError(res, new HttpError('internal', 'the function failed; see its log'));
-  else res.destroy();
-}
-
-/** The function answers the request itself. */
-export function httpWrapper(fn: HttpFunction): Listener {
-  return (req, res) => {
-    try {
-      fn.handler(req, res).catch((error: unknown) => fail(fn, res, error));
-    } catch (error) {
-      fail(fn, res, error);
-    }
-  };
-}
+/** The function answers the request itself; what it does not answer, the shared wrapper does. */
+export const httpWrapper = (fn: HttpFunction): Listener => answering(fn);
 
 /**
  * A CloudEvent in binary or structured mode (decoded by the CloudEvents SDK),
@@ -70,7 +50,7 @@ export function cloudEventWrapper(fn: EventFunction): Listener {
         res.writeHead(204);
         res.end();
       },
-      (error: unknown) => fail(fn, res, error),
+      (error: unknown) => answerFailure(fn, res, error),
     );
   };
 }

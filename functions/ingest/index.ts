@@ -1,50 +1,15 @@
 /**
- * The `ingest` HTTP function, configured from the environment: registered with
- * the Functions Framework (`functions-framework --target=ingest`) and exported
- * as one typed object for Spillway's lean host (functions/host/), which serves
- * the same handler.
+ * The `ingest` HTTP function, configured from the environment: the Functions
+ * Framework's entry (`functions-framework --target=ingest`), which loads this
+ * module and nothing else, so it is built here, at import, and registered with
+ * the same wrapper the host answers through (functions/shared/answer.ts). The
+ * host (functions/host/) calls createIngest itself.
  */
 import { http } from '@google-cloud/functions-framework';
-import { Registry } from 'prom-client';
-import type { HttpFunction } from '../shared/function.js';
-import { createLogger } from '../shared/logger.js';
-import {
-  createRedis,
-  requireRedisVersion,
-  waitReady,
-  watchConnection,
-} from '../shared/redis/client.js';
+import { answering } from '../shared/answer.js';
 import { loadIngestConfig } from './config.js';
-import { createIngest } from './handler.js';
+import { createIngest } from './ingest.js';
 
-const config = loadIngestConfig();
-const log = createLogger('ingest', config.logLevel);
-const registry = new Registry();
-const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
-watchConnection(redis, log);
-requireRedisVersion(redis, log);
-const app = createIngest(config, redis, registry, log);
-// Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
-redis.on('ready', () => {
-  app.store.preload().catch((error) => log.warn({ err: error }, 'could not preload the scripts'));
-});
+export const ingest = createIngest(loadIngestConfig());
 
-export const ingest: HttpFunction = {
-  signature: 'http',
-  handler: (req, res) => app.handle(req, res),
-  config,
-  registry,
-  log,
-  ready: () => app.ready(),
-  async whenReady(timeoutMs) {
-    await waitReady(redis, timeoutMs).catch((error: Error) =>
-      log.warn({ err: error }, 'serving before Redis is ready'),
-    );
-  },
-  async shutdown() {
-    app.memory.stop();
-    await redis.quit().catch(() => redis.disconnect());
-  },
-};
-
-http('ingest', ingest.handler);
+http('ingest', answering(ingest));

@@ -37,8 +37,6 @@ export interface Caller {
   fingerprint: string;
 }
 
-type ScriptReply = string[];
-
 export class EventStore {
   private readonly scripts: Scripts;
 
@@ -79,20 +77,20 @@ export class EventStore {
       source: entry.source,
       subject: entry.subject,
     });
-    const reply = (await this.scripts.run('ingest', keys, [
-      request.idempotencyKey === undefined ? '0' : '1',
-      this.limits.idempotencyTtlMs,
-      this.limits.rateLimitPerSec,
-      RATE_WINDOW_TTL_MS,
-      this.limits.maxBacklog,
-      entry.id,
-      entry.source,
-      this.limits.sequenceTtlMs,
-      this.limits.countersTtlMs,
-      caller.fingerprint,
-      request.seq ?? 0,
-      ...fields,
-    ])) as ScriptReply;
+    const reply = await this.scripts.ingest(keys, {
+      hasIdempotencyKey: request.idempotencyKey !== undefined,
+      idempotencyTtlMs: this.limits.idempotencyTtlMs,
+      rateLimitPerSec: this.limits.rateLimitPerSec,
+      rateWindowTtlMs: RATE_WINDOW_TTL_MS,
+      maxBacklog: this.limits.maxBacklog,
+      id: entry.id,
+      source: entry.source,
+      sequenceTtlMs: this.limits.sequenceTtlMs,
+      countersTtlMs: this.limits.countersTtlMs,
+      fingerprint: caller.fingerprint,
+      fixedSeq: request.seq ?? 0,
+      fields,
+    });
     const [kind, first, second, third] = reply;
     switch (kind) {
       case 'ok':

@@ -53,6 +53,15 @@ export class ClientError extends HttpError {
   override name = 'ClientError';
 }
 
+/** A body over the function's MAX_BODY_BYTES (the connection is closed: the rest is never read). */
+export function bodyTooLarge(maxBodyBytes: number): ClientError {
+  return new ClientError(
+    'payload_too_large',
+    `the body is larger than MAX_BODY_BYTES (${maxBodyBytes} bytes)`,
+    { connection: 'close' },
+  );
+}
+
 /** A JSON answer with its Content-Length. */
 export function send(
   res: ServerResponse,

@@ -2,11 +2,10 @@
  * Where each part lives and what it may import (docs/architecture.md): every
  * relative import of the product's code stays inside what its folder may use.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-const ROOT = resolve(import.meta.dirname, '..', '..');
+import { ROOT, tsFiles } from '../support/files.js';
 
 const RULES: Array<{ folder: string; may: string[] }> = [
   { folder: 'functions/shared', may: ['functions/shared'] },
@@ -17,25 +16,15 @@ const RULES: Array<{ folder: string; may: string[] }> = [
     may: [
       'functions/host',
       'functions/shared',
-      'functions/ingest/index.ts',
+      'functions/ingest/ingest.ts',
       'functions/ingest/config.ts',
-      'functions/persist/index.ts',
+      'functions/persist/persist.ts',
       'functions/persist/config.ts',
     ],
   },
   { folder: 'eventing', may: ['eventing', 'functions/shared'] },
   { folder: 'scripts', may: ['scripts', 'functions/shared'] },
 ];
-
-function files(folder: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(join(ROOT, folder))) {
-    const path = join(folder, name);
-    if (statSync(join(ROOT, path)).isDirectory()) out.push(...files(path));
-    else if (name.endsWith('.ts')) out.push(path);
-  }
-  return out;
-}
 
 /** The project files a module imports (relative specifiers, statically or dynamically). */
 function imports(file: string): string[] {
@@ -51,7 +40,7 @@ function imports(file: string): string[] {
 describe('layers', () => {
   for (const rule of RULES) {
     it(`${rule.folder} imports only ${rule.may.join(', ')}`, () => {
-      const modules = files(rule.folder);
+      const modules = tsFiles(rule.folder);
       expect(modules.length).toBeGreaterThan(0);
       const broken = modules.flatMap((file) =>
         imports(file)

@@ -1,0 +1,60 @@
+/**
+ * `createIngest(config, deps)`: the ingest function, built from its
+ * configuration (its Redis client, its scripts loaded on every connect, its
+ * memory admission started). Importing this module starts nothing; index.ts
+ * (the Functions Framework's entry) and the host call the factory.
+ */
+import type { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
+import type { HttpFunction } from '../shared/function.js';
+import { createLogger, type Logger } from '../shared/logger.js';
+import {
+  createRedis,
+  requireRedisVersion,
+  waitReady,
+  watchConnection,
+} from '../shared/redis/client.js';
+import type { IngestConfig } from './config.js';
+import { createIngestHandler } from './handler.js';
+
+/** What ingest is built on; each is made from the configuration when not given. */
+export interface IngestDeps {
+  redis?: Redis;
+  log?: Logger;
+  registry?: Registry;
+}
+
+export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpFunction {
+  const log = deps.log ?? createLogger('ingest', config.logLevel);
+  const registry = deps.registry ?? new Registry();
+  const redis = deps.redis ?? connectRedis(config, log);
+  const app = createIngestHandler(config, redis, registry, log);
+  // Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
+  redis.on('ready', () => {
+    app.store.preload().catch((error) => log.warn({ err: error }, 'could not preload the scripts'));
+  });
+  return {
+    signature: 'http',
+    handler: (req, res) => app.handle(req, res),
+    config,
+    registry,
+    log,
+    ready: () => app.ready(),
+    async whenReady(timeoutMs) {
+      await waitReady(redis, timeoutMs).catch((error: Error) =>
+        log.warn({ err: error }, 'serving before Redis is ready'),
+      );
+    },
+    async shutdown() {
+      app.memory.stop();
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
+
+function connectRedis(config: IngestConfig, log: Logger): Redis {
+  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
+  watchConnection(redis, log);
+  requireRedisVersion(redis, log);
+  return redis;
+}
