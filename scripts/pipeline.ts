@@ -11,14 +11,20 @@
  * overruns. A second
  * Ctrl-C kills everything at once. Whatever is still in the stream is persisted
  * by the sweeper or catch-up at the next start.
+ *
+ * With STATUS_FILE, it writes its status there as data whenever it changes
+ * (ready, its pid, each child's pid and readiness, the URLs): tools and tests
+ * read that, not the lines printed for people.
  */
+import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { createRedis } from '../functions/shared/redis/client.js';
 import { readPart } from '../functions/shared/settings.js';
+import { writeStatus } from '../functions/shared/status.js';
 import { serverWriteCommands } from './db-writes.js';
 import { ensureServices } from './services-env.js';
-import { Supervisor } from './supervisor.js';
+import { type ChildSpec, Supervisor } from './supervisor.js';
 
 interface PipelineOptions {
   host: string;
@@ -31,6 +37,7 @@ interface PipelineOptions {
   streamKey: string;
   /** Each child's SHUTDOWN_TIMEOUT_MS: how long it may take to finish what it holds. */
   shutdownTimeoutMs: number;
+  statusFile: string;
 }
 
 function loadPipelineOptions(env = process.env): PipelineOptions {
@@ -45,10 +52,12 @@ function loadPipelineOptions(env = process.env): PipelineOptions {
     persistWorkers: settings.persistWorkers,
     streamKey: settings.streamKey,
     shutdownTimeoutMs: settings.shutdownTimeoutMs,
+    statusFile: settings.statusFile,
   };
 }
 
 const say = (line: string) => process.stderr.write(`pipeline: ${line}\n`);
+const LOCAL = '127.0.0.1';
 
 /** Sums the values of every series matching `pattern` on a Prometheus endpoint (NaN when down). */
 async function scrape(url: string, pattern: RegExp): Promise<number> {
@@ -62,20 +71,134 @@ async function scrape(url: string, pattern: RegExp): Promise<number> {
   }
 }
 
-async function main(): Promise<void> {
-  const options = loadPipelineOptions();
-  const services = ensureServices();
-  const local = '127.0.0.1';
+/** The three children, in the order they start: persist, the relay, ingest. */
+function childSpecs(options: PipelineOptions, services: Record<string, string>): ChildSpec[] {
   const common = {
     ...services,
     HOST: options.host,
     SHUTDOWN_TIMEOUT_MS: String(options.shutdownTimeoutMs),
+    // The children's own status files would be the pipeline's: none.
+    STATUS_FILE: '',
   };
   // A child that overruns its own shutdown timeout is killed a little later.
   const stopTimeoutMs = options.shutdownTimeoutMs + 5000;
-  let exitCode = 0;
-  let stopping: Promise<void> | undefined;
+  const typed = (url: URL) =>
+    import.meta.url.endsWith('.ts') ? new URL(url.href.replace(/\.js$/, '.ts')) : url;
+  const host = typed(new URL('../functions/host/main.js', import.meta.url));
+  const relay = typed(new URL('../eventing/relay/main.js', import.meta.url));
+  return [
+    {
+      name: 'persist',
+      entry: host,
+      env: {
+        ...common,
+        FUNCTION_TARGET: 'persist',
+        PERSIST_WORKERS: String(options.persistWorkers),
+        PORT: String(options.persistPort),
+        METRICS_PORT: String(options.persistMetricsPort),
+      },
+      readyUrl: `http://${LOCAL}:${options.persistPort}/readyz`,
+      stopTimeoutMs,
+    },
+    {
+      name: 'relay',
+      entry: relay,
+      env: { ...common, PERSIST_URL: `http://${LOCAL}:${options.persistPort}/` },
+      stopTimeoutMs,
+    },
+    {
+      name: 'ingest',
+      entry: host,
+      env: {
+        ...common,
+        FUNCTION_TARGET: 'ingest',
+        PORT: String(options.ingestPort),
+        METRICS_PORT: String(options.ingestMetricsPort),
+        INGEST_WORKERS: String(options.ingestWorkers),
+      },
+      readyUrl: `http://${LOCAL}:${options.ingestPort}/readyz`,
+      stopTimeoutMs,
+    },
+  ];
+}
 
+/** Where each part answers, for people (the banner) and for STATUS_FILE. */
+function urlsOf(options: PipelineOptions, services: Record<string, string>) {
+  const shown = options.host === '0.0.0.0' ? LOCAL : options.host;
+  return {
+    events: `http://${shown}:${options.ingestPort}/events`,
+    persist: `http://${shown}:${options.persistPort}/`,
+    ingestMetrics: `http://${LOCAL}:${options.ingestMetricsPort}/metrics`,
+    persistMetrics: `http://${LOCAL}:${options.persistMetricsPort}/metrics`,
+    redis: services.REDIS_URL as string,
+    mongodb: services.MONGODB_URL as string,
+  };
+}
+
+function printBanner(options: PipelineOptions, urls: ReturnType<typeof urlsOf>): void {
+  process.stdout.write(
+    [
+      '',
+      `ingest   ${urls.events}   (${options.ingestWorkers} workers; metrics :${options.ingestMetricsPort}/metrics)`,
+      `persist  ${urls.persist}         (${options.persistWorkers} workers, one write budget; metrics :${options.persistMetricsPort}/metrics)`,
+      `redis    ${urls.redis}   stream ${options.streamKey}`,
+      `mongodb  ${urls.mongodb}  database spillway`,
+      '',
+      `try: curl -i -X POST ${urls.events} -H 'content-type: application/json' -d '{"type":"demo","data":{"hello":"world"}}'`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/**
+ * A status line once a second, only when the figures changed (an idle pipeline
+ * prints nothing): accepted and persisted per second, the backlog, the
+ * database's write commands per second, the dead letters.
+ */
+function statusLines(
+  urls: ReturnType<typeof urlsOf>,
+  redis: Redis,
+  mongo: MongoClient,
+  streamKey: string,
+  dbMetricsUrl: string | undefined,
+): NodeJS.Timeout {
+  let last: { accepted: number; persisted: number; writes: number } | undefined;
+  let lastLine = '';
+  const tick = async () => {
+    const [accepted, persisted, dead, writes, backlog] = await Promise.all([
+      scrape(urls.ingestMetrics, /^spillway_ingest_requests_total\{status="202"\} (\d+)/gm),
+      scrape(urls.persistMetrics, /^spillway_persist_events_total\{[^}]*\} (\d+)/gm),
+      scrape(urls.persistMetrics, /^spillway_persist_dead_letters_total (\d+)/gm),
+      serverWriteCommands(mongo, dbMetricsUrl).catch(() => Number.NaN),
+      redis.xlen(streamKey).catch(() => Number.NaN),
+    ]);
+    if (last) {
+      const rate = (now: number, before: number) =>
+        Number.isNaN(now - before) ? '?' : String(now - before);
+      const line = `accepted/s ${rate(accepted, last.accepted)}  backlog ${Number.isNaN(backlog) ? 'redis down' : backlog}  persisted/s ${rate(persisted, last.persisted)}  db writes/s ${rate(writes, last.writes)}  dead letters ${Number.isNaN(dead) ? '?' : dead}`;
+      if (line !== lastLine)
+        process.stdout.write(`${new Date().toISOString().slice(11, 19)}  ${line}\n`);
+      lastLine = line;
+    }
+    last = { accepted, persisted, writes };
+  };
+  return setInterval(() => void tick(), 1000);
+}
+
+async function main(): Promise<void> {
+  const options = loadPipelineOptions();
+  const services = ensureServices();
+  const urls = urlsOf(options, services);
+  let exitCode = 0;
+  let up = false;
+  let stopping: Promise<void> | undefined;
+  const report = () =>
+    writeStatus(options.statusFile, {
+      pid: process.pid,
+      ready: up,
+      children: supervisor.status(),
+      urls,
+    });
   const supervisor = new Supervisor({
     maxRestarts: 5,
     restartWindowMs: 60_000,
@@ -88,22 +211,18 @@ async function main(): Promise<void> {
       exitCode = 1;
       void stop();
     },
+    onChange: report,
   });
-  const host = new URL('../functions/host/main.js', import.meta.url);
-  const relay = new URL('../eventing/relay/main.js', import.meta.url);
-  const typed = (url: URL) =>
-    import.meta.url.endsWith('.ts') ? new URL(url.href.replace(/\.js$/, '.ts')) : url;
-
   let statusTimer: NodeJS.Timeout | undefined;
   const redis = createRedis(services.REDIS_URL as string, { enableOfflineQueue: false });
   redis.on('error', () => undefined); // the status line shows Redis as down
-  const mongo = new MongoClient(services.MONGODB_URL as string, {
-    serverSelectionTimeoutMS: 1000,
-  });
+  const mongo = new MongoClient(services.MONGODB_URL as string, { serverSelectionTimeoutMS: 1000 });
 
   function stop(): Promise<void> {
     stopping ??= (async () => {
       clearInterval(statusTimer);
+      up = false;
+      report();
       say('stopping: ingest, then the relay and persist (it commits what it holds)');
       // Ingest first (no new events); then the relay and persist together: persist
       // commits what it holds while the relay's last deliveries end.
@@ -115,6 +234,23 @@ async function main(): Promise<void> {
     })();
     return stopping;
   }
+  onSignals(supervisor, stop);
+  try {
+    for (const spec of childSpecs(options, services)) await supervisor.start(spec);
+  } catch (error) {
+    say(`could not start: ${(error as Error).message}`);
+    exitCode = 1;
+    await stop();
+    return;
+  }
+  printBanner(options, urls);
+  up = true;
+  report();
+  statusTimer = statusLines(urls, redis, mongo, options.streamKey, services.DB_METRICS_URL);
+}
+
+/** Ctrl-C or SIGTERM stops the pipeline; a second one kills every process at once. */
+function onSignals(supervisor: Supervisor, stop: () => Promise<void>): void {
   let interrupts = 0;
   const onSignal = () => {
     if (++interrupts > 1) {
@@ -126,85 +262,6 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-
-  try {
-    await supervisor.start({
-      name: 'persist',
-      entry: typed(host),
-      env: {
-        ...common,
-        FUNCTION_TARGET: 'persist',
-        PERSIST_WORKERS: String(options.persistWorkers),
-        PORT: String(options.persistPort),
-        METRICS_PORT: String(options.persistMetricsPort),
-      },
-      readyUrl: `http://${local}:${options.persistPort}/readyz`,
-      stopTimeoutMs,
-    });
-    await supervisor.start({
-      name: 'relay',
-      entry: typed(relay),
-      env: { ...common, PERSIST_URL: `http://${local}:${options.persistPort}/` },
-      stopTimeoutMs,
-    });
-    await supervisor.start({
-      name: 'ingest',
-      entry: typed(host),
-      env: {
-        ...common,
-        FUNCTION_TARGET: 'ingest',
-        PORT: String(options.ingestPort),
-        METRICS_PORT: String(options.ingestMetricsPort),
-        INGEST_WORKERS: String(options.ingestWorkers),
-      },
-      readyUrl: `http://${local}:${options.ingestPort}/readyz`,
-      stopTimeoutMs,
-    });
-  } catch (error) {
-    say(`could not start: ${(error as Error).message}`);
-    exitCode = 1;
-    await stop();
-    return;
-  }
-
-  const shown = options.host === '0.0.0.0' ? local : options.host;
-  process.stdout.write(
-    [
-      '',
-      `ingest   http://${shown}:${options.ingestPort}/events   (${options.ingestWorkers} workers; metrics :${options.ingestMetricsPort}/metrics)`,
-      `persist  http://${shown}:${options.persistPort}/         (${options.persistWorkers} workers, one write budget; metrics :${options.persistMetricsPort}/metrics)`,
-      `redis    ${services.REDIS_URL}   stream ${options.streamKey}`,
-      `mongodb  ${services.MONGODB_URL}  database spillway`,
-      '',
-      `try: curl -i -X POST http://${shown}:${options.ingestPort}/events -H 'content-type: application/json' -d '{"type":"demo","data":{"hello":"world"}}'`,
-      '',
-    ].join('\n'),
-  );
-
-  const ingestMetrics = `http://${local}:${options.ingestMetricsPort}/metrics`;
-  const persistMetrics = `http://${local}:${options.persistMetricsPort}/metrics`;
-  let last: { accepted: number; persisted: number; writes: number } | undefined;
-  let lastLine = '';
-  async function status(): Promise<void> {
-    const [accepted, persisted, dead, writes, backlog] = await Promise.all([
-      scrape(ingestMetrics, /^spillway_ingest_requests_total\{status="202"\} (\d+)/gm),
-      scrape(persistMetrics, /^spillway_persist_events_total\{[^}]*\} (\d+)/gm),
-      scrape(persistMetrics, /^spillway_persist_dead_letters_total (\d+)/gm),
-      serverWriteCommands(mongo, services.DB_METRICS_URL).catch(() => Number.NaN),
-      redis.xlen(options.streamKey).catch(() => Number.NaN),
-    ]);
-    if (last) {
-      const rate = (now: number, before: number) =>
-        Number.isNaN(now - before) ? '?' : String(now - before);
-      const line = `accepted/s ${rate(accepted, last.accepted)}  backlog ${Number.isNaN(backlog) ? 'redis down' : backlog}  persisted/s ${rate(persisted, last.persisted)}  db writes/s ${rate(writes, last.writes)}  dead letters ${Number.isNaN(dead) ? '?' : dead}`;
-      // Only when something changed: an idle pipeline prints nothing.
-      if (line !== lastLine)
-        process.stdout.write(`${new Date().toISOString().slice(11, 19)}  ${line}\n`);
-      lastLine = line;
-    }
-    last = { accepted, persisted, writes };
-  }
-  statusTimer = setInterval(() => void status(), 1000);
 }
 
 runIfEntryPoint(import.meta.url, 'pipeline', main);

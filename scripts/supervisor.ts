@@ -29,11 +29,15 @@ export interface SupervisorOptions {
   log(line: string): void;
   /** Called once when a child died too often; the supervisor does nothing more. */
   onGiveUp(name: string, reason: string): void;
+  /** Called whenever a child is spawned (not ready yet) and once it is ready. */
+  onChange?(): void;
 }
 
 interface Running {
   spec: ChildSpec;
   proc: ChildProcess | undefined;
+  /** The running process answered its readyUrl (or has none). */
+  ready: boolean;
   startedAt: number;
   restarts: number[];
   exited: Promise<void>;
@@ -56,11 +60,20 @@ export class Supervisor {
     return this.children.get(name)?.proc?.pid;
   }
 
+  /** Each child's pid and readiness, as data (for STATUS_FILE). */
+  status(): Record<string, { pid: number | undefined; ready: boolean }> {
+    const out: Record<string, { pid: number | undefined; ready: boolean }> = {};
+    for (const [name, running] of this.children)
+      out[name] = { pid: running.proc?.pid, ready: running.ready };
+    return out;
+  }
+
   /** Spawns the child and resolves once it is ready. */
   async start(spec: ChildSpec): Promise<void> {
     const running: Running = {
       spec,
       proc: undefined,
+      ready: false,
       startedAt: 0,
       restarts: [],
       exited: Promise.resolve(),
@@ -75,11 +88,13 @@ export class Supervisor {
     const { spec } = running;
     const { proc, exited } = spawnEntry(spec.entry, { env: spec.env });
     running.proc = proc;
+    running.ready = false;
     running.startedAt = performance.now();
     running.exited = exited.then(({ code, signal }) => {
       if (!this.stopping && running.proc === proc) this.died(running, describeExit(code, signal));
     });
     this.options.log(`${spec.name} running (pid ${proc.pid})`);
+    this.options.onChange?.();
   }
 
   private died(running: Running, how: string): void {
@@ -110,12 +125,16 @@ export class Supervisor {
 
   private async waitReady(running: Running): Promise<void> {
     const { readyUrl, name } = running.spec;
-    if (!readyUrl) return;
-    await waitHttpReady(readyUrl, {
-      timeoutMs: this.options.readyTimeoutMs,
-      what: name,
-      ...(running.proc ? { proc: running.proc } : {}),
-    });
+    const proc = running.proc;
+    if (readyUrl)
+      await waitHttpReady(readyUrl, {
+        timeoutMs: this.options.readyTimeoutMs,
+        what: name,
+        ...(proc ? { proc } : {}),
+      });
+    if (running.proc !== proc) return;
+    running.ready = true;
+    this.options.onChange?.();
   }
 
   /** SIGTERM, then SIGKILL after the child's stop timeout; resolves once it exited. */

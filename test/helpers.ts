@@ -1,9 +1,12 @@
 /** Helpers shared by the tests: real function processes on real sockets. */
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CloudEvent, HTTP } from 'cloudevents';
 import { Redis } from 'ioredis';
 import { sourceEventFor } from '../functions/shared/entry.js';
+import { readStatus } from '../functions/shared/status.js';
 import { sampleServerWrites } from '../scripts/db-writes.js';
 import { hasExited, spawnEntry, waitHttpReady } from '../scripts/processes.js';
 
@@ -101,11 +104,16 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
   return { status: res.status, headers: res.headers, body: json };
 }
 
-/** Starts the local relay (eventing/relay/main.ts) in a child process. */
+/** Starts the local relay (eventing/relay/main.ts) in a child process; resolves once it says it is ready. */
 export async function startRelay(env: Record<string, string>): Promise<FunctionProcess> {
-  const child = spawnTs('eventing/relay/main.ts', { LOG_LEVEL: 'info', ...env });
+  const statusFile = join(tmpdir(), `spillway-relay-${randomUUID().slice(0, 8)}.json`);
+  const child = spawnTs('eventing/relay/main.ts', {
+    LOG_LEVEL: 'info',
+    ...env,
+    STATUS_FILE: statusFile,
+  });
   const deadline = Date.now() + 30_000;
-  while (!child.output().includes('relay started')) {
+  while (readStatus(statusFile)?.ready !== true) {
     if (child.proc.exitCode !== null)
       throw new Error(`relay exited with ${child.proc.exitCode}:\n${child.output()}`);
     if (Date.now() > deadline) throw new Error(`relay not started after 30 s:\n${child.output()}`);

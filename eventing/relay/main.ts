@@ -10,6 +10,7 @@ import {
   requireRedisVersion,
   watchConnection,
 } from '../../functions/shared/redis/client.js';
+import { writeStatus } from '../../functions/shared/status.js';
 import { loadRelayConfig } from './config.js';
 import { Relay } from './relay.js';
 
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     { sink: config.persistUrl, consumers: config.relayConsumers, group: config.consumerGroup },
     'relay started',
   );
+  writeStatus(config.statusFile, { pid: process.pid, ready: true });
   let stopping = false;
   const stop = () => {
     if (stopping) return;

@@ -337,6 +337,13 @@ export const SETTINGS = {
     'deliveries in flight (the source: pods × numConsumers)',
   ),
   RELAY_CONSUMER_NAME: setting(text, '', '—', ['relay'], 'name in the group (`relay-<hostname>`)'),
+  STATUS_FILE: setting(
+    text,
+    '',
+    'path',
+    ['relay', 'pipeline'],
+    'where it writes its status as JSON (ready, pid; npm start: each child) whenever it changes; none when empty',
+  ),
   // npm start
   PERSIST_PORT: setting(int(0, 65535), 0, 'port', ['pipeline'], "persist's port (PORT + 1)"),
   PERSIST_METRICS_PORT: setting(

@@ -6,14 +6,21 @@
  * processes, and the checks that nothing acknowledged was lost.
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { MongoClient } from 'mongodb';
 import { sameJson, storedDataText } from '../../functions/shared/data.js';
 import { type EventId, eventId } from '../../functions/shared/document.js';
-import { CONSUMER_GROUP } from '../../functions/shared/names.js';
+import {
+  CONSUMER_GROUP,
+  DEAD_COLLECTION,
+  EVENTS_COLLECTION,
+} from '../../functions/shared/names.js';
+import { readStatus } from '../../functions/shared/status.js';
 import { busiestSecond, sampleServerWrites } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry } from '../../scripts/processes.js';
 import { setBlkioIops } from '../../scripts/services-env.js';
@@ -117,6 +124,8 @@ export class PipelineRun {
   private constructor(
     readonly proc: ChildProcess,
     readonly ingestUrl: string,
+    /** Where the pipeline writes its status (STATUS_FILE): readiness and pids, as data. */
+    private readonly statusFile: string,
   ) {
     proc.stdout?.on('data', (chunk) => (this.text += chunk));
     proc.stderr?.on('data', (chunk) => (this.text += chunk));
@@ -126,14 +135,20 @@ export class PipelineRun {
   }
 
   static async start(env: Record<string, string>, port: number): Promise<PipelineRun> {
+    const statusFile = join(tmpdir(), `spillway-pipeline-${port}-${randomUUID().slice(0, 8)}.json`);
     const { proc } = spawnEntry(join(ROOT, 'scripts/pipeline.ts'), {
       cwd: ROOT,
-      env: { ...env, PORT: String(port), METRICS_PORT: String(port + 1000) },
+      env: {
+        ...env,
+        PORT: String(port),
+        METRICS_PORT: String(port + 1000),
+        STATUS_FILE: statusFile,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const run = new PipelineRun(proc, `http://127.0.0.1:${port}`);
+    const run = new PipelineRun(proc, `http://127.0.0.1:${port}`, statusFile);
     const deadline = Date.now() + 90_000;
-    while (!run.text.includes('/events   (')) {
+    while (readStatus(statusFile)?.ready !== true) {
       if (hasExited(proc)) throw new Error(`pipeline exited early:\n${run.text}`);
       if (Date.now() > deadline) throw new Error(`pipeline not up after 90 s:\n${run.text}`);
       await sleep(100);
@@ -145,12 +160,9 @@ export class PipelineRun {
     return this.text;
   }
 
-  /** The pid the supervisor last reported for a child ("<name> running (pid N)"). */
+  /** The pid the pipeline last reported for a child (its STATUS_FILE). */
   pid(name: 'ingest' | 'relay' | 'persist'): number {
-    const matches = [
-      ...this.text.matchAll(new RegExp(`pipeline: ${name} running \\(pid (\\d+)\\)`, 'g')),
-    ];
-    const pid = Number(matches.at(-1)?.[1]);
+    const pid = readStatus(this.statusFile)?.children?.[name]?.pid;
     if (!pid) throw new Error(`no pid reported for ${name}:\n${this.text}`);
     return pid;
   }
@@ -327,7 +339,7 @@ export async function verify(options: {
   accepted: Map<string, PostedEvent>;
 }): Promise<Verdict> {
   const db = options.mongo.db(options.database);
-  const events = db.collection<{ _id: EventId } & Record<string, unknown>>('events');
+  const events = db.collection<{ _id: EventId } & Record<string, unknown>>(EVENTS_COLLECTION);
   const ids = [...options.accepted.keys()];
   const found = new Map<string, Record<string, unknown>>();
   for (let i = 0; i < ids.length; i += 2000) {
@@ -361,7 +373,7 @@ export async function verify(options: {
     documents: await events.countDocuments(),
     missing,
     mismatched,
-    deadLetters: await db.collection('events_dead').countDocuments(),
+    deadLetters: await db.collection(DEAD_COLLECTION).countDocuments(),
     streamLength: await options.redis.xlen(options.stream),
     streamExists: (await options.redis.exists(options.stream)) === 1,
     pendingMissing,
