@@ -17,7 +17,14 @@ import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAM_KEY } from '../../functions/shared/names.js';
-import { ChaosServices, PipelineRun, paceLoad, sampleWrites, sleep, verify } from './harness.js';
+import {
+  ChaosServices,
+  PipelineRun,
+  paceLoad,
+  sampleWrites,
+  sleep,
+  verify,
+} from '../support/pipeline-harness.js';
 import { SCENARIOS } from './scenarios.js';
 
 const selection = process.env.CHAOS_SCENARIOS ?? 'core';

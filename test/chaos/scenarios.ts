@@ -9,7 +9,7 @@ import {
   killAndWait,
   type PipelineRun,
   sleep,
-} from './harness.js';
+} from '../support/pipeline-harness.js';
 
 export interface FaultContext {
   services: ChaosServices;

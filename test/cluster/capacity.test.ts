@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { entryFields } from '../../functions/shared/entry.js';
-import { redisClient, unique } from '../helpers.js';
+import { redisClient, unique } from '../support/helpers.js';
 import { container, find, read } from './support.js';
 
 const redis = redisClient();

@@ -21,7 +21,7 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 const N = Number(process.env.BOUNDED_EVENTS ?? 100_000);
 const DB = 12;

@@ -9,7 +9,7 @@ import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFields } from '../../functions/shared/entry.js';
 import type { SpillwayFunction } from '../../functions/shared/function.js';
-import { mongoUrl, redisClient, sourceDelivery, unique } from '../helpers.js';
+import { mongoUrl, redisClient, sourceDelivery, unique } from '../support/helpers.js';
 
 const stream = unique('test:ff');
 const dbName = unique('t_ff').replace(/-/g, '_');

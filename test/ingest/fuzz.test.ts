@@ -7,7 +7,13 @@
 import { request } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FunctionProcess, redisClient, redisUrl, startFunction, unique } from '../helpers.js';
+import {
+  type FunctionProcess,
+  redisClient,
+  redisUrl,
+  startFunction,
+  unique,
+} from '../support/helpers.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_128);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);

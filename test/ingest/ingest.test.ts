@@ -7,6 +7,7 @@ import {
   RATE_WINDOW_PREFIX,
   sourceSettingsKey,
 } from '../../functions/shared/redis/keys.js';
+import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
 import {
   type FunctionProcess,
   postJson,
@@ -14,8 +15,7 @@ import {
   redisUrl,
   startFunction,
   unique,
-} from '../helpers.js';
-import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
+} from '../support/helpers.js';
 
 let redis: Redis;
 beforeAll(async () => {

@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FunctionProcess, postJson, startFunction, unique } from '../helpers.js';
+import { type FunctionProcess, postJson, startFunction, unique } from '../support/helpers.js';
 
 const SLOW = 1000;
 let fn: FunctionProcess;

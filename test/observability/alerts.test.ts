@@ -25,7 +25,7 @@ import {
   sourceDelivery,
   startFunction,
   unique,
-} from '../helpers.js';
+} from '../support/helpers.js';
 import { ROOT } from '../support/programs.js';
 import { projectTool } from '../support/tools.js';
 

@@ -22,7 +22,7 @@ import {
   startRelay,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 const BUDGET = 100;
 // A bound of spillway_persist_write_latency_seconds' buckets, so shares are exact.

@@ -8,7 +8,7 @@ import { BatchLimit, batchRule } from '../../functions/persist/batch-limit.js';
 import { SLACK_MS } from '../../functions/persist/spacer.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { scriptTexts } from '../../functions/shared/redis/scripts.js';
-import { redisClient, unique } from '../helpers.js';
+import { redisClient, unique } from '../support/helpers.js';
 
 const redis = redisClient();
 afterAll(() => redis.disconnect());

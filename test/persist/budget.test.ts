@@ -18,7 +18,7 @@ import {
   startRelay,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 describe('persist keeps to its write budget during a burst', () => {
   const stream = unique('test:budget');

@@ -17,7 +17,7 @@ import {
   startRelay,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 describe('catch-up drains a backlog with the relay stopped', () => {
   const stream = unique('test:catchup');

@@ -20,7 +20,7 @@ import type {
 import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { serverWriteCommands } from '../../scripts/db-writes.js';
-import { mongoUrl, redisClient, unique, waitFor } from '../helpers.js';
+import { mongoUrl, redisClient, unique, waitFor } from '../support/helpers.js';
 
 const MIB = 1024 * 1024;
 

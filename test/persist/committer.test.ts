@@ -22,7 +22,7 @@ import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { sleep } from '../../functions/shared/time.js';
-import { mongoUrl, redisClient, unique } from '../helpers.js';
+import { mongoUrl, redisClient, unique } from '../support/helpers.js';
 
 const redis = redisClient();
 let mongo: MongoClient;

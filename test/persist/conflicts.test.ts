@@ -18,7 +18,7 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 describe('an event id posted again', () => {
   const stream = unique('test:conflicts');

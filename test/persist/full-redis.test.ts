@@ -17,7 +17,7 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 import { type OwnRedis, startRedisServer } from '../support/redis-server.js';
 
 const STREAM = 'spillway:events';

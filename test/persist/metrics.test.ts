@@ -12,7 +12,7 @@ describe('persist metrics', () => {
     const registry = new Registry();
     createPersistMetrics(registry);
     const samples = parsePromText(await registry.metrics());
-    const valueOf = (name: string, labels: Record<string, string>) =>
+    const sampleOf = (name: string, labels: Record<string, string>) =>
       samples.find(
         (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
       )?.value;
@@ -32,6 +32,6 @@ describe('persist metrics', () => {
       ),
     ];
     for (const [name, labels] of expected)
-      expect(valueOf(name, labels), `${name} ${JSON.stringify(labels)}`).toBe(0);
+      expect(sampleOf(name, labels), `${name} ${JSON.stringify(labels)}`).toBe(0);
   });
 });

@@ -21,7 +21,7 @@ import {
   startRelay,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 let redis: Redis;
 let mongo: MongoClient;

@@ -6,8 +6,8 @@ import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sameJson, storedDataText } from '../../functions/shared/data.js';
 import { eventId } from '../../functions/shared/document.js';
-import { PipelineRun } from '../chaos/harness.js';
-import { mongoUrl, postJson, redisClient, redisUrl, unique, waitFor } from '../helpers.js';
+import { mongoUrl, postJson, redisClient, redisUrl, unique, waitFor } from '../support/helpers.js';
+import { PipelineRun } from '../support/pipeline-harness.js';
 
 describe('the whole pipeline with events the database refuses', () => {
   const stream = unique('test:poison');

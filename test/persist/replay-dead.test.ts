@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deadDocument } from '../../functions/persist/work.js';
 import { entryFields } from '../../functions/shared/entry.js';
 import { spawnEntry } from '../../scripts/processes.js';
-import { mongoUrl, redisClient, unique } from '../helpers.js';
+import { mongoUrl, redisClient, unique } from '../support/helpers.js';
 
 const stream = unique('test:replay');
 const database = unique('t_replay').replace(/-/g, '_');

@@ -14,7 +14,6 @@ import { sampleValue } from '../../bench/prom-text.js';
 import { catchupCursorKey } from '../../functions/shared/redis/keys.js';
 import { busiestSecond } from '../../scripts/db-writes.js';
 import { appendEntries } from '../../scripts/stream-fill.js';
-import { hostWorkers } from '../chaos/harness.js';
 import {
   type FunctionProcess,
   metricsOf,
@@ -24,7 +23,8 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
+import { hostWorkers } from '../support/pipeline-harness.js';
 
 const BUDGET = 30;
 const EVENTS = 30_000;

@@ -9,6 +9,7 @@ import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sameJson, storedDataText } from '../../functions/shared/data.js';
 import { eventId } from '../../functions/shared/document.js';
+import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
 import {
   type FunctionProcess,
   mongoUrl,
@@ -17,8 +18,7 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
-import { TRACED_PAYMENT_ATTRIBUTES, tracedPaymentHeaders } from '../support/events.js';
+} from '../support/helpers.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_128);
 const CASES = Number(process.env.ROUNDTRIP_CASES ?? 1000);

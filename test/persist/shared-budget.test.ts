@@ -17,7 +17,7 @@ import {
 import { createRedis } from '../../functions/shared/redis/client.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { scriptTexts } from '../../functions/shared/redis/scripts.js';
-import { unique } from '../helpers.js';
+import type { WriterConfig } from '../support/budget-writer.js';
 import {
   budgetRedisStop,
   budgetRedisUp,
@@ -30,8 +30,8 @@ import {
   startWriter,
   type WriteLine,
   type Writer,
-} from './shared-budget-support.js';
-import type { WriterConfig } from './shared-budget-writer.js';
+} from '../support/budget-writers.js';
+import { unique } from '../support/helpers.js';
 
 type Reply = Array<string | number>;
 type ScriptClient = Redis & {

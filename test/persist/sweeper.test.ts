@@ -20,7 +20,7 @@ import {
   startFunction,
   unique,
   waitFor,
-} from '../helpers.js';
+} from '../support/helpers.js';
 
 const STALE_AFTER_MS = 2000;
 const STRANDED = 3000;

@@ -15,7 +15,7 @@ import {
   redisVersionOf,
   requireRedisVersion,
 } from '../../functions/shared/redis/client.js';
-import { redisUrl } from '../helpers.js';
+import { redisUrl } from '../support/helpers.js';
 import { ROOT } from '../support/programs.js';
 
 describe('scripts/services.sh', () => {

@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { spawnEntry } from '../../scripts/processes.js';
-import { mongoUrl, redisUrl } from '../helpers.js';
 import { ROOT, tsFiles } from '../support/files.js';
+import { mongoUrl, redisUrl } from '../support/helpers.js';
 
 const PROBE = join(ROOT, 'test/support/probes/import-probe.ts');
 const ENTRIES = ['functions/ingest/index.ts', 'functions/persist/index.ts'];

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudEvent, HTTP } from 'cloudevents';
 import { Redis } from 'ioredis';
-import { sourceEventFor } from '../functions/shared/entry.js';
-import { readStatus } from '../functions/shared/status.js';
-import { sampleServerWrites } from '../scripts/db-writes.js';
-import { hasExited, spawnEntry, waitHttpReady } from '../scripts/processes.js';
+import { sourceEventFor } from '../../functions/shared/entry.js';
+import { readStatus } from '../../functions/shared/status.js';
+import { sampleServerWrites } from '../../scripts/db-writes.js';
+import { hasExited, spawnEntry, waitHttpReady } from '../../scripts/processes.js';
 
 export const redisUrl = () => process.env.REDIS_URL as string;
 export const mongoUrl = () => process.env.MONGODB_URL as string;

@@ -6,7 +6,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { WriterConfig, WriterLine } from './shared-budget-writer.js';
+import type { WriterConfig, WriterLine } from './budget-writer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -62,15 +62,11 @@ export interface Writer {
 }
 
 export function startWriter(config: WriterConfig): Writer {
-  const proc = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'test/persist/shared-budget-writer.ts'],
-    {
-      cwd: ROOT,
-      env: { ...process.env, WRITER_CONFIG: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'test/support/budget-writer.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, WRITER_CONFIG: JSON.stringify(config) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   proc.stdout?.on('data', (chunk) => (output += chunk));
   proc.stderr?.on('data', (chunk) => (output += chunk));

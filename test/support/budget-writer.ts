@@ -8,7 +8,7 @@
 import { SharedBudget } from '../../functions/persist/shared-budget.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { createRedis } from '../../functions/shared/redis/client.js';
-import { clock } from './shared-budget-support.js';
+import { clock } from './budget-writers.js';
 
 export interface WriterConfig {
   name: string;
