@@ -6,7 +6,7 @@
 import * as vega from 'vega';
 import type { TopLevelSpec } from 'vega-lite';
 import * as vl from 'vega-lite';
-import { evaluateRange, type SeriesStore, withGrafanaVariables } from './promql.js';
+import type { DashboardAnswers } from './prometheus.js';
 import { type IngestResult, SERVERS, type ServerId } from './scenarios/ingest.js';
 import type { PersistResult } from './scenarios/persist.js';
 import type { SpikeSecond } from './scenarios/spike.js';
@@ -327,14 +327,6 @@ export function adaptiveSpec(
   );
 }
 
-/** A Grafana dashboard panel, as far as the picture needs it. */
-export interface DashboardPanel {
-  title: string;
-  type: string;
-  targets?: { expr: string; legendFormat?: string }[];
-  fieldConfig?: { defaults?: { unit?: string } };
-}
-
 function legend(format: string | undefined, labels: Record<string, string>, expr: string): string {
   if (!format || format === '__auto')
     return Object.keys(labels).length > 0
@@ -354,39 +346,34 @@ const UNIT_SCALE: Record<string, { unit: string; factor: number }> = {
 };
 
 /**
- * The dashboard's panels drawn from the metrics the functions exported during a
- * run: each panel's queries evaluated as Prometheus would (bench/promql.ts) over
- * the scrapes, with $__rate_interval as `rateInterval`.
+ * The dashboard's panels drawn from a real Prometheus's query_range answers to
+ * their own expressions (bench/prometheus.ts queryDashboard), as Grafana would.
  */
 export function dashboardSpecs(
-  panels: DashboardPanel[],
-  store: SeriesStore,
-  rateInterval: string,
+  dashboard: DashboardAnswers,
 ): { title: string; spec: TopLevelSpec; series: number }[] {
-  const t0 = store.times[0] ?? 0;
-  const end = Math.max(1, ((store.times.at(-1) ?? t0) - t0) / 1000);
-  const out: { title: string; spec: TopLevelSpec; series: number }[] = [];
-  for (const panel of panels) {
-    if (!panel.targets || panel.targets.length === 0) continue;
+  const t0 = dashboard.startMs;
+  const end = Math.max(1, (dashboard.endMs - t0) / 1000);
+  return dashboard.panels.map((panel) => {
     const unitName = panel.fieldConfig?.defaults?.unit ?? 'short';
     const scale = UNIT_SCALE[unitName] ?? { unit: unitName, factor: 1 };
     const rows: Row[] = [];
     let series = 0;
-    for (const target of panel.targets) {
-      for (const s of evaluateRange(withGrafanaVariables(target.expr, rateInterval), store)) {
+    panel.answers.forEach((answer, i) => {
+      const target = panel.targets?.[i];
+      for (const s of answer) {
         series++;
-        const name = legend(target.legendFormat, s.labels, target.expr);
+        const name = legend(target?.legendFormat, s.labels, target?.expr ?? '');
         for (const p of s.points)
           rows.push({ t: (p.t - t0) / 1000, series: name, value: p.v * scale.factor });
       }
-    }
+    });
     const spec = stacked(
       [{ title: panel.title, unit: scale.unit, rows, height: 120 }],
       'seconds from the first VU',
       [0, end],
       520,
     );
-    out.push({ title: panel.title, spec, series });
-  }
-  return out;
+    return { title: panel.title, spec, series };
+  });
 }

@@ -44,6 +44,12 @@ export function sampleValue(text: string, name: string): number {
   return parsePromText(text).find((sample) => sample.name === name)?.value ?? Number.NaN;
 }
 
+/** The sum of every sample named `name`, whatever its labels (NaN when there is none). */
+export function sampleSum(text: string, name: string): number {
+  const values = parsePromText(text).filter((s) => s.name === name);
+  return values.length === 0 ? Number.NaN : values.reduce((sum, s) => sum + s.value, 0);
+}
+
 /** The metric families an exposition declares (`# TYPE name type`). */
 export function metricFamilies(text: string): Map<string, string> {
   const families = new Map<string, string>();

@@ -3,12 +3,9 @@
  * row), <timestamp>.html (self-contained: tables and inline SVG charts) and
  * <timestamp>.md (the summary).
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import {
   adaptiveSpec,
-  type DashboardPanel,
   dashboardSpecs,
   ingestLatencySpec,
   ingestThroughputSpec,
@@ -34,14 +31,6 @@ export interface BenchRun {
   targets: Target[];
   /** Scenarios that failed, with their error. */
   failures: Record<string, string>;
-}
-
-/** The dashboard's panels (observability/grafana-dashboard.json), rows unfolded. */
-export function dashboardPanels(root: string): DashboardPanel[] {
-  const dashboard = JSON.parse(
-    readFileSync(join(root, 'observability', 'grafana-dashboard.json'), 'utf8'),
-  ) as { panels: (DashboardPanel & { panels?: DashboardPanel[] })[] };
-  return dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
 }
 
 /** x ms (n.nn× bare) — a latency beside the bare node:http figure of the same run. */
@@ -262,7 +251,7 @@ export interface RenderedCharts {
 }
 
 /** Every chart of a run, as SVG. */
-export async function renderCharts(run: BenchRun, root: string): Promise<RenderedCharts> {
+export async function renderCharts(run: BenchRun): Promise<RenderedCharts> {
   const { ingest, persist, spike } = run.scenarios;
   const render = (spec: TopLevelSpec) => renderSvg(spec);
   const charts: RenderedCharts = { dashboard: [] };
@@ -274,7 +263,7 @@ export async function renderCharts(run: BenchRun, root: string): Promise<Rendere
         loadEndedAt: spike.summary.loadEndedAt,
       }),
     );
-    for (const panel of dashboardSpecs(dashboardPanels(root), spike.metrics, '5s'))
+    for (const panel of dashboardSpecs(spike.dashboard))
       charts.dashboard.push({
         title: panel.title,
         svg: await render(panel.spec),
@@ -324,7 +313,7 @@ export function html(run: BenchRun, charts: RenderedCharts): string {
     if (charts.dashboard.length > 0) {
       parts.push(
         "<h2>The operators' dashboard during the spike</h2>",
-        "<p>The panels of <code>observability/grafana-dashboard.json</code>, their queries evaluated over both functions' <code>/metrics</code> scraped every second during the run (<code>$__rate_interval</code> = 5 s). A panel without data names series the functions did not export in this run.</p>",
+        `<p>The panels of <code>observability/grafana-dashboard.json</code>, their queries answered by a real Prometheus (<code>query_range</code>, step 1 s) that scraped both functions' <code>/metrics</code> every second during the run (<code>$__rate_interval</code> = ${esc(spike.dashboard.rateInterval)}). A panel without data names series the functions did not export in this run.</p>`,
         '<div class="grid">',
         ...charts.dashboard.map(
           (panel) =>

@@ -300,7 +300,7 @@ async function main(): Promise<void> {
   run.finishedAt = new Date().toISOString();
 
   const base = join(resultsDir, stamp);
-  const charts = await renderCharts(run, root);
+  const charts = await renderCharts(run);
   if (charts.spike) writeFileSync(`${base}-spike.svg`, charts.spike);
   writeFileSync(`${base}.json`, `${JSON.stringify(run)}\n`);
   writeFileSync(`${base}.html`, html(run, charts));

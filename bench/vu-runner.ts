@@ -246,46 +246,102 @@ export function stageTarget(stages: RunnerConfig['stages'], ms: number): number 
   return from;
 }
 
-export async function run(
+export function run(
   config: RunnerConfig,
   report: (message: RunnerMessage) => void = () => {},
 ): Promise<RunnerResult> {
-  const vus: Vu[] = [];
-  for (let i = 0; i < config.connections; i++) vus.push(buildVu(config, i + 1));
-  const staged = config.mode === 'stages';
-  const paced = config.mode === 'paced' || staged;
-  const samples = new Samples();
-  const statuses = new Map<number, number>();
-  const errorCodes = new Map<string, number>();
-  const errors = { non2xx: 0, socket: 0, timeout: 0, connect: 0 };
-  let stopping = false;
-  let measuring = false;
-  let completed = 0;
-  let sent = 0;
-  let reconnects = 0;
-  let connected = 0;
+  return new Generator(config, report).run();
+}
 
-  const countCode = (code: string) => errorCodes.set(code, (errorCodes.get(code) ?? 0) + 1);
+type ErrorKind = 'non2xx' | 'socket' | 'timeout' | 'connect';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const clock = () => performance.timeOrigin + performance.now();
+const newSecond = () => ({
+  offered: 0,
+  answered: 0,
+  latencies: [] as number[],
+  statuses: new Map<number, number>(),
+  errors: { non2xx: 0, socket: 0, timeout: 0, connect: 0 },
+});
 
-  // This second's figures (stages mode, or perSecond).
-  const perSecond = staged || config.perSecond === true;
-  let active = 0;
-  const newSecond = () => ({
-    offered: 0,
-    answered: 0,
-    latencies: [] as number[],
-    statuses: new Map<number, number>(),
-    errors: { non2xx: 0, socket: 0, timeout: 0, connect: 0 },
-  });
-  let second = newSecond();
-  const countError = (kind: keyof typeof errors) => {
-    errors[kind]++;
-    second.errors[kind]++;
-  };
+/** Where an answer ends in `data` (Infinity: not yet known), from its head. */
+function answerEnd(data: Buffer, headEnd: number, head: string): number {
+  const cl = head.indexOf('\r\ncontent-length:');
+  if (cl >= 0) {
+    const eol = head.indexOf('\r\n', cl + 17);
+    return headEnd + 4 + Number.parseInt(head.slice(cl + 17, eol < 0 ? head.length : eol), 10);
+  }
+  if (head.includes('\r\ntransfer-encoding: chunked')) {
+    const last = data.indexOf(CHUNKED_END, headEnd + 3);
+    return last < 0 ? Number.POSITIVE_INFINITY : last + CHUNKED_END.length;
+  }
+  return headEnd + 4;
+}
 
-  function send(vu: Vu) {
+/** One run of one config: the VUs, their sockets and every count. */
+class Generator {
+  private readonly vus: Vu[] = [];
+  private readonly staged: boolean;
+  private readonly paced: boolean;
+  /** This second's figures are reported (stages mode, or perSecond). */
+  private readonly perSecond: boolean;
+  private readonly samples = new Samples();
+  private readonly statuses = new Map<number, number>();
+  private readonly errorCodes = new Map<string, number>();
+  private readonly errors = { non2xx: 0, socket: 0, timeout: 0, connect: 0 };
+  private stopping = false;
+  private measuring = false;
+  private completed = 0;
+  private sent = 0;
+  private reconnects = 0;
+  private connected = 0;
+  private active = 0;
+  private second = newSecond();
+  private secondIndex = 0;
+  private secondAt = clock();
+  private sweeper: NodeJS.Timeout | undefined;
+  private readonly sendLater = (vu: Vu) => this.send(vu);
+  private readonly openLater = (vu: Vu) => this.open(vu);
+
+  constructor(
+    private readonly config: RunnerConfig,
+    private readonly report: (message: RunnerMessage) => void,
+  ) {
+    for (let i = 0; i < config.connections; i++) this.vus.push(buildVu(config, i + 1));
+    this.staged = config.mode === 'stages';
+    this.paced = config.mode === 'paced' || this.staged;
+    this.perSecond = this.staged || config.perSecond === true;
+  }
+
+  async run(): Promise<RunnerResult> {
+    // Requests (closed) or request timeouts and stuck connects: checked every 500 ms.
+    this.sweeper = setInterval(() => this.sweep(), 500);
+    if (this.staged) return this.runStages();
+    // 1. Closed: open connections gradually (a burst of 10,000 SYNs overflows listen
+    //    queues); each starts its loop as soon as it is open. Paced: a VU connects when
+    //    it starts (as a k6 VU does on its first request): a connection that sat idle
+    //    before its first request would be closed by a server's headers timeout (the
+    //    lean host answers 408 after HEADERS_TIMEOUT_MS), which is not the load's doing.
+    if (!this.paced) await this.rampConnections();
+    // 2. Paced: stagger the VUs' starts, then warm up for one mean think time. Closed: warm up.
+    if (this.paced) await this.staggerStarts();
+    else await sleep(this.config.warmupSec * 1000);
+    // 3. Measure, 4. stop.
+    return this.measureWindow();
+  }
+
+  private countCode(code: string) {
+    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+  }
+
+  private countError(kind: ErrorKind) {
+    this.errors[kind]++;
+    this.second.errors[kind]++;
+  }
+
+  private send(vu: Vu) {
     vu.timer = null;
-    if (stopping) return;
+    if (this.stopping) return;
     if (!vu.connected || vu.socket === null) {
       vu.sendOnConnect = true;
       return;
@@ -298,42 +354,45 @@ export async function run(
     vu.inFlight = true;
     vu.pending = null;
     vu.sentAt = process.hrtime.bigint();
-    sent++;
-    second.offered++;
+    this.sent++;
+    this.second.offered++;
     // The previous write is complete (its answer arrived), so rewriting req is safe.
     vu.socket.write(req);
   }
 
-  function next(vu: Vu) {
-    if (stopping || vu.retired) return;
-    if (paced) vu.timer = setTimeout(send, thinkTimeMs(config.thinkMeanMs, config.thinkJitter), vu);
-    else send(vu);
+  private next(vu: Vu) {
+    if (this.stopping || vu.retired) return;
+    const { thinkMeanMs, thinkJitter } = this.config;
+    if (this.paced)
+      vu.timer = setTimeout(this.sendLater, thinkTimeMs(thinkMeanMs, thinkJitter), vu);
+    else this.send(vu);
   }
 
-  function complete(vu: Vu, status: number, close: boolean) {
+  private complete(vu: Vu, status: number, close: boolean) {
     const end = process.hrtime.bigint();
     vu.inFlight = false;
-    if (measuring) {
-      samples.push(Number(end - vu.sentAt) / 1000);
-      completed++;
+    if (this.measuring) {
+      this.samples.push(Number(end - vu.sentAt) / 1000);
+      this.completed++;
     }
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
-    if (perSecond) {
+    this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+    if (this.perSecond) {
+      const second = this.second;
       second.answered++;
       second.latencies.push(Number(end - vu.sentAt) / 1000);
       second.statuses.set(status, (second.statuses.get(status) ?? 0) + 1);
     }
-    if (status < 200 || status > 299) countError('non2xx');
+    if (status < 200 || status > 299) this.countError('non2xx');
     if (close || vu.retired) {
       vu.socket?.destroy();
       return; // the close handler reconnects and schedules the next request
     }
-    next(vu);
+    this.next(vu);
   }
 
-  function onData(vu: Vu, chunk: Buffer) {
+  private onData(vu: Vu, chunk: Buffer) {
     if (!vu.inFlight) {
-      countCode('unexpected_data');
+      this.countCode('unexpected_data');
       return;
     }
     const data = vu.pending === null ? chunk : Buffer.concat([vu.pending, chunk]);
@@ -343,16 +402,7 @@ export async function run(
       return;
     }
     const head = data.toString('latin1', 0, headEnd).toLowerCase();
-    let total: number;
-    const cl = head.indexOf('\r\ncontent-length:');
-    if (cl >= 0) {
-      const eol = head.indexOf('\r\n', cl + 17);
-      total = headEnd + 4 + Number.parseInt(head.slice(cl + 17, eol < 0 ? head.length : eol), 10);
-    } else if (head.includes('\r\ntransfer-encoding: chunked')) {
-      const last = data.indexOf(CHUNKED_END, headEnd + 3);
-      total = last < 0 ? Number.POSITIVE_INFINITY : last + CHUNKED_END.length;
-    } else total = headEnd + 4;
-    if (data.length < total) {
+    if (data.length < answerEnd(data, headEnd, head)) {
       vu.pending = data;
       return;
     }
@@ -362,93 +412,91 @@ export async function run(
       ((data[10] as number) - 48) * 10 +
       (data[11] as number) -
       48;
-    complete(vu, status, head.includes('\r\nconnection: close'));
+    this.complete(vu, status, head.includes('\r\nconnection: close'));
   }
 
-  function open(vu: Vu) {
-    if (stopping || vu.retired) return;
+  private open(vu: Vu) {
+    if (this.stopping || vu.retired) return;
     vu.connecting = true;
     vu.connectStartedMs = Date.now();
-    const socket = connect({ host: config.host, port: config.port, noDelay: true });
+    const socket = connect({ host: this.config.host, port: this.config.port, noDelay: true });
     vu.socket = socket;
     socket.on('connect', () => {
       vu.connecting = false;
       vu.connected = true;
-      connected++;
-      if (vu.sendOnConnect || !paced) {
+      this.connected++;
+      if (vu.sendOnConnect || !this.paced) {
         vu.sendOnConnect = false;
-        send(vu);
+        this.send(vu);
       }
     });
-    socket.on('data', (chunk: Buffer) => onData(vu, chunk));
-    socket.on('error', (error: NodeJS.ErrnoException) => countCode(error.code ?? error.message));
-    socket.on('close', () => {
-      if (vu.socket !== socket) return;
-      vu.socket = null;
-      if (vu.connected) connected--;
-      else if (!stopping && !vu.retired) countError('connect');
-      const wasConnected = vu.connected;
-      vu.connected = false;
-      vu.connecting = false;
-      if (stopping) return;
-      if (vu.retired) {
-        if (vu.inFlight) countError('socket');
-        vu.inFlight = false;
-        return;
-      }
-      if (vu.inFlight) {
-        vu.inFlight = false;
-        countError('socket');
-        vu.sendOnConnect = !paced;
-        if (paced) next(vu);
-      } else if (!paced) vu.sendOnConnect = true;
-      if (wasConnected) reconnects++;
-      // A refused or failed connection retries after a pause; a closed one at once.
-      if (wasConnected) open(vu);
-      else setTimeout(open, 500, vu).unref();
-    });
+    socket.on('data', (chunk: Buffer) => this.onData(vu, chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      this.countCode(error.code ?? error.message),
+    );
+    socket.on('close', () => this.onClose(vu, socket));
   }
 
-  // Requests (closed) or request timeouts and stuck connects: checked every 500 ms.
-  const sweeper = setInterval(() => {
+  private onClose(vu: Vu, socket: Socket) {
+    if (vu.socket !== socket) return;
+    vu.socket = null;
+    if (vu.connected) this.connected--;
+    else if (!this.stopping && !vu.retired) this.countError('connect');
+    const wasConnected = vu.connected;
+    vu.connected = false;
+    vu.connecting = false;
+    if (this.stopping) return;
+    if (vu.retired) {
+      if (vu.inFlight) this.countError('socket');
+      vu.inFlight = false;
+      return;
+    }
+    if (vu.inFlight) {
+      vu.inFlight = false;
+      this.countError('socket');
+      vu.sendOnConnect = !this.paced;
+      if (this.paced) this.next(vu);
+    } else if (!this.paced) vu.sendOnConnect = true;
+    if (wasConnected) this.reconnects++;
+    // A refused or failed connection retries after a pause; a closed one at once.
+    if (wasConnected) this.open(vu);
+    else setTimeout(this.openLater, 500, vu).unref();
+  }
+
+  private sweep() {
     const now = process.hrtime.bigint();
-    const limit = BigInt(config.timeoutMs) * 1_000_000n;
+    const limit = BigInt(this.config.timeoutMs) * 1_000_000n;
     const nowMs = Date.now();
-    for (const vu of vus) {
+    for (const vu of this.vus) {
       if (vu.inFlight && now - vu.sentAt > limit) {
-        countError('timeout');
+        this.countError('timeout');
         vu.inFlight = false;
-        countCode('timeout');
-        vu.sendOnConnect = !paced;
-        if (paced) next(vu);
+        this.countCode('timeout');
+        vu.sendOnConnect = !this.paced;
+        if (this.paced) this.next(vu);
         vu.socket?.destroy();
-      } else if (vu.connecting && nowMs - vu.connectStartedMs > config.timeoutMs) {
-        countCode('connect_timeout');
+      } else if (vu.connecting && nowMs - vu.connectStartedMs > this.config.timeoutMs) {
+        this.countCode('connect_timeout');
         vu.socket?.destroy();
       }
     }
-  }, 500);
+  }
 
-  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  // Every second's figures, on the second from the first VU's start.
-  const clock = () => performance.timeOrigin + performance.now();
-  let secondIndex = 0;
-  let secondAt = clock();
-  function flushSecond() {
-    const done = second;
-    second = newSecond();
-    const at = secondAt;
-    secondAt = clock();
-    if (!perSecond) return;
+  /** Every second's figures, on the second from the first VU's start. */
+  private flushSecond() {
+    const done = this.second;
+    this.second = newSecond();
+    const at = this.secondAt;
+    this.secondAt = clock();
+    if (!this.perSecond) return;
     done.latencies.sort((x, y) => x - y);
-    report({
+    this.report({
       type: 'second',
       figures: {
         atMs: at,
-        second: secondIndex++,
-        vus: staged ? active : connected,
-        connections: connected,
+        second: this.secondIndex++,
+        vus: this.staged ? this.active : this.connected,
+        connections: this.connected,
         offered: done.offered,
         answered: done.answered,
         p50: percentileMs(done.latencies, 0.5),
@@ -461,31 +509,30 @@ export async function run(
     });
   }
 
-  if (staged) return runStages();
-
-  // 1. Closed: open connections gradually (a burst of 10,000 SYNs overflows listen
-  //    queues); each starts its loop as soon as it is open. Paced: a VU connects when
-  //    it starts (as a k6 VU does on its first request): a connection that sat idle
-  //    before its first request would be closed by a server's headers timeout (the
-  //    lean host answers 408 after HEADERS_TIMEOUT_MS), which is not the load's doing.
-  if (!paced) {
+  /** Closed: opens the connections `connectPerTick` per tick, then waits for them (10 s at most). */
+  private async rampConnections() {
+    const { vus, config } = this;
     const rampStart = Date.now();
     for (let i = 0; i < vus.length; i += config.connectPerTick) {
-      for (const vu of vus.slice(i, i + config.connectPerTick)) open(vu);
+      for (const vu of vus.slice(i, i + config.connectPerTick)) this.open(vu);
       await sleep(config.connectTickMs);
     }
-    for (let waited = 0; connected < vus.length && waited < 10_000; waited += 100) await sleep(100);
-    report({
+    for (let waited = 0; this.connected < vus.length && waited < 10_000; waited += 100)
+      await sleep(100);
+    this.report({
       type: 'progress',
-      text: `${connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
+      text: `${this.connected}/${vus.length} connections open after ${((Date.now() - rampStart) / 1000).toFixed(1)} s`,
     });
   }
 
-  // 2. Paced: stagger the VUs' starts so that their sum is steady at once (each VU
-  //    starts, connects and sends after a stationary residual think time:
-  //    stratified, so the starts are smooth; ~7/8 of them fall within one mean think
-  //    time), then warm up for one mean think time before measuring. Closed: warm up.
-  if (paced) {
+  /**
+   * Paced: staggers the VUs' starts so that their sum is steady at once (each VU
+   * starts, connects and sends after a stationary residual think time:
+   * stratified, so the starts are smooth; ~7/8 of them fall within one mean think
+   * time), then warms up for one mean think time.
+   */
+  private async staggerStarts() {
+    const { vus, config } = this;
     const n = vus.length;
     const order = vus.map((_, i) => (i + Math.random()) / n);
     for (let i = n - 1; i > 0; i--) {
@@ -495,131 +542,135 @@ export async function run(
     const start = (vu: Vu) => {
       vu.timer = null;
       vu.sendOnConnect = true;
-      open(vu);
+      this.open(vu);
     };
     vus.forEach((vu, i) => {
       const delay = firstThinkMs(config.thinkMeanMs, config.thinkJitter, order[i]);
       vu.timer = setTimeout(start, delay, vu);
     });
-    report({
+    this.report({
       type: 'progress',
       text: `VUs starting (steady ≈${((n * 1000) / config.thinkMeanMs).toFixed(0)} req/s offered); warming up for one mean think time, ${(config.thinkMeanMs / 1000).toFixed(1)} s`,
     });
     await sleep(config.thinkMeanMs);
-  } else await sleep(config.warmupSec * 1000);
+  }
 
-  // 3. Measure.
-  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-  loopDelay.enable();
-  const connectedAtStart = connected;
-  const cpuStart = process.cpuUsage();
-  const t0 = process.hrtime.bigint();
-  measuring = true;
-  report({ type: 'window', edge: 'start' });
-  second = newSecond();
-  secondAt = clock();
-  const seconds = perSecond ? setInterval(flushSecond, 1000) : undefined;
-  const progress = setInterval(() => {
-    const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
-    report({
-      type: 'progress',
-      text: `${elapsed.toFixed(0)} s: ${completed} answers (${(completed / elapsed).toFixed(0)} req/s), ${connected} connections`,
-    });
-  }, 15_000);
-  await sleep(config.measureSec * 1000);
-  measuring = false;
-  const t1 = process.hrtime.bigint();
-  const cpu = process.cpuUsage(cpuStart);
-  loopDelay.disable();
-  report({ type: 'window', edge: 'end' });
-  clearInterval(progress);
-  clearInterval(seconds);
+  /** Paced and closed: the measurement window, `measureSec` long. */
+  private async measureWindow(): Promise<RunnerResult> {
+    const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    loopDelay.enable();
+    const connectedAtStart = this.connected;
+    const cpuStart = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    this.measuring = true;
+    this.report({ type: 'window', edge: 'start' });
+    this.second = newSecond();
+    this.secondAt = clock();
+    const seconds = this.perSecond ? setInterval(() => this.flushSecond(), 1000) : undefined;
+    const progress = setInterval(() => {
+      const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+      this.report({
+        type: 'progress',
+        text: `${elapsed.toFixed(0)} s: ${this.completed} answers (${(this.completed / elapsed).toFixed(0)} req/s), ${this.connected} connections`,
+      });
+    }, 15_000);
+    await sleep(this.config.measureSec * 1000);
+    this.measuring = false;
+    const t1 = process.hrtime.bigint();
+    const cpu = process.cpuUsage(cpuStart);
+    loopDelay.disable();
+    this.report({ type: 'window', edge: 'end' });
+    clearInterval(progress);
+    clearInterval(seconds);
+    return this.finish(t0, t1, cpu, loopDelay, connectedAtStart);
+  }
 
-  // 4. Stop.
-  return finish(t0, t1, cpu, loopDelay, connectedAtStart);
+  /** Stages mode: starts or retires VUs to the stages' target at `elapsedMs`. */
+  private steer(elapsedMs: number) {
+    const { vus } = this;
+    const target = Math.min(vus.length, stageTarget(this.config.stages, elapsedMs));
+    while (this.active < target) {
+      const vu = vus[this.active++] as Vu;
+      vu.retired = false;
+      vu.sendOnConnect = true; // k6: a VU's first iteration starts at once
+      this.open(vu);
+    }
+    while (this.active > target) {
+      const vu = vus[--this.active] as Vu;
+      vu.retired = true;
+      if (vu.timer) clearTimeout(vu.timer);
+      vu.timer = null;
+      if (!vu.inFlight) vu.socket?.destroy();
+    }
+  }
 
   /** Stages mode: VUs follow the stages; measured from the first start to the last answer. */
-  async function runStages(): Promise<RunnerResult> {
-    const stages = config.stages ?? [];
-    const totalMs = stages.reduce((sum, stage) => sum + stage.durationSec * 1000, 0);
+  private async runStages(): Promise<RunnerResult> {
+    const { vus, config, errors } = this;
+    const totalMs = (config.stages ?? []).reduce((sum, s) => sum + s.durationSec * 1000, 0);
     const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
     loopDelay.enable();
     const cpuStart = process.cpuUsage();
     const t0 = process.hrtime.bigint();
-    measuring = true;
-    secondAt = clock();
-    report({ type: 'window', edge: 'start' });
+    this.measuring = true;
+    this.secondAt = clock();
+    this.report({ type: 'window', edge: 'start' });
     const elapsedMs = () => Number(process.hrtime.bigint() - t0) / 1e6;
-    const steer = () => {
-      const target = Math.min(vus.length, stageTarget(stages, elapsedMs()));
-      while (active < target) {
-        const vu = vus[active++] as Vu;
-        vu.retired = false;
-        vu.sendOnConnect = true; // k6: a VU's first iteration starts at once
-        open(vu);
-      }
-      while (active > target) {
-        const vu = vus[--active] as Vu;
-        vu.retired = true;
-        if (vu.timer) clearTimeout(vu.timer);
-        vu.timer = null;
-        if (!vu.inFlight) vu.socket?.destroy();
-      }
-    };
-    const steering = setInterval(steer, 100);
-    steer();
-    const seconds = setInterval(flushSecond, 1000);
+    const steering = setInterval(() => this.steer(elapsedMs()), 100);
+    this.steer(elapsedMs());
+    const seconds = setInterval(() => this.flushSecond(), 1000);
     const progress = setInterval(() => {
-      report({
+      this.report({
         type: 'progress',
-        text: `${(elapsedMs() / 1000).toFixed(0)} s: ${active} VUs, ${completed} answers, ${errors.non2xx + errors.socket + errors.timeout + errors.connect} errors`,
+        text: `${(elapsedMs() / 1000).toFixed(0)} s: ${this.active} VUs, ${this.completed} answers, ${errors.non2xx + errors.socket + errors.timeout + errors.connect} errors`,
       });
     }, 15_000);
     await sleep(totalMs);
     clearInterval(steering);
-    steer();
+    this.steer(elapsedMs());
     // The last answers (a retired VU's request in flight is awaited, up to the timeout).
     const deadline = Date.now() + config.timeoutMs + 1000;
     while (vus.some((vu) => vu.inFlight) && Date.now() < deadline) await sleep(50);
     clearInterval(seconds);
     clearInterval(progress);
-    flushSecond();
-    measuring = false;
+    this.flushSecond();
+    this.measuring = false;
     const t1 = process.hrtime.bigint();
     const cpu = process.cpuUsage(cpuStart);
     loopDelay.disable();
-    report({ type: 'window', edge: 'end' });
-    return finish(t0, t1, cpu, loopDelay, 0);
+    this.report({ type: 'window', edge: 'end' });
+    return this.finish(t0, t1, cpu, loopDelay, 0);
   }
 
-  function finish(
+  private finish(
     t0: bigint,
     t1: bigint,
     cpu: NodeJS.CpuUsage,
     loopDelay: ReturnType<typeof monitorEventLoopDelay>,
     connectedAtStart: number,
   ): RunnerResult {
-    stopping = true;
-    clearInterval(sweeper);
-    for (const vu of vus) {
+    this.stopping = true;
+    clearInterval(this.sweeper);
+    for (const vu of this.vus) {
       if (vu.timer) clearTimeout(vu.timer);
       vu.socket?.destroy();
     }
+    const { errors, completed } = this;
     const measuredSec = Number(t1 - t0) / 1e9;
     const errorTotal = errors.non2xx + errors.socket + errors.timeout + errors.connect;
     return {
-      mode: config.mode,
-      connections: vus.length,
+      mode: this.config.mode,
+      connections: this.vus.length,
       connectedAtStart,
       measuredSec,
       completed,
       rps: completed / measuredSec,
-      latencyMs: samples.summaryMs(),
+      latencyMs: this.samples.summaryMs(),
       errors: { total: errorTotal, ...errors },
-      errorCodes: Object.fromEntries(errorCodes),
-      statuses: Object.fromEntries([...statuses].map(([k, v]) => [String(k), v])),
-      sent,
-      reconnects,
+      errorCodes: Object.fromEntries(this.errorCodes),
+      statuses: Object.fromEntries([...this.statuses].map(([k, v]) => [String(k), v])),
+      sent: this.sent,
+      reconnects: this.reconnects,
       generator: {
         cpuPercent: ((cpu.user + cpu.system) / 1e6 / measuredSec) * 100,
         // The histogram holds whole timer intervals: the delay is what exceeds the resolution.

@@ -4,13 +4,15 @@
 # path: `npm test` builds what its tests run through this script, `npm run lint`
 # gets shellcheck through it.
 #
-#   scripts/tools.sh [--dry-run] [kustomize] [actionlint] [promtool] [shellcheck]
+#   scripts/tools.sh [--dry-run] [kustomize] [actionlint] [promtool] [prometheus] [shellcheck]
 #
 # kustomize renders the manifests; actionlint checks the end-to-end workflow
 # (.github/workflows/e2e.yaml); promtool checks and unit-tests the alert rules
-# (observability/alerts.yaml). These are built from the Go module proxy into the
-# checkout's ignored .data/bin/, one versioned folder each, pinned because a
-# check must not change under us when a new release lands. shellcheck is
+# (observability/alerts.yaml); prometheus scrapes the benchmark's functions and
+# answers its report's panel queries (HTTP API only: no builtinassets tag, no
+# web UI). These are built from the Go module proxy into the checkout's ignored
+# .data/bin/, one versioned folder each, pinned because a check must not change
+# under us when a new release lands. shellcheck is
 # Debian's package (apt-get, as root) or whatever is on PATH.
 # Not offered: k6 (go.k6.io/k6 is AGPL-3.0; cluster users bring their own, and
 # the suite checks k6/spike-test.js without it), kn (the module proxy refuses
@@ -32,12 +34,12 @@ for arg in "$@"; do
   case "${arg}" in
     --dry-run) DRY_RUN=1 ;;
     -h | --help)
-      sed -n '2,17p' "${BASH_SOURCE[0]}"
+      sed -n '2,19p' "${BASH_SOURCE[0]}"
       exit 0
       ;;
-    kustomize | actionlint | promtool | shellcheck) TOOLS+=("${arg}") ;;
+    kustomize | actionlint | promtool | prometheus | shellcheck) TOOLS+=("${arg}") ;;
     *)
-      echo "tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize, actionlint, promtool, shellcheck)" >&2
+      echo "tools.sh: unknown argument '${arg}' (known: --dry-run, kustomize, actionlint, promtool, prometheus, shellcheck)" >&2
       exit 2
       ;;
   esac
@@ -77,6 +79,10 @@ ensure_actionlint() {
 
 ensure_promtool() {
   go_install promtool "${PROMETHEUS_VERSION}" github.com/prometheus/prometheus/cmd/promtool
+}
+
+ensure_prometheus() {
+  go_install prometheus "${PROMETHEUS_VERSION}" github.com/prometheus/prometheus/cmd/prometheus
 }
 
 # ShellCheck is no Go module: Debian's package when this is a Debian or Ubuntu

@@ -7,6 +7,9 @@
  *   (c)  the push path: the relay delivers one event per HTTP request to persist
  *   lag  565 events/s offered through ingest, push path: stream add → commit
  *   (d)  catch-up: persist drains a pre-filled backlog with no consumer group
+ *   (e)  the push path with several persist replicas sharing one write budget
+ *   adaptive  the push path while the database's IOPS limit drops and recovers;
+ *        persist's rate and write p99 per second from a real Prometheus
  *
  * For each: docs/s, write commands/s at the server (sliding one-second maximum),
  * and the IOPS the database actually consumed (blkio io_serviced of its group).
@@ -15,7 +18,11 @@ import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { type Db, MongoClient } from 'mongodb';
-import { maxWritesPerSecond, sampleServerWrites } from '../../scripts/db-writes.js';
+import {
+  maxWritesPerSecond,
+  sampleServerWrites,
+  type WriteSample,
+} from '../../scripts/db-writes.js';
 import { spawnEntry, stopProcess, waitHttpReady } from '../../scripts/processes.js';
 import { setBlkioIops } from '../../scripts/services-env.js';
 import { appendEntries } from '../../scripts/stream-fill.js';
@@ -29,9 +36,8 @@ import {
   servicesEnv,
   sleep,
 } from '../common.js';
-import { MetricsRecorder } from '../metrics-recorder.js';
 import { sampleValue } from '../prom-text.js';
-import { evaluateRange } from '../promql.js';
+import { type Prometheus, type RangeSeries, startPrometheus } from '../prometheus.js';
 
 export interface PersistOptions {
   /** Seconds of (a), (a′) and (b). */
@@ -168,16 +174,531 @@ export interface PersistResult {
   warnings: string[];
 }
 
+/** What the scenario's rows share: the services, the run's id and database, the rows so far. */
+interface PersistRun {
+  opts: PersistOptions;
+  ui: ScenarioUi;
+  env: Record<string, string>;
+  cgroup: string | undefined;
+  redis: Redis;
+  mongo: MongoClient;
+  runId: string;
+  db: Db;
+  rows: PersistRow[];
+  warnings: string[];
+}
+
+const stopChild = (child: ChildProcess) => stopProcess(child, { timeoutMs: 60_000 });
+const waitReady = (url: string) => waitHttpReady(url, { timeoutMs: 60_000 });
+
+function spawnNode(run: PersistRun, script: string, extra: Record<string, string>): ChildProcess {
+  return spawnEntry(script, { env: { ...run.env, LOG_LEVEL: 'warn', ...extra } }).proc;
+}
+
+function serverWrites(run: PersistRun) {
+  return sampleServerWrites({
+    mongodbUrl: run.env.MONGODB_URL as string,
+    metricsUrl: run.env.DB_METRICS_URL,
+    intervalMs: 50,
+  });
+}
+
+/** Runs fn while sampling the server's write commands and the device's I/O; adds its row. */
+async function measure(
+  run: PersistRun,
+  name: string,
+  fn: () => Promise<number>,
+  note?: string,
+): Promise<PersistRow> {
+  run.ui.phase(`running ${name}`);
+  const sampler = serverWrites(run);
+  const io0 = ioServiced(run.cgroup);
+  const t0 = performance.now();
+  const docs = await fn();
+  const seconds = (performance.now() - t0) / 1000;
+  const io1 = ioServiced(run.cgroup);
+  const samples = await sampler.stop();
+  const writes = (samples.at(-1)?.writes ?? 0) - (samples[0]?.writes ?? 0);
+  const row: PersistRow = {
+    name,
+    docs,
+    seconds,
+    docsPerSec: docs / seconds,
+    writesPerSec: writes / seconds,
+    maxWritesInOneSecond: maxWritesPerSecond(samples),
+    iops: (io1 - io0) / seconds,
+    ...(note ? { note } : {}),
+  };
+  run.rows.push(row);
+  run.ui.log(`  ${JSON.stringify(row)}`);
+  return row;
+}
+
+/** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
+async function fillFrom(run: PersistRun, stream: string, from: number, n: number, prefix: string) {
+  const time = new Date().toISOString();
+  await appendEntries(
+    run.redis,
+    stream,
+    from,
+    n,
+    (i) => ({
+      id: `${prefix}-${i}`,
+      type: 'bench.event',
+      source: '/bench',
+      subject: `s-${i % 1000}`,
+      time,
+      seq: i + 1,
+      data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
+    }),
+    5000,
+  );
+}
+
+async function drained(run: PersistRun, stream: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await run.redis.xlen(stream)) > 0) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `${stream} not drained in ${timeoutMs} ms (${await run.redis.xlen(stream)} left)`,
+      );
+    await sleep(100);
+  }
+}
+
+/** Deletes a row's stream and database. */
+async function dropRun(run: PersistRun, stream: string, dbName: string): Promise<void> {
+  await run.redis.del(stream);
+  await run.mongo.db(dbName).dropDatabase();
+}
+
+/** (a) insertOne per event, (a′) 5 reads + 5 writes per request, (b) the insertMany ceiling. */
+async function baselines(run: PersistRun): Promise<void> {
+  const { db } = run;
+  const seconds = run.opts.seconds;
+  const a = db.collection<{ _id: string }>('a_insert_one');
+  await measure(run, '(a) insertOne per event', async () => {
+    let n = 0;
+    const end = performance.now() + seconds * 1000;
+    while (performance.now() < end)
+      await a.insertOne(sampleDoc(n++, 'a'), { writeConcern: { w: 1, j: true } });
+    return n;
+  });
+  // (a′) the synchronous design: each request does 5 reads + 5 writes in MongoDB.
+  const sync = db.collection<{ _id: string; n?: number }>('a_sync_request');
+  const syncRequests = async () => {
+    let n = 0;
+    const end = performance.now() + seconds * 1000;
+    while (performance.now() < end) {
+      const key = `k-${n % 100}`;
+      for (let r = 0; r < 5; r++) await sync.findOne({ _id: `${key}-${r}` });
+      for (let w = 0; w < 5; w++) {
+        await sync.updateOne(
+          { _id: `${key}-${w}` as never },
+          { $inc: { n: 1 } },
+          { upsert: true, writeConcern: { w: 1, j: true } },
+        );
+      }
+      n++;
+    }
+    return n;
+  };
+  await measure(run, '(a′) request = 5 reads + 5 writes', syncRequests, 'requests, not documents');
+  await measure(run, '(b) insertMany ×10000 loop', () => insertManyLoop(db, seconds));
+}
+
+/**
+ * persist on its own stream and database with only the push intake at work
+ * (catch-up and the sweeper held off), ready; `startRelay` starts the relay
+ * that delivers to it, 500 deliveries in flight.
+ */
+async function pushOnlyPersist(
+  run: PersistRun,
+  stream: string,
+  dbName: string,
+  extra: Record<string, string> = {},
+): Promise<{ persist: ChildProcess; metricsUrl: string; startRelay: () => ChildProcess }> {
+  const common = {
+    STREAM_KEY: stream,
+    MONGODB_DB: dbName,
+    CATCHUP_BACKLOG: '100000000',
+    STALE_AFTER_MS: '600000',
+  };
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const persist = spawnNode(run, 'dist/functions/host/main.js', {
+    ...common,
+    ...extra,
+    FUNCTION_TARGET: 'persist',
+    PORT: String(port),
+    METRICS_PORT: String(metricsPort),
+  });
+  try {
+    await waitReady(`http://127.0.0.1:${port}/readyz`);
+  } catch (error) {
+    await stopChild(persist);
+    throw error;
+  }
+  const startRelay = () =>
+    spawnNode(run, 'dist/eventing/relay/main.js', {
+      ...common,
+      PERSIST_URL: `http://127.0.0.1:${port}/`,
+      RELAY_CONSUMERS: '500',
+    });
+  return { persist, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, startRelay };
+}
+
+/** Waits (up to 10 s) for the relay to make its group, which creates the stream. */
+async function relayStarted(run: PersistRun, stream: string): Promise<void> {
+  for (let i = 0; i < 100 && (await run.redis.exists(stream)) === 0; i++) await sleep(100);
+}
+
+/**
+ * The push path: relay → persist, one event per HTTP request; `extra` is
+ * persist's own environment (e.g. PERSIST_WORKERS). `beforeFill` may skip the
+ * row (false). Returns its row.
+ */
+async function pushPath(
+  run: PersistRun,
+  row: { name: string; tag: string; events: number; note: string },
+  extra: Record<string, string>,
+  beforeFill?: (metricsUrl: string) => Promise<boolean>,
+): Promise<PersistRow | undefined> {
+  const stream = `bench:push:${run.runId}:${row.tag}`;
+  const dbName = `bench_${run.runId}_${row.tag}`;
+  const { persist, metricsUrl, startRelay } = await pushOnlyPersist(run, stream, dbName, extra);
+  try {
+    if (beforeFill && !(await beforeFill(metricsUrl))) return undefined;
+    const relay = startRelay();
+    try {
+      await relayStarted(run, stream);
+      // Entries added after the relay made its group at `$`; the relay delivers them as they come.
+      const deliver = async () => {
+        await fillFrom(run, stream, 0, row.events, row.tag);
+        await drained(run, stream, 600_000);
+        return row.events;
+      };
+      return await measure(run, row.name, deliver, row.note);
+    } finally {
+      await stopChild(relay);
+    }
+  } finally {
+    await stopChild(persist);
+    await dropRun(run, stream, dbName);
+  }
+}
+
+/** A POST of `body` to ingest that resolves when answered (or failed). */
+function poster(port: number, body: string): () => Promise<void> {
+  return () =>
+    new Promise<void>((resolve) => {
+      const req = request(
+        `http://127.0.0.1:${port}/events`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': body.length },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', resolve);
+        },
+      );
+      req.on('error', () => resolve());
+      req.end(body);
+    });
+}
+
+/** persist, the relay and ingest on one stream, for the lag run; resolves with ingest's port. */
+async function lagPipeline(run: PersistRun, stream: string, dbName: string) {
+  const common = { STREAM_KEY: stream, MONGODB_DB: dbName };
+  const port = await freePort();
+  const persist = spawnNode(run, 'dist/functions/host/main.js', {
+    ...common,
+    FUNCTION_TARGET: 'persist',
+    PORT: String(port),
+    METRICS_PORT: String(await freePort()),
+  });
+  await waitReady(`http://127.0.0.1:${port}/readyz`);
+  const relay = spawnNode(run, 'dist/eventing/relay/main.js', {
+    ...common,
+    PERSIST_URL: `http://127.0.0.1:${port}/`,
+    RELAY_CONSUMERS: '500',
+  });
+  const ingestPort = await freePort();
+  const ingest = spawnNode(run, 'dist/functions/host/main.js', {
+    ...common,
+    FUNCTION_TARGET: 'ingest',
+    PORT: String(ingestPort),
+    METRICS_PORT: String(await freePort()),
+  });
+  await waitReady(`http://127.0.0.1:${ingestPort}/readyz`);
+  return { ingestPort, processes: [ingest, relay, persist] };
+}
+
+/** lag: LAG_RATE events/s through ingest, push path; ack→persisted lag of every document. */
+async function lagRun(run: PersistRun): Promise<PersistResult['lag']> {
+  const stream = `bench:lag:${run.runId}`;
+  const dbName = `bench_${run.runId}_lag`;
+  const { ingestPort, processes } = await lagPipeline(run, stream, dbName);
+  const post = poster(
+    ingestPort,
+    JSON.stringify({
+      type: 'bench.lag',
+      source: '/bench',
+      subject: 'lag',
+      data: { payload: 'x'.repeat(64) },
+    }),
+  );
+  let offered = 0;
+  await measure(run, `lag: ${LAG_RATE} events/s through ingest`, async () => {
+    const t0 = performance.now();
+    const pending: Promise<void>[] = [];
+    while (performance.now() - t0 < run.opts.lagSeconds * 1000) {
+      const due = Math.floor(((performance.now() - t0) / 1000) * LAG_RATE);
+      while (offered < due) {
+        pending.push(post());
+        offered++;
+      }
+      await sleep(2);
+    }
+    await Promise.all(pending);
+    await drained(run, stream, 120_000);
+    return offered;
+  });
+  const docs = await run.mongo
+    .db(dbName)
+    .collection('events')
+    .find({}, { projection: { streamId: 1, persistedAt: 1 } })
+    .toArray();
+  const lags = docs
+    .map((d) => (d.persistedAt as Date).getTime() - Number(String(d.streamId).split('-')[0]))
+    .sort((x, y) => x - y);
+  const q = (p: number) =>
+    lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? Number.NaN;
+  const lag = {
+    p50: q(0.5),
+    p99: q(0.99),
+    max: lags.at(-1) ?? Number.NaN,
+    offered,
+    events: lags.length,
+  };
+  run.ui.log(
+    `  ack→persisted lag over ${lags.length} events: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
+  );
+  for (const child of processes) await stopChild(child);
+  await dropRun(run, stream, dbName);
+  return lag;
+}
+
+/** (d) catch-up: a pre-filled backlog, no consumer group (the source stopped). */
+async function catchUp(run: PersistRun): Promise<void> {
+  const backlog = run.opts.backlog;
+  const stream = `bench:catchup:${run.runId}`;
+  const dbName = `bench_${run.runId}_d`;
+  run.ui.phase(`(d) catch-up: filling ${backlog} entries`);
+  await fillFrom(run, stream, 0, backlog, 'd');
+  const persist = spawnNode(run, 'dist/functions/host/main.js', {
+    STREAM_KEY: stream,
+    MONGODB_DB: dbName,
+    FUNCTION_TARGET: 'persist',
+    PORT: String(await freePort()),
+    METRICS_PORT: String(await freePort()),
+  });
+  const drain = async () => {
+    await drained(run, stream, 3_600_000);
+    return backlog;
+  };
+  await measure(run, '(d) catch-up of a backlog', drain, `${backlog} entries`);
+  const count = await run.mongo.db(dbName).collection('events').estimatedDocumentCount();
+  if (count !== backlog)
+    run.warnings.push(`(d) catch-up: ${count} documents for ${backlog} entries`);
+  await stopChild(persist);
+  await dropRun(run, stream, dbName);
+}
+
+/** (e) several persist replicas on one host process (PERSIST_WORKERS), one shared budget. */
+async function replicasRun(run: PersistRun): Promise<PersistResult['replicas']> {
+  const { replicas, push } = run.opts;
+  let budget = Number.NaN;
+  const row = await pushPath(
+    run,
+    {
+      name: `(e) push path, ${replicas} persist replicas, one budget`,
+      tag: 'e',
+      events: push,
+      note: `${push} events, PERSIST_WORKERS=${replicas}`,
+    },
+    { PERSIST_WORKERS: String(replicas) },
+    async (metricsUrl) => {
+      budget = sampleValue(
+        await scrapeText(metricsUrl, 1000),
+        'spillway_persist_write_budget_per_sec',
+      );
+      if (Number.isFinite(budget)) return true;
+      run.warnings.push(
+        '(e) skipped: persist exports no spillway_persist_write_budget_per_sec (no shared write budget)',
+      );
+      return false;
+    },
+  );
+  if (!row) return undefined;
+  const { name: label, docs, docsPerSec, maxWritesInOneSecond } = row;
+  return { label, docs, docsPerSec, maxWritesInOneSecond, budget };
+}
+
+/**
+ * Feeds the stream at the adaptive rate through the phases (each setting the
+ * database's IOPS limit), in 100 ms steps; every second a tick of the IOPS limit.
+ * Returns the ticks and the events fed.
+ */
+async function feedPhases(run: PersistRun, group: string, stream: string, t0: number) {
+  const { adaptive, adaptiveRate } = run.opts;
+  const ticks: { atMs: number; iops: number }[] = [];
+  let fed = 0;
+  let next = 1;
+  let phaseEnd = 0;
+  for (const phase of adaptive) {
+    setBlkioIops(group, phase.iops);
+    run.ui.phase(`adaptive run: database at ${phase.iops} IOPS for ${phase.seconds} s`);
+    phaseEnd += phase.seconds;
+    while (clock() - t0 < phaseEnd * 1000) {
+      const due = Math.floor(((clock() - t0) / 1000) * adaptiveRate);
+      if (due > fed) {
+        await fillFrom(run, stream, fed, due - fed, 'adaptive');
+        fed = due;
+      }
+      if (clock() - t0 >= next * 1000) {
+        ticks.push({ atMs: clock(), iops: iopsLimit(group) ?? Number.NaN });
+        next++;
+      }
+      await sleep(100);
+    }
+  }
+  return { ticks, fed };
+}
+
+const clock = () => performance.timeOrigin + performance.now();
+
+/** persist's rate and its write latency p99 (the last second's writes), as Prometheus answers. */
+export const ADAPTIVE_QUERIES = {
+  rate: 'max(spillway_persist_write_rate_per_sec)',
+  p99: 'histogram_quantile(0.99, sum by (le) (irate(spillway_persist_write_latency_seconds_bucket[3s])))',
+};
+
+/** The adaptive run's seconds: Prometheus's answers at each tick's second, the server's writes. */
+async function adaptiveSeconds(
+  prometheus: Prometheus,
+  t0: number,
+  ticks: { atMs: number; iops: number }[],
+  writes: WriteSample[],
+): Promise<NonNullable<PersistResult['adaptive']>['seconds']> {
+  const end = t0 + ticks.length * 1000;
+  const [rate, p99] = await Promise.all([
+    prometheus.queryRange(ADAPTIVE_QUERIES.rate, t0 + 1000, end, 1),
+    prometheus.queryRange(ADAPTIVE_QUERIES.p99, t0 + 1000, end, 1),
+  ]);
+  const valueAt = (series: RangeSeries[], k: number) =>
+    series[0]?.points.find((p) => Math.round((p.t - t0) / 1000) === k)?.v ?? null;
+  return ticks.map((tick, i) => {
+    const w0 = writesAt(writes, tick.atMs - 1000);
+    const w1 = writesAt(writes, tick.atMs);
+    const latency = valueAt(p99, i + 1);
+    return {
+      t: i + 1,
+      iopsLimit: tick.iops,
+      rate: valueAt(rate, i + 1),
+      latencyP99Ms: latency === null ? null : latency * 1000,
+      writes: w0 !== null && w1 !== null ? w1 - w0 : null,
+    };
+  });
+}
+
+/**
+ * The adaptive run: the push path fed at a steady rate while the database's IOPS
+ * limit is lowered and raised back (put back at the end whatever happens); a
+ * real Prometheus scrapes persist every second meanwhile.
+ */
+async function adaptiveRun(run: PersistRun, group: string): Promise<PersistResult['adaptive']> {
+  const stream = `bench:adaptive:${run.runId}`;
+  const dbName = `bench_${run.runId}_adaptive`;
+  const { persist, metricsUrl, startRelay } = await pushOnlyPersist(run, stream, dbName);
+  const original = iopsLimit(group) ?? 100;
+  const restore = () => setBlkioIops(group, original);
+  process.once('exit', restore);
+  const sampler = serverWrites(run);
+  let relay: ChildProcess | undefined;
+  let prometheus: Prometheus | undefined;
+  try {
+    prometheus = await startPrometheus({ persist: [metricsUrl] });
+    relay = startRelay();
+    await relayStarted(run, stream);
+    const t0 = clock();
+    const { ticks, fed } = await feedPhases(run, group, stream, t0);
+    restore();
+    run.ui.phase(`adaptive run: draining ${fed} events fed at ${run.opts.adaptiveRate}/s`);
+    await drained(run, stream, 300_000);
+    const writes = await sampler.stop();
+    await prometheus.scrapedSince(ticks.at(-1)?.atMs ?? t0);
+    const budget = sampleValue(
+      await scrapeText(metricsUrl, 1000),
+      'spillway_persist_write_budget_per_sec',
+    );
+    return {
+      phases: run.opts.adaptive,
+      budget: Number.isFinite(budget) ? budget : 100,
+      seconds: await adaptiveSeconds(prometheus, t0, ticks, writes),
+    };
+  } finally {
+    restore();
+    process.removeListener('exit', restore);
+    await sampler.stop();
+    await prometheus?.stop();
+    if (relay) await stopChild(relay);
+    await stopChild(persist);
+    await dropRun(run, stream, dbName);
+  }
+}
+
+/** Write commands the server had counted at `ms` (the last sample read by then). */
+function writesAt(samples: readonly WriteSample[], ms: number): number | null {
+  let found: number | null = null;
+  for (const w of samples) {
+    if (w.toMs > ms) break;
+    found = w.writes;
+  }
+  return found;
+}
+
+/** The rows, in order: (a), (a′), (b), (c), lag, (d), (e), then the adaptive run. */
+async function persistRows(run: PersistRun) {
+  const { opts } = run;
+  await baselines(run);
+  await pushPath(
+    run,
+    {
+      name: '(c) push path (relay → persist)',
+      tag: 'c',
+      events: opts.push,
+      note: `${opts.push} events, 500 deliveries in flight, catch-up off`,
+    },
+    {},
+  );
+  const lag = await lagRun(run);
+  await catchUp(run);
+  const replicas = opts.replicas > 1 ? await replicasRun(run) : undefined;
+  let adaptive: PersistResult['adaptive'];
+  if (opts.adaptive.length > 0 && !run.cgroup)
+    run.warnings.push('the adaptive run needs the database in a blkio group: skipped');
+  if (opts.adaptive.length > 0 && run.cgroup) adaptive = await adaptiveRun(run, run.cgroup);
+  return { lag, replicas, adaptive };
+}
+
 export async function runPersistScenario(
   opts: PersistOptions,
   ui: ScenarioUi,
 ): Promise<PersistResult> {
   const startedAt = new Date();
   const warnings: string[] = [];
-  const SECONDS = opts.seconds;
-  const PUSH_EVENTS = opts.push;
-  const BACKLOG = opts.backlog;
-  const LAG_SECONDS = opts.lagSeconds;
   const env = servicesEnv();
   if (!env.DB_BLKIO_CGROUP) {
     warnings.push(
@@ -185,480 +706,26 @@ export async function runPersistScenario(
     );
     ui.log(`WARNING: ${warnings.at(-1)}`);
   }
-  const cgroup = env.DB_BLKIO_CGROUP;
   const redis = new Redis(env.REDIS_URL as string);
   redis.on('error', () => undefined); // a failed command fails the run
   const mongo = await new MongoClient(env.MONGODB_URL as string).connect();
   const runId = Date.now().toString(36);
-
-  type Row = PersistRow;
-  const rows: Row[] = [];
-
-  /** Runs fn while sampling the server's write commands and the device's I/O. */
-  async function measure(name: string, fn: () => Promise<number>, note?: string): Promise<Row> {
-    ui.phase(`running ${name}`);
-    const sampler = sampleServerWrites({
-      mongodbUrl: env.MONGODB_URL as string,
-      metricsUrl: env.DB_METRICS_URL,
-      intervalMs: 50,
-    });
-    const io0 = ioServiced(cgroup);
-    const t0 = performance.now();
-    const docs = await fn();
-    const seconds = (performance.now() - t0) / 1000;
-    const io1 = ioServiced(cgroup);
-    const samples = await sampler.stop();
-    const writes = (samples.at(-1)?.writes ?? 0) - (samples[0]?.writes ?? 0);
-    const row: Row = {
-      name,
-      docs,
-      seconds,
-      docsPerSec: docs / seconds,
-      writesPerSec: writes / seconds,
-      maxWritesInOneSecond: maxWritesPerSecond(samples),
-      iops: (io1 - io0) / seconds,
-      ...(note ? { note } : {}),
-    };
-    rows.push(row);
-    ui.log(`  ${JSON.stringify(row)}`);
-    return row;
-  }
-
-  function spawnNode(script: string, extra: Record<string, string>): ChildProcess {
-    return spawnEntry(script, { env: { ...env, LOG_LEVEL: 'warn', ...extra } }).proc;
-  }
-
-  const stopChild = (child: ChildProcess) => stopProcess(child, { timeoutMs: 60_000 });
-  const waitReady = (url: string) => waitHttpReady(url, { timeoutMs: 60_000 });
-
-  /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
-  async function fillFrom(stream: string, from: number, n: number, prefix: string): Promise<void> {
-    const time = new Date().toISOString();
-    await appendEntries(
-      redis,
-      stream,
-      from,
-      n,
-      (i) => ({
-        id: `${prefix}-${i}`,
-        type: 'bench.event',
-        source: '/bench',
-        subject: `s-${i % 1000}`,
-        time,
-        seq: i + 1,
-        data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
-      }),
-      5000,
-    );
-  }
-
-  async function drained(stream: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while ((await redis.xlen(stream)) > 0) {
-      if (Date.now() > deadline)
-        throw new Error(
-          `${stream} not drained in ${timeoutMs} ms (${await redis.xlen(stream)} left)`,
-        );
-      await sleep(100);
-    }
-  }
-
   const db = mongo.db(`bench_${runId}`);
+  const run: PersistRun = {
+    ...{ opts, ui, env, cgroup: env.DB_BLKIO_CGROUP, redis, mongo, runId, db },
+    ...{ rows: [], warnings },
+  };
   try {
-    // (a) one insertOne per event.
-    const a = db.collection<{ _id: string }>('a_insert_one');
-    await measure('(a) insertOne per event', async () => {
-      let n = 0;
-      const end = performance.now() + SECONDS * 1000;
-      while (performance.now() < end)
-        await a.insertOne(sampleDoc(n++, 'a'), { writeConcern: { w: 1, j: true } });
-      return n;
-    });
-
-    // (a′) the synchronous design: each request does 5 reads + 5 writes in MongoDB.
-    const sync = db.collection<{ _id: string; n?: number }>('a_sync_request');
-    await measure(
-      '(a′) request = 5 reads + 5 writes',
-      async () => {
-        let n = 0;
-        const end = performance.now() + SECONDS * 1000;
-        while (performance.now() < end) {
-          const key = `k-${n % 100}`;
-          for (let r = 0; r < 5; r++) await sync.findOne({ _id: `${key}-${r}` });
-          for (let w = 0; w < 5; w++) {
-            await sync.updateOne(
-              { _id: `${key}-${w}` as never },
-              { $inc: { n: 1 } },
-              { upsert: true, writeConcern: { w: 1, j: true } },
-            );
-          }
-          n++;
-        }
-        return n;
-      },
-      'requests, not documents',
-    );
-
-    // (b) the ceiling: maximal insertMany batches back to back.
-    await measure('(b) insertMany ×10000 loop', () => insertManyLoop(db, SECONDS));
-
-    /**
-     * persist on its own stream and database with only the push intake at work
-     * (catch-up and the sweeper held off), ready; `startRelay` starts the relay
-     * that delivers to it, 500 deliveries in flight.
-     */
-    async function pushOnlyPersist(
-      stream: string,
-      dbName: string,
-      extra: Record<string, string> = {},
-    ): Promise<{ persist: ChildProcess; metricsUrl: string; startRelay: () => ChildProcess }> {
-      const common = {
-        STREAM_KEY: stream,
-        MONGODB_DB: dbName,
-        CATCHUP_BACKLOG: '100000000',
-        STALE_AFTER_MS: '600000',
-      };
-      const port = await freePort();
-      const metricsPort = await freePort();
-      const persist = spawnNode('dist/functions/host/main.js', {
-        ...common,
-        ...extra,
-        FUNCTION_TARGET: 'persist',
-        PORT: String(port),
-        METRICS_PORT: String(metricsPort),
-      });
-      try {
-        await waitReady(`http://127.0.0.1:${port}/readyz`);
-      } catch (error) {
-        await stopChild(persist);
-        throw error;
-      }
-      const startRelay = () =>
-        spawnNode('dist/eventing/relay/main.js', {
-          ...common,
-          PERSIST_URL: `http://127.0.0.1:${port}/`,
-          RELAY_CONSUMERS: '500',
-        });
-      return { persist, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, startRelay };
-    }
-
-    /**
-     * The push path: relay → persist, one event per HTTP request; `extra` is
-     * persist's own environment (e.g. PERSIST_WORKERS). Returns its row and
-     * persist's metrics text at the end.
-     */
-    async function pushPath(
-      name: string,
-      tag: string,
-      events: number,
-      extra: Record<string, string>,
-      note: string,
-      beforeFill?: (metricsUrl: string) => Promise<boolean>,
-    ): Promise<{ row?: Row; metrics: string }> {
-      const stream = `bench:push:${runId}:${tag}`;
-      const dbName = `bench_${runId}_${tag}`;
-      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName, extra);
-      let row: Row | undefined;
-      let metrics = '';
-      try {
-        if (beforeFill && !(await beforeFill(metricsUrl))) return { metrics };
-        const relay = startRelay();
-        try {
-          for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
-          // Entries added after the relay made its group at `$`; the relay delivers them as they come.
-          row = await measure(
-            name,
-            async () => {
-              await fillFrom(stream, 0, events, tag);
-              await drained(stream, 600_000);
-              return events;
-            },
-            note,
-          );
-          metrics = await fetch(metricsUrl)
-            .then((res) => res.text())
-            .catch(() => '');
-        } finally {
-          await stopChild(relay);
-        }
-      } finally {
-        await stopChild(persist);
-        await redis.del(stream);
-        await mongo.db(dbName).dropDatabase();
-      }
-      return { ...(row ? { row } : {}), metrics };
-    }
-
-    // (c) the push path: relay → persist, one event per HTTP request.
-    await pushPath(
-      '(c) push path (relay → persist)',
-      'c',
-      PUSH_EVENTS,
-      {},
-      `${PUSH_EVENTS} events, 500 deliveries in flight, catch-up off`,
-    );
-
-    // lag: 565 events/s through ingest, push path.
-    let lag: PersistResult['lag'];
-    {
-      const stream = `bench:lag:${runId}`;
-      const dbName = `bench_${runId}_lag`;
-      const common = { STREAM_KEY: stream, MONGODB_DB: dbName };
-      const port = await freePort();
-      const persist = spawnNode('dist/functions/host/main.js', {
-        ...common,
-        FUNCTION_TARGET: 'persist',
-        PORT: String(port),
-        METRICS_PORT: String(await freePort()),
-      });
-      await waitReady(`http://127.0.0.1:${port}/readyz`);
-      const relay = spawnNode('dist/eventing/relay/main.js', {
-        ...common,
-        PERSIST_URL: `http://127.0.0.1:${port}/`,
-        RELAY_CONSUMERS: '500',
-      });
-      const ingestPort = await freePort();
-      const ingest = spawnNode('dist/functions/host/main.js', {
-        ...common,
-        FUNCTION_TARGET: 'ingest',
-        PORT: String(ingestPort),
-        METRICS_PORT: String(await freePort()),
-      });
-      await waitReady(`http://127.0.0.1:${ingestPort}/readyz`);
-      const body = JSON.stringify({
-        type: 'bench.lag',
-        source: '/bench',
-        subject: 'lag',
-        data: { payload: 'x'.repeat(64) },
-      });
-      const post = () =>
-        new Promise<void>((resolve) => {
-          const req = request(
-            `http://127.0.0.1:${ingestPort}/events`,
-            {
-              method: 'POST',
-              headers: { 'content-type': 'application/json', 'content-length': body.length },
-            },
-            (res) => {
-              res.resume();
-              res.on('end', resolve);
-            },
-          );
-          req.on('error', () => resolve());
-          req.end(body);
-        });
-      let offered = 0;
-      await measure(`lag: ${LAG_RATE} events/s through ingest`, async () => {
-        const t0 = performance.now();
-        const pending: Promise<void>[] = [];
-        while (performance.now() - t0 < LAG_SECONDS * 1000) {
-          const due = Math.floor(((performance.now() - t0) / 1000) * LAG_RATE);
-          while (offered < due) {
-            pending.push(post());
-            offered++;
-          }
-          await sleep(2);
-        }
-        await Promise.all(pending);
-        await drained(stream, 120_000);
-        return offered;
-      });
-      const docs = await mongo
-        .db(dbName)
-        .collection('events')
-        .find({}, { projection: { streamId: 1, persistedAt: 1 } })
-        .toArray();
-      const lags = docs
-        .map((d) => (d.persistedAt as Date).getTime() - Number(String(d.streamId).split('-')[0]))
-        .sort((x, y) => x - y);
-      const q = (p: number) =>
-        lags[Math.min(lags.length - 1, Math.floor(p * lags.length))] ?? Number.NaN;
-      lag = {
-        p50: q(0.5),
-        p99: q(0.99),
-        max: lags.at(-1) ?? Number.NaN,
-        offered,
-        events: lags.length,
-      };
-      ui.log(
-        `  ack→persisted lag over ${lags.length} events: p50 ${lag.p50} ms, p99 ${lag.p99} ms, max ${lag.max} ms`,
-      );
-      await stopChild(ingest);
-      await stopChild(relay);
-      await stopChild(persist);
-      await redis.del(stream);
-      await mongo.db(dbName).dropDatabase();
-    }
-
-    // (d) catch-up: a pre-filled backlog, no consumer group (the source stopped).
-    {
-      const stream = `bench:catchup:${runId}`;
-      const dbName = `bench_${runId}_d`;
-      ui.phase(`(d) catch-up: filling ${BACKLOG} entries`);
-      await fillFrom(stream, 0, BACKLOG, 'd');
-      const persist = spawnNode('dist/functions/host/main.js', {
-        STREAM_KEY: stream,
-        MONGODB_DB: dbName,
-        FUNCTION_TARGET: 'persist',
-        PORT: String(await freePort()),
-        METRICS_PORT: String(await freePort()),
-      });
-      await measure(
-        '(d) catch-up of a backlog',
-        async () => {
-          await drained(stream, 3_600_000);
-          return BACKLOG;
-        },
-        `${BACKLOG} entries`,
-      );
-      const count = await mongo.db(dbName).collection('events').estimatedDocumentCount();
-      if (count !== BACKLOG)
-        warnings.push(`(d) catch-up: ${count} documents for ${BACKLOG} entries`);
-      await stopChild(persist);
-      await redis.del(stream);
-      await mongo.db(dbName).dropDatabase();
-    }
-
-    // (e) several persist replicas on one host process (PERSIST_WORKERS), one shared budget.
-    let replicas: PersistResult['replicas'];
-    if (opts.replicas > 1) {
-      let budget = Number.NaN;
-      const { row } = await pushPath(
-        `(e) push path, ${opts.replicas} persist replicas, one budget`,
-        'e',
-        PUSH_EVENTS,
-        { PERSIST_WORKERS: String(opts.replicas) },
-        `${PUSH_EVENTS} events, PERSIST_WORKERS=${opts.replicas}`,
-        async (metricsUrl) => {
-          budget = sampleValue(
-            await scrapeText(metricsUrl, 1000),
-            'spillway_persist_write_budget_per_sec',
-          );
-          if (Number.isFinite(budget)) return true;
-          warnings.push(
-            '(e) skipped: persist exports no spillway_persist_write_budget_per_sec (no shared write budget)',
-          );
-          return false;
-        },
-      );
-      if (row)
-        replicas = {
-          label: row.name,
-          docs: row.docs,
-          docsPerSec: row.docsPerSec,
-          maxWritesInOneSecond: row.maxWritesInOneSecond,
-          budget,
-        };
-    }
-
-    // The adaptive run: the database's IOPS lowered mid-run and raised back.
-    let adaptive: PersistResult['adaptive'];
-    if (opts.adaptive.length > 0 && !cgroup)
-      warnings.push('the adaptive run needs the database in a blkio group: skipped');
-    if (opts.adaptive.length > 0 && cgroup) adaptive = await adaptiveRun(cgroup);
-
-    async function adaptiveRun(group: string): Promise<PersistResult['adaptive']> {
-      const stream = `bench:adaptive:${runId}`;
-      const dbName = `bench_${runId}_adaptive`;
-      const { persist, metricsUrl, startRelay } = await pushOnlyPersist(stream, dbName);
-      const original = iopsLimit(group) ?? 100;
-      const restore = () => setBlkioIops(group, original);
-      process.once('exit', restore);
-      const recorder = new MetricsRecorder();
-      const sampler = sampleServerWrites({
-        mongodbUrl: env.MONGODB_URL as string,
-        metricsUrl: env.DB_METRICS_URL,
-        intervalMs: 50,
-      });
-      const ticks: { atMs: number; iops: number }[] = [];
-      let relay: ChildProcess | undefined;
-      try {
-        relay = startRelay();
-        for (let i = 0; i < 100 && (await redis.exists(stream)) === 0; i++) await sleep(100);
-        const clock = () => performance.timeOrigin + performance.now();
-        const t0 = clock();
-        let fed = 0;
-        let next = 1;
-        let phaseEnd = 0;
-        for (const phase of opts.adaptive) {
-          setBlkioIops(group, phase.iops);
-          ui.phase(`adaptive run: database at ${phase.iops} IOPS for ${phase.seconds} s`);
-          phaseEnd += phase.seconds;
-          while (clock() - t0 < phaseEnd * 1000) {
-            // Feed at a steady rate, in 100 ms steps; sample every second.
-            const due = Math.floor(((clock() - t0) / 1000) * opts.adaptiveRate);
-            if (due > fed) {
-              await fillFrom(stream, fed, due - fed, 'adaptive');
-              fed = due;
-            }
-            if (clock() - t0 >= next * 1000) {
-              recorder.add(clock(), [await scrapeText(metricsUrl, 1000)]);
-              ticks.push({ atMs: clock(), iops: iopsLimit(group) ?? Number.NaN });
-              next++;
-            }
-            await sleep(100);
-          }
-        }
-        restore();
-        ui.phase(`adaptive run: draining ${fed} events fed at ${opts.adaptiveRate}/s`);
-        await drained(stream, 300_000);
-        const serverWrites = await sampler.stop();
-        const rate = evaluateRange('max(spillway_persist_write_rate_per_sec)', recorder.store);
-        const p99 = evaluateRange(
-          'histogram_quantile(0.99, sum by (le) (rate(spillway_persist_write_latency_seconds_bucket[1500ms])))',
-          recorder.store,
-        );
-        const budgetNow = sampleValue(
-          await scrapeText(metricsUrl, 1000),
-          'spillway_persist_write_budget_per_sec',
-        );
-        const valueAt = (series: typeof rate, t: number) =>
-          series[0]?.points.find((p) => p.t === t)?.v ?? null;
-        const writesAt = (ms: number) => {
-          let found: number | null = null;
-          for (const w of serverWrites) {
-            if (w.toMs > ms) break;
-            found = w.writes;
-          }
-          return found;
-        };
-        return {
-          phases: opts.adaptive,
-          budget: Number.isFinite(budgetNow) ? budgetNow : 100,
-          seconds: ticks.map((tick, i) => {
-            const w0 = writesAt(tick.atMs - 1000);
-            const w1 = writesAt(tick.atMs);
-            const t = recorder.store.times[i] as number;
-            const latency = valueAt(p99, t);
-            return {
-              t: i + 1,
-              iopsLimit: tick.iops,
-              rate: valueAt(rate, t),
-              latencyP99Ms: latency === null ? null : latency * 1000,
-              writes: w0 !== null && w1 !== null ? w1 - w0 : null,
-            };
-          }),
-        };
-      } finally {
-        restore();
-        process.removeListener('exit', restore);
-        await sampler.stop();
-        if (relay) await stopChild(relay);
-        await stopChild(persist);
-        await redis.del(stream);
-        await mongo.db(dbName).dropDatabase();
-      }
-    }
-
-    const by = (prefix: string) => rows.find((r) => r.name.startsWith(prefix)) as Row;
+    const { lag, replicas, adaptive } = await persistRows(run);
+    const by = (prefix: string) => run.rows.find((r) => r.name.startsWith(prefix)) as PersistRow;
     const [ra, rb, rc, rd] = [by('(a)'), by('(b)'), by('(c)'), by('(d)')];
     return {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       full: isFullPersist(opts),
       options: opts,
-      iopsLimit: iopsLimit(cgroup),
-      rows,
+      iopsLimit: iopsLimit(run.cgroup),
+      rows: run.rows,
       ...(lag ? { lag } : {}),
       ...(replicas ? { replicas } : {}),
       ...(adaptive ? { adaptive } : {}),

@@ -10,9 +10,9 @@
  * second, errors by status, the backlog (XLEN), persisted docs/s (persist's
  * spillway_persist_events_total), write commands/s counted at the database server
  * (scripts/db-writes.ts, in a process of its own, every 50 ms: also the busiest
- * sliding second), and the IOPS the database's blkio group did. Both functions'
- * /metrics are kept every second too, to draw the operators' dashboard from the
- * run. The drain of the largest backlog is timed from the per-second samples
+ * sliding second), and the IOPS the database's blkio group did. A real Prometheus
+ * scrapes both functions every second meanwhile; its query_range answers to the
+ * dashboard's expressions are the report's dashboard panels. The drain of the largest backlog is timed from the per-second samples
  * (drainOf); what is left when the load ends is timed with a finer poll of XLEN.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -38,9 +38,15 @@ import {
   sleep,
   tuneMachine,
 } from '../common.js';
-import { MetricsRecorder } from '../metrics-recorder.js';
 import { loadProfile } from '../profile.js';
-import type { SeriesStore } from '../promql.js';
+import { sampleSum, sampleValue } from '../prom-text.js';
+import {
+  type DashboardAnswers,
+  dashboardPanels,
+  type Prometheus,
+  queryDashboard,
+  startPrometheus,
+} from '../prometheus.js';
 import type { RunnerConfig, RunnerResult, SecondFigures } from '../vu-runner.js';
 import { rawInsertManyCeiling } from './persist.js';
 
@@ -144,8 +150,8 @@ export interface SpikeResult {
     afterLoad: { backlog: number; seconds: number | null };
     latencyMs: RunnerResult['latencyMs'];
   };
-  /** Both functions' metrics, scraped every second: the dashboard's input. */
-  metrics: SeriesStore;
+  /** The dashboard's panels as Prometheus answered them (query_range over the run). */
+  dashboard: DashboardAnswers;
   warnings: string[];
 }
 
@@ -216,12 +222,34 @@ export function killSpikeChildren() {
   for (const child of children) if (!hasExited(child)) child.kill('SIGKILL');
 }
 
-export async function runSpikeScenario(
-  opts: SpikeOptions,
-  ui: ScenarioUi,
-  where: { resultsDir: string; stamp: string; smoke: boolean; ceiling?: number },
-): Promise<SpikeResult> {
-  const startedAt = new Date();
+/** What a spike run works with: its own stream, database and keys, its clients and settings. */
+interface SpikeRun {
+  env: Record<string, string>;
+  cgroup: string | undefined;
+  streamKey: string;
+  dbName: string;
+  runTag: string;
+  redis: Redis;
+  mongo: MongoClient;
+  profile: ReturnType<typeof loadProfile>;
+  peak: number;
+  warnings: string[];
+  pipelineEnv: Record<string, string | undefined>;
+}
+
+/** One sample of the run, every second: XLEN, persist's metrics, the blkio counter. */
+interface Tick {
+  atMs: number;
+  backlog: number | null;
+  persisted: number;
+  writeRate: number;
+  budget: number;
+  io: number;
+}
+
+const clock = () => performance.timeOrigin + performance.now();
+
+async function prepare(opts: SpikeOptions, ui: ScenarioUi, startedAt: Date): Promise<SpikeRun> {
   const loaded = loadProfile();
   const profile = {
     ...loaded,
@@ -236,32 +264,50 @@ export async function runSpikeScenario(
       'the database is NOT under a blkio IOPS limit: figures are not the 100 IOPS case',
     );
   for (const warning of warnings) ui.log(`WARNING: ${warning}`);
-  const cgroup = env.DB_BLKIO_CGROUP;
   const runId = `${startedAt.getTime().toString(36)}`;
   const streamKey = `bench:spike:${runId}`;
   const dbName = `bench_spike_${runId}`;
-  const pipelineEnv = { ...process.env, ...env, STREAM_KEY: streamKey, MONGODB_DB: dbName };
-  const ingestSettings = readPart('ingest', pipelineEnv);
-  const persistSettings = readPart('persist', pipelineEnv);
   const redis = new Redis(env.REDIS_URL as string, { maxRetriesPerRequest: 2 });
   redis.on('error', () => undefined);
   const mongo = await new MongoClient(env.MONGODB_URL as string).connect();
+  return {
+    env,
+    cgroup: env.DB_BLKIO_CGROUP,
+    streamKey,
+    dbName,
+    runTag: `bench-spike-${runId}`,
+    redis,
+    mongo,
+    profile,
+    peak,
+    warnings,
+    pipelineEnv: { ...process.env, ...env, STREAM_KEY: streamKey, MONGODB_DB: dbName },
+  };
+}
 
-  // The ceiling of this run, when the persist scenario did not measure it.
-  let ceiling: SpikeResult['ceiling'];
-  if (where.ceiling !== undefined) {
-    ceiling = { docsPerSec: where.ceiling, from: "the persist scenario's row (b), same run" };
-  } else {
-    ui.phase(`raw insertMany ceiling, ${opts.ceilingSec} s`);
-    const docsPerSec = await rawInsertManyCeiling(mongo.db(`${dbName}_ceiling`), opts.ceilingSec);
-    await mongo.db(`${dbName}_ceiling`).dropDatabase();
-    ceiling = {
-      docsPerSec,
-      from: `a raw insertMany loop of ${opts.ceilingSec} s before the spike`,
-    };
-    ui.log(`raw insertMany ceiling: ${Math.round(docsPerSec)} docs/s`);
-  }
+/** The ceiling of this run: the persist scenario's, or a raw insertMany loop of its own. */
+async function runCeiling(
+  run: SpikeRun,
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  given: number | undefined,
+): Promise<SpikeResult['ceiling']> {
+  if (given !== undefined)
+    return { docsPerSec: given, from: "the persist scenario's row (b), same run" };
+  ui.phase(`raw insertMany ceiling, ${opts.ceilingSec} s`);
+  const db = run.mongo.db(`${run.dbName}_ceiling`);
+  const docsPerSec = await rawInsertManyCeiling(db, opts.ceilingSec);
+  await db.dropDatabase();
+  ui.log(`raw insertMany ceiling: ${Math.round(docsPerSec)} docs/s`);
+  return { docsPerSec, from: `a raw insertMany loop of ${opts.ceilingSec} s before the spike` };
+}
 
+/** `npm start`'s pipeline on free ports, up once its log prints the ingest address. */
+async function startPipeline(
+  run: SpikeRun,
+  ui: ScenarioUi,
+  where: { resultsDir: string; stamp: string },
+) {
   const [port, metricsPort, persistPort, persistMetricsPort] = [
     await freePort(),
     await freePort(),
@@ -275,7 +321,7 @@ export async function runSpikeScenario(
     fileURLToPath(new URL('../../scripts/pipeline.js', import.meta.url)),
     {
       env: {
-        ...pipelineEnv,
+        ...run.pipelineEnv,
         PORT: String(port),
         METRICS_PORT: String(metricsPort),
         PERSIST_PORT: String(persistPort),
@@ -288,161 +334,155 @@ export async function runSpikeScenario(
   );
   closeSync(fd);
   children.add(pipeline.proc);
-  const ingestWorkers = Number(process.env.INGEST_WORKERS ?? 3) || 3;
-  {
-    const deadline = Date.now() + 120_000;
-    while (!readFileSync(logFile, 'utf8').includes('/events   (')) {
-      if (hasExited(pipeline.proc))
-        throw new Error(`the pipeline exited before it was up: ${readFileSync(logFile, 'utf8')}`);
-      if (Date.now() > deadline)
-        throw new Error(`the pipeline was not up after 120 s (${logFile})`);
-      await sleep(200);
-    }
+  const deadline = Date.now() + 120_000;
+  while (!readFileSync(logFile, 'utf8').includes('/events   (')) {
+    if (hasExited(pipeline.proc))
+      throw new Error(`the pipeline exited before it was up: ${readFileSync(logFile, 'utf8')}`);
+    if (Date.now() > deadline) throw new Error(`the pipeline was not up after 120 s (${logFile})`);
+    await sleep(200);
   }
   ui.log(`pipeline up: ingest :${port}, persist :${persistPort}, log ${logFile}`);
+  return {
+    proc: pipeline.proc,
+    port,
+    ingestMetrics: `http://127.0.0.1:${metricsPort}/metrics`,
+    persistMetrics: `http://127.0.0.1:${persistMetricsPort}/metrics`,
+  };
+}
 
-  const ingestMetrics = `http://127.0.0.1:${metricsPort}/metrics`;
-  const persistMetrics = `http://127.0.0.1:${persistMetricsPort}/metrics`;
-  const recorder = new MetricsRecorder();
-  const writes = sampleServerWrites({
-    mongodbUrl: env.MONGODB_URL as string,
-    metricsUrl: env.DB_METRICS_URL,
-    intervalMs: 50,
-  });
-  const runTag = `bench-spike-${runId}`;
-  const runnerSeconds: SecondFigures[] = [];
-  interface Tick {
-    atMs: number;
-    backlog: number | null;
-    persisted: number;
-    io: number;
-  }
+/** Samples the run every second from `start(t0)` until `stop()`, on the second from t0. */
+function secondSampler(run: SpikeRun, persistMetrics: string) {
   const ticks: Tick[] = [];
   let t0 = 0;
   let sampling = true;
-  let tickTimer: NodeJS.Timeout | undefined;
-
+  let timer: NodeJS.Timeout | undefined;
   async function tick(): Promise<void> {
-    const atMs = performance.timeOrigin + performance.now();
-    const [backlog, ingestText, persistText] = await Promise.all([
-      redis.xlen(streamKey).catch(() => null),
-      scrapeText(ingestMetrics, 900),
+    const atMs = clock();
+    const [backlog, text] = await Promise.all([
+      run.redis.xlen(run.streamKey).catch(() => null),
       scrapeText(persistMetrics, 900),
     ]);
-    recorder.add(atMs, [ingestText, persistText]);
     ticks.push({
       atMs,
       backlog,
-      persisted: recorder.latest('spillway_persist_events_total'),
-      io: ioServiced(cgroup),
+      persisted: sampleSum(text, 'spillway_persist_events_total'),
+      writeRate: sampleValue(text, 'spillway_persist_write_rate_per_sec'),
+      budget: sampleValue(text, 'spillway_persist_write_budget_per_sec'),
+      io: ioServiced(run.cgroup),
     });
   }
   function schedule(k: number) {
     if (!sampling) return;
-    const due = t0 + k * 1000 - (performance.timeOrigin + performance.now());
-    tickTimer = setTimeout(
-      () => {
-        void tick().finally(() => schedule(k + 1));
-      },
-      Math.max(0, due),
-    );
+    const due = t0 + k * 1000 - clock();
+    timer = setTimeout(() => void tick().finally(() => schedule(k + 1)), Math.max(0, due));
   }
+  return {
+    ticks,
+    start(at: number) {
+      t0 = at;
+      void tick();
+      schedule(1);
+    },
+    stop() {
+      sampling = false;
+      clearTimeout(timer);
+    },
+  };
+}
 
+/** The load through the VU runner, then the drain timed finely (XLEN every 20 ms). */
+async function driveLoad(
+  run: SpikeRun,
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  port: number,
+  sampler: ReturnType<typeof secondSampler>,
+) {
   const runner = forkVuRunner();
   children.add(runner);
   const config: RunnerConfig = {
     mode: 'stages',
     host: '127.0.0.1',
     port,
-    connections: peak,
+    connections: run.peak,
     connectPerTick: opts.connectPerTick,
     connectTickMs: 100,
-    thinkMeanMs: profile.thinkTimeMs.mean,
-    thinkJitter: profile.thinkTimeMs.jitter,
+    thinkMeanMs: run.profile.thinkTimeMs.mean,
+    thinkJitter: run.profile.thinkTimeMs.jitter,
     warmupSec: 0,
     measureSec: 0,
     timeoutMs: 10_000,
-    event: profile.event,
-    keyPrefix: runTag,
+    event: run.profile.event,
+    keyPrefix: run.runTag,
     path: '/events',
     stages: opts.stages,
   };
   const loadSec = opts.stages.reduce((sum, stage) => sum + stage.durationSec, 0);
-  let load: RunnerResult;
-  let loadEndMs = 0;
-  let drainedAtMs: number | null = null;
-  let backlogAtLoadEnd = 0;
-  let serverWrites: WriteSample[] = [];
+  const runnerSeconds: SecondFigures[] = [];
+  let t0 = 0;
   try {
-    load = await runVuRunner(runner, config, (message) => {
-      switch (message.type) {
-        case 'progress':
-          ui.log(`  [spike] ${message.text}`);
-          break;
-        case 'window':
-          if (message.edge === 'start') {
-            t0 = performance.timeOrigin + performance.now();
-            void tick();
-            schedule(1);
-            ui.phase(`spike: ${loadSec} s of load, ${peak} VUs at the peak`);
-          }
-          break;
-        case 'second': {
-          const s = message.figures;
-          runnerSeconds.push(s);
-          ui.phase(
-            `spike: ${s.second + 1}/${loadSec} s, ${s.vus} VUs, ${s.answered} answers/s, backlog ${ticks.at(-1)?.backlog ?? '?'}`,
-          );
-          break;
-        }
+    const load = await runVuRunner(runner, config, (message) => {
+      if (message.type === 'progress') ui.log(`  [spike] ${message.text}`);
+      else if (message.type === 'window' && message.edge === 'start') {
+        t0 = clock();
+        sampler.start(t0);
+        ui.phase(`spike: ${loadSec} s of load, ${run.peak} VUs at the peak`);
+      } else if (message.type === 'second') {
+        const s = message.figures;
+        runnerSeconds.push(s);
+        ui.phase(
+          `spike: ${s.second + 1}/${loadSec} s, ${s.vus} VUs, ${s.answered} answers/s, backlog ${sampler.ticks.at(-1)?.backlog ?? '?'}`,
+        );
       }
     });
-    loadEndMs = performance.timeOrigin + performance.now();
-    backlogAtLoadEnd = await redis.xlen(streamKey);
+    const loadEndMs = clock();
+    const backlogAtLoadEnd = await run.redis.xlen(run.streamKey);
     ui.phase(`drain: ${backlogAtLoadEnd} entries left when the load ended`);
-    // The drain, timed finely: XLEN every 20 ms until the stream is empty.
+    let drainedAtMs: number | null = null;
     const deadline = Date.now() + opts.drainTimeoutSec * 1000;
     for (;;) {
-      const length = await redis.xlen(streamKey);
+      const length = await run.redis.xlen(run.streamKey);
       if (length === 0) {
-        drainedAtMs = performance.timeOrigin + performance.now();
+        drainedAtMs = clock();
         break;
       }
       if (Date.now() > deadline) {
-        warnings.push(
+        run.warnings.push(
           `the stream still held ${length} entries ${opts.drainTimeoutSec} s after the load`,
         );
         break;
       }
       await sleep(20);
     }
-    // One more whole second of samples after the drain.
-    await sleep(1100);
+    return { load, runnerSeconds, t0, loadEndMs, drainedAtMs, backlogAtLoadEnd };
   } finally {
-    sampling = false;
-    clearTimeout(tickTimer);
     await stopProcess(runner, { timeoutMs: 5000 });
-    serverWrites = await writes.stop();
-    ui.phase('stopping the pipeline');
-    await stopProcess(pipeline.proc, { timeoutMs: 60_000, signal: 'SIGINT' });
   }
+}
 
-  const storedDocuments = await mongo.db(dbName).collection('events').estimatedDocumentCount();
-
-  // Clean up what the run wrote.
-  await redis.unlink(streamKey);
-  await deleteMatching(redis, idempotencyKey('anon', `${runTag}-*`));
-  for (let from = 1; from <= peak; from += 1000) {
+/** Deletes what the run wrote: its stream, idempotency records, sequences and database. */
+async function cleanUp(run: SpikeRun): Promise<void> {
+  const { redis, profile } = run;
+  await redis.unlink(run.streamKey);
+  await deleteMatching(redis, idempotencyKey('anon', `${run.runTag}-*`));
+  for (let from = 1; from <= run.peak; from += 1000) {
     const keys = [];
-    for (let i = from; i < Math.min(from + 1000, peak + 1); i++)
+    for (let i = from; i < Math.min(from + 1000, run.peak + 1); i++)
       keys.push(sequenceKey(profile.event.source, `${profile.event.subjectPrefix}${i}`));
     await redis.unlink(...keys);
   }
-  await mongo.db(dbName).dropDatabase();
+  await run.mongo.db(run.dbName).dropDatabase();
   redis.disconnect();
-  await mongo.close();
+  await run.mongo.close();
+}
 
-  // --- one time axis ----------------------------------------------------------
+/** The runner's seconds, the ticks and the server's write counts on one time axis. */
+function timeAxis(
+  driven: Awaited<ReturnType<typeof driveLoad>>,
+  ticks: Tick[],
+  serverWrites: WriteSample[],
+): SpikeSecond[] {
+  const { runnerSeconds, t0, drainedAtMs } = driven;
   const secondsTotal = Math.max(
     runnerSeconds.length,
     Math.ceil(((drainedAtMs ?? ticks.at(-1)?.atMs ?? t0) - t0) / 1000) + 1,
@@ -455,40 +495,42 @@ export async function runSpikeScenario(
     const end = tickAt(k + 1);
     const diff = (f: (tk: Tick) => number) =>
       start && end && end !== start ? f(end) - f(start) : null;
-    const statuses = r?.statuses ?? {};
     const kinds = r?.errors ?? { non2xx: 0, socket: 0, timeout: 0, connect: 0 };
     const w0 = writesAt(serverWrites, t0 + k * 1000);
     const w1 = writesAt(serverWrites, t0 + (k + 1) * 1000);
-    const rateSeries = recorder.store.series.find(
-      (s) => s.name === 'spillway_persist_write_rate_per_sec',
-    );
-    const endIndex = end ? ticks.indexOf(end) : -1;
+    const answered = r && r.answered > 0;
     seconds.push({
       t: k,
       vus: r?.vus ?? 0,
       offered: r?.offered ?? 0,
       answered: r?.answered ?? 0,
-      p50: r && r.answered > 0 ? r.p50 : null,
-      p95: r && r.answered > 0 ? r.p95 : null,
-      p99: r && r.answered > 0 ? r.p99 : null,
-      statuses,
+      p50: answered ? r.p50 : null,
+      p95: answered ? r.p95 : null,
+      p99: answered ? r.p99 : null,
+      statuses: r?.statuses ?? {},
       errors: kinds.non2xx + kinds.socket + kinds.timeout + kinds.connect,
       errorKinds: kinds,
       backlog: end?.backlog ?? null,
       persisted: diff((tk) => tk.persisted),
       writes: w0 !== null && w1 !== null ? w1 - w0 : null,
       iops: diff((tk) => tk.io),
-      writeRate: rateSeries && endIndex >= 0 ? (rateSeries.values[endIndex] ?? null) : null,
+      writeRate: end && Number.isFinite(end.writeRate) ? end.writeRate : null,
     });
   }
+  return seconds;
+}
+
+/** The run's totals, peaks and drain. */
+function summarize(
+  driven: Awaited<ReturnType<typeof driveLoad>>,
+  seconds: SpikeSecond[],
+  serverWrites: WriteSample[],
+  figures: { maxBacklog: number; ceiling: number; persistedTotal: number; stored: number },
+): SpikeResult['summary'] {
+  const { load, t0, loadEndMs, drainedAtMs } = driven;
   const busiest = busiestSecond(serverWrites);
-  let peakBacklog = 0;
-  let peakBacklogAt = 0;
-  for (const s of seconds)
-    if ((s.backlog ?? 0) > peakBacklog) {
-      peakBacklog = s.backlog ?? 0;
-      peakBacklogAt = s.t;
-    }
+  let peak: SpikeSecond | undefined;
+  for (const s of seconds) if ((s.backlog ?? 0) > (peak?.backlog ?? 0)) peak = s;
   const errorsByKind: Record<string, number> = {};
   for (const s of seconds) {
     for (const [status, n] of Object.entries(s.statuses))
@@ -497,53 +539,108 @@ export async function runSpikeScenario(
       if (s.errorKinds[kind] > 0)
         errorsByKind[kind] = (errorsByKind[kind] ?? 0) + s.errorKinds[kind];
   }
-  const maxBacklog = ingestSettings.maxBacklog || Number.POSITIVE_INFINITY;
-  const budgetMetric = recorder.latest('spillway_persist_write_budget_per_sec');
-  const budget = Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.dbWriteOpsPerSec;
   const drainSec = drainedAtMs === null ? Number.NaN : (drainedAtMs - loadEndMs) / 1000;
-  const drain = drainOf(seconds, ceiling.docsPerSec);
+  const drain = drainOf(seconds, figures.ceiling);
+  return {
+    offered: load.sent,
+    answered: Object.values(load.statuses).reduce((x, y) => x + y, 0),
+    accepted: load.statuses['202'] ?? 0,
+    errors: load.errors.total,
+    errorsUnderMaxBacklog: seconds
+      .filter((s) => (s.backlog ?? 0) < figures.maxBacklog)
+      .reduce((sum, s) => sum + s.errors, 0),
+    errorsByKind,
+    peakBacklog: peak?.backlog ?? 0,
+    peakBacklogAt: peak?.t ?? 0,
+    busiestSecond: busiest.writes,
+    busiestSecondAt: (busiest.atMs - t0) / 1000,
+    persistedTotal: figures.persistedTotal,
+    storedDocuments: figures.stored,
+    loadEndedAt: (loadEndMs - t0) / 1000,
+    drainedAt: drainedAtMs === null ? null : (drainedAtMs - t0) / 1000,
+    ...(drain ? { drain } : {}),
+    afterLoad: {
+      backlog: driven.backlogAtLoadEnd,
+      seconds: Number.isFinite(drainSec) ? drainSec : null,
+    },
+    latencyMs: load.latencyMs,
+  };
+}
 
+export async function runSpikeScenario(
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  where: { resultsDir: string; stamp: string; smoke: boolean; ceiling?: number },
+): Promise<SpikeResult> {
+  const startedAt = new Date();
+  const run = await prepare(opts, ui, startedAt);
+  const ingestSettings = readPart('ingest', run.pipelineEnv);
+  const persistSettings = readPart('persist', run.pipelineEnv);
+  const ceiling = await runCeiling(run, opts, ui, where.ceiling);
+  const pipeline = await startPipeline(run, ui, where);
+  let prometheus: Prometheus | undefined;
+  const writes = sampleServerWrites({
+    mongodbUrl: run.env.MONGODB_URL as string,
+    metricsUrl: run.env.DB_METRICS_URL,
+    intervalMs: 50,
+  });
+  const sampler = secondSampler(run, pipeline.persistMetrics);
+  let driven: Awaited<ReturnType<typeof driveLoad>>;
+  let dashboard: DashboardAnswers;
+  let serverWrites: WriteSample[] = [];
+  try {
+    ui.phase('starting Prometheus (scraping ingest and persist every second)');
+    prometheus = await startPrometheus(
+      { ingest: [pipeline.ingestMetrics], persist: [pipeline.persistMetrics] },
+      { logFile: join(where.resultsDir, `spike-${where.stamp}-prometheus.log`) },
+    );
+    children.add(prometheus.proc);
+    driven = await driveLoad(run, opts, ui, pipeline.port, sampler);
+    // One more whole second of samples after the drain.
+    await sleep(1100);
+    const endMs = clock();
+    await prometheus.scrapedSince(endMs);
+    ui.phase('querying Prometheus for the dashboard');
+    dashboard = await queryDashboard(prometheus, dashboardPanels(), {
+      startMs: driven.t0,
+      endMs,
+      rateInterval: '5s',
+    });
+  } finally {
+    sampler.stop();
+    serverWrites = await writes.stop();
+    await prometheus?.stop();
+    ui.phase('stopping the pipeline');
+    await stopProcess(pipeline.proc, { timeoutMs: 60_000, signal: 'SIGINT' });
+  }
+  const stored = await run.mongo.db(run.dbName).collection('events').estimatedDocumentCount();
+  await cleanUp(run);
+
+  const seconds = timeAxis(driven, sampler.ticks, serverWrites);
+  const budgetMetric = sampler.ticks.at(-1)?.budget ?? Number.NaN;
   return {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     options: opts,
     smoke: where.smoke,
-    thinkTimeMs: profile.thinkTimeMs,
-    ingestWorkers,
-    budget,
+    thinkTimeMs: run.profile.thinkTimeMs,
+    ingestWorkers: Number(process.env.INGEST_WORKERS ?? 3) || 3,
+    budget: Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.dbWriteOpsPerSec,
     budgetFrom: Number.isFinite(budgetMetric)
       ? "persist's spillway_persist_write_budget_per_sec"
       : "persist's DB_WRITE_OPS_PER_SEC",
     maxBacklog: ingestSettings.maxBacklog,
-    iopsLimit: iopsLimit(cgroup),
+    iopsLimit: iopsLimit(run.cgroup),
     ceiling,
     seconds,
-    load,
-    summary: {
-      offered: load.sent,
-      answered: Object.values(load.statuses).reduce((x, y) => x + y, 0),
-      accepted: load.statuses['202'] ?? 0,
-      errors: load.errors.total,
-      errorsUnderMaxBacklog: seconds
-        .filter((s) => (s.backlog ?? 0) < maxBacklog)
-        .reduce((sum, s) => sum + s.errors, 0),
-      errorsByKind,
-      peakBacklog,
-      peakBacklogAt,
-      busiestSecond: busiest.writes,
-      busiestSecondAt: (busiest.atMs - t0) / 1000,
-      persistedTotal: recorder.latest('spillway_persist_events_total'),
-      storedDocuments,
-      loadEndedAt: (loadEndMs - t0) / 1000,
-      drainedAt: drainedAtMs === null ? null : (drainedAtMs - t0) / 1000,
-      ...(drain ? { drain } : {}),
-      afterLoad: {
-        backlog: backlogAtLoadEnd,
-        seconds: Number.isFinite(drainSec) ? drainSec : null,
-      },
-      latencyMs: load.latencyMs,
-    },
-    metrics: recorder.store,
-    warnings,
+    load: driven.load,
+    summary: summarize(driven, seconds, serverWrites, {
+      maxBacklog: ingestSettings.maxBacklog || Number.POSITIVE_INFINITY,
+      ceiling: ceiling.docsPerSec,
+      persistedTotal: sampler.ticks.at(-1)?.persisted ?? Number.NaN,
+      stored,
+    }),
+    dashboard,
+    warnings: run.warnings,
   };
 }

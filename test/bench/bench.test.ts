@@ -1,25 +1,25 @@
 /**
  * The benchmark's own parts, on real processes: the VU runner following stages
  * against a real server, second by second; a real CPU profile read back; the
- * PromQL the dashboard is drawn with; the charts rendered to SVG.
+ * Prometheus the dashboard is drawn from; the charts rendered to SVG.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dashboardSpecs, renderSvg, spikeSpec } from '../../bench/charts.js';
-import { freePort } from '../../bench/common.js';
+import { freePort, sleep } from '../../bench/common.js';
 import { topSelfFrames } from '../../bench/cpu-profile.js';
-import { MetricsRecorder } from '../../bench/metrics-recorder.js';
 import {
-  bucketQuantile,
-  evaluateRange,
-  metricNames,
-  parsePromQL,
-  type SeriesStore,
-} from '../../bench/promql.js';
-import { dashboardPanels } from '../../bench/report.js';
+  dashboardPanels,
+  type Prometheus,
+  queryDashboard,
+  startPrometheus,
+  withGrafanaVariables,
+} from '../../bench/prometheus.js';
 import { drainOf, type SpikeSecond } from '../../bench/scenarios/spike.js';
 import { ingestTargets, spikeTargets } from '../../bench/targets.js';
 import { run, type SecondFigures, stageTarget } from '../../bench/vu-runner.js';
@@ -126,58 +126,91 @@ describe('a CPU profile', () => {
   });
 });
 
-describe('PromQL as the dashboard uses it', () => {
-  it('lists the metric names of an expression', () => {
-    const tree = parsePromQL(
-      'sum(rate(a_total{x="1"}[5m])) / on() group_left max(b) > 0.5 and histogram_quantile(0.99, sum by (le) (rate(c_bucket[1m])))',
-    );
-    expect([...metricNames(tree)].sort()).toEqual(['a_total', 'b', 'c_bucket']);
-    expect(() => parsePromQL('sum(rate(x[5m])')).toThrow();
+describe('a real Prometheus scraping a prom-client registry', () => {
+  const registry = new Registry();
+  const requests = new Counter({
+    name: 'spillway_ingest_requests_total',
+    help: 'requests by status',
+    labelNames: ['status'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'spillway_ingest_request_seconds',
+    help: 'latency',
+    buckets: [0.01, 0.1, 1],
+    registers: [registry],
+  });
+  let server: Server;
+  let prometheus: Prometheus;
+  let load: NodeJS.Timeout;
+  let startMs: number;
+  let endMs: number;
+
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      res.setHeader('content-type', registry.contentType);
+      void registry.metrics().then((text) => res.end(text));
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+    prometheus = await startPrometheus({ ingest: [`http://127.0.0.1:${port}/metrics`] });
+    // Every 100 ms: 10 answers 202 and one 503; 9 in 10 take 5 ms, 1 takes 500 ms.
+    load = setInterval(() => {
+      requests.inc({ status: '202' }, 10);
+      requests.inc({ status: '503' }, 1);
+      for (let i = 0; i < 10; i++) latency.observe(i === 0 ? 0.5 : 0.005);
+    }, 100);
+    startMs = Date.now();
+    await sleep(8000);
+    endMs = Date.now();
+    await prometheus.scrapedSince(endMs);
+  });
+  afterAll(async () => {
+    clearInterval(load);
+    await prometheus?.stop();
+    server?.close();
   });
 
-  it('computes histogram_quantile as Prometheus does', () => {
-    const buckets = [
-      { le: 0.1, count: 50 },
-      { le: 0.5, count: 90 },
-      { le: 1, count: 100 },
-      { le: Number.POSITIVE_INFINITY, count: 100 },
-    ];
-    expect(bucketQuantile(0.5, buckets)).toBeCloseTo(0.1);
-    expect(bucketQuantile(0.7, buckets)).toBeCloseTo(0.3);
-    expect(bucketQuantile(0.95, buckets)).toBeCloseTo(0.75);
-    // In the +Inf bucket: the highest finite bound.
-    expect(
-      bucketQuantile(0.99, [
-        { le: 1, count: 1 },
-        { le: Number.POSITIVE_INFINITY, count: 10 },
-      ]),
-    ).toBe(1);
+  const expr = (title: string, i = 0) =>
+    withGrafanaVariables(
+      dashboardPanels().find((p) => p.title === title)?.targets?.[i]?.expr ?? '',
+      '5s',
+    );
+
+  it("answers query_range for the dashboard's ingress panel: rates by status", async () => {
+    const answer = await prometheus.queryRange(expr('Ingress by status'), startMs, endMs, 1);
+    const last = (status: string) => answer.find((s) => s.labels.status === status)?.points.at(-1);
+    const ok = last('202');
+    const failed = last('503');
+    expect(ok?.v).toBeGreaterThan(50); // 100/s when the timer keeps time
+    expect(ok?.v).toBeLessThan(130);
+    expect((failed?.v ?? 0) / (ok?.v ?? 1)).toBeCloseTo(0.1, 6);
+    expect(Math.abs((ok?.t ?? 0) - endMs)).toBeLessThanOrEqual(1000); // step 1 s up to the end
+    expect(answer.find((s) => s.labels.status === '202')?.points.length).toBeGreaterThan(4);
   });
 
-  it('evaluates rates (across a counter reset), aggregations and histograms over scrapes', () => {
-    const recorder = new MetricsRecorder();
-    const text = (ok: number, bad: number, b1: number, b2: number) =>
-      [
-        `spillway_x_total{status="202"} ${ok}`,
-        `spillway_x_total{status="503"} ${bad}`,
-        `spillway_h_bucket{le="0.01"} ${b1}`,
-        `spillway_h_bucket{le="+Inf"} ${b2}`,
-      ].join('\n');
-    recorder.add(0, [text(0, 0, 0, 0)]);
-    recorder.add(1000, [text(100, 10, 90, 100)]);
-    recorder.add(2000, [text(40, 20, 180, 200)]); // 202 reset: 100 → 0 → 40
-    const store: SeriesStore = recorder.store;
-    const rate = evaluateRange('sum by (status) (rate(spillway_x_total[10s]))', store);
-    const at = (status: string) => rate.find((s) => s.labels.status === status)?.points.at(-1)?.v;
-    expect(at('202')).toBeCloseTo(70); // (100 + 40) / 2 s
-    expect(at('503')).toBeCloseTo(10);
-    const total = evaluateRange('sum(rate(spillway_x_total[10s])) * 2', store);
-    expect(total[0]?.points.at(-1)?.v).toBeCloseTo(160);
-    const p50 = evaluateRange(
-      'histogram_quantile(0.5, sum by (le) (rate(spillway_h_bucket[10s])))',
-      store,
-    );
-    expect(p50[0]?.points.at(-1)?.v).toBeCloseTo(0.01 * (100 / 180));
+  it('computes histogram_quantile over the buckets as Prometheus does', async () => {
+    const at = async (i: number) =>
+      (await prometheus.queryRange(expr('Ingest latency', i), startMs, endMs, 1))[0]?.points.at(-1)
+        ?.v;
+    expect(await at(0)).toBeCloseTo(0.01 * (0.5 / 0.9), 6); // p50: within the first bucket
+    expect(await at(2)).toBeCloseTo(0.1 + 0.9 * ((0.99 - 0.9) / 0.1), 6); // p99: in (0.1, 1]
+  });
+
+  it('draws every dashboard panel from its answers', async () => {
+    const dashboard = await queryDashboard(prometheus, dashboardPanels(), {
+      startMs,
+      endMs,
+      rateInterval: '5s',
+    });
+    const specs = dashboardSpecs(dashboard);
+    expect(specs.length).toBeGreaterThan(8);
+    const ingress = specs.find((s) => s.title === 'Ingress by status');
+    expect(ingress?.series).toBe(2);
+    expect(specs.find((s) => s.title === 'Backlog')?.series).toBe(0); // not exported here
+    const svg = await renderSvg(ingress?.spec as never);
+    expect(svg).toContain('Ingress by status');
+    expect(svg).not.toContain('NaN');
   });
 });
 
@@ -214,20 +247,6 @@ describe('the charts', () => {
     ])
       expect(svg).toContain(text);
     expect(svg).not.toContain('NaN');
-  });
-
-  it('draw every dashboard panel from scrapes', async () => {
-    const recorder = new MetricsRecorder();
-    for (let i = 0; i < 5; i++)
-      recorder.add(i * 1000, [
-        `spillway_ingest_requests_total{status="202"} ${i * 100}\nspillway_persist_backlog_entries ${i * 7}`,
-      ]);
-    const specs = dashboardSpecs(dashboardPanels(ROOT), recorder.store, '5s');
-    expect(specs.length).toBeGreaterThan(8);
-    const ingress = specs.find((s) => s.title === 'Ingress by status');
-    expect(ingress?.series).toBe(1);
-    const svg = await renderSvg(ingress?.spec as never);
-    expect(svg).toContain('Ingress by status');
   });
 });
 

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FunctionProcess, startFunction } from '../helpers.js';
+import { type FunctionProcess, startFunction } from '../support/helpers.js';
 import { kindsOf } from './resource-names.js';
 import { dryRun, loadManifests, ROOT, read } from './support.js';
 
