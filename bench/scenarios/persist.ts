@@ -38,6 +38,7 @@ import {
 } from '../common.js';
 import { sampleValue } from '../prom-text.js';
 import { type Prometheus, type RangeSeries, startPrometheus } from '../prometheus.js';
+import { type SlotFigures, slotFigures } from '../slot.js';
 
 export interface PersistOptions {
   /** Seconds of (a), (a′) and (b). */
@@ -135,6 +136,8 @@ export interface PersistRow {
   maxWritesInOneSecond: number;
   iops: number;
   note?: string;
+  /** What one slot of the budget was spent on (rows that run persist). */
+  slot?: SlotFigures;
 }
 
 export interface PersistResult {
@@ -378,7 +381,15 @@ async function pushPath(
         await drained(run, stream, 600_000);
         return row.events;
       };
-      return await measure(run, row.name, deliver, row.note);
+      const before = await scrapeText(metricsUrl, 2000);
+      const measured = await measure(run, row.name, deliver, row.note);
+      const after = await scrapeText(metricsUrl, 2000);
+      const slot = slotFigures(before, after, measured.seconds, measured.docs, extra);
+      if (slot) {
+        measured.slot = slot;
+        run.ui.log(`  slot: ${JSON.stringify(slot)}`);
+      }
+      return measured;
     } finally {
       await stopChild(relay);
     }
@@ -497,18 +508,25 @@ async function catchUp(run: PersistRun): Promise<void> {
   const dbName = `bench_${run.runId}_d`;
   run.ui.phase(`(d) catch-up: filling ${backlog} entries`);
   await fillFrom(run, stream, 0, backlog, 'd');
+  const metricsPort = await freePort();
   const persist = spawnNode(run, 'dist/functions/host/main.js', {
     STREAM_KEY: stream,
     MONGODB_DB: dbName,
     FUNCTION_TARGET: 'persist',
     PORT: String(await freePort()),
-    METRICS_PORT: String(await freePort()),
+    METRICS_PORT: String(metricsPort),
   });
   const drain = async () => {
     await drained(run, stream, 3_600_000);
     return backlog;
   };
-  await measure(run, '(d) catch-up of a backlog', drain, `${backlog} entries`);
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const measured = await measure(run, '(d) catch-up of a backlog', drain, `${backlog} entries`);
+  const slot = slotFigures('', await scrapeText(metricsUrl, 2000), measured.seconds, backlog);
+  if (slot) {
+    measured.slot = slot;
+    run.ui.log(`  slot: ${JSON.stringify(slot)}`);
+  }
   const count = await run.mongo.db(dbName).collection('events').estimatedDocumentCount();
   if (count !== backlog)
     run.warnings.push(`(d) catch-up: ${count} documents for ${backlog} entries`);

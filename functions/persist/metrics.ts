@@ -113,6 +113,12 @@ function distributions(registers: Registry[]) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    formSeconds: new Histogram({
+      name: 'spillway_persist_form_seconds',
+      help: 'Time from a grant of the write budget to its write command sent: settling the batch (cut to the largest batch and one command, topped up with what arrived meanwhile)',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
     queued: new Gauge({
       name: 'spillway_persist_queued_docs',
       help: 'Documents waiting for the next batch',

@@ -152,6 +152,7 @@ export class BatchWriter {
     metrics.writeCommands.inc({ collection: target.name });
     let items: Item<W>[] = [];
     const verdict = await budget.run(async () => {
+      const granted = performance.now();
       const limit = this.batchLimit;
       queue.putBack(group.slice(limit));
       const formed = this.abandoned ? group.slice(0, limit) : await form(group.slice(0, limit));
@@ -159,6 +160,7 @@ export class BatchWriter {
       const fit = oneCommand(sizes, this.commandLimits);
       queue.putBack(formed.slice(fit));
       items = formed.slice(0, fit);
+      metrics.formSeconds.observe((performance.now() - granted) / 1000);
       return this.send(target, items);
     }, answered);
     return this.abandoned ? undefined : { items, verdict };

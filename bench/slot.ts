@@ -1,0 +1,57 @@
+/**
+ * What one slot of the write budget is spent on, from persist's own metrics
+ * scraped before and after a run: forming the batch at the grant, the write
+ * command, the spacing the budget keeps after its answer, and the rest (the
+ * release, a waiting replica's next ask, no batch ready).
+ */
+
+import { SLACK_MS } from '../functions/persist/spacer.js';
+import { readPart } from '../functions/shared/settings.js';
+import { sampleSum } from './prom-text.js';
+
+export interface SlotFigures {
+  /** Write commands under the budget (grants used). */
+  writes: number;
+  docsPerWrite: number;
+  /** Wall time per write: the run's seconds ÷ writes. */
+  slotMs: number;
+  /** Grant → command sent (part of writeMs). */
+  formMs: number;
+  /** Grant → answer. */
+  writeMs: number;
+  /** The budget's spacing after an answer at its ceiling (1010 / DB_WRITE_OPS_PER_SEC). */
+  spacingMs: number;
+  /** slotMs − writeMs − spacingMs. */
+  idleMs: number;
+}
+
+const delta = (before: string, after: string, name: string) =>
+  (sampleSum(after, name) || 0) - (sampleSum(before, name) || 0);
+
+export function slotFigures(
+  before: string,
+  after: string,
+  seconds: number,
+  docs: number,
+  env: Record<string, string> = {},
+): SlotFigures | undefined {
+  const writes = delta(before, after, 'spillway_persist_write_latency_seconds_count');
+  if (!(writes > 0)) return undefined;
+  const forms = delta(before, after, 'spillway_persist_form_seconds_count');
+  const formMs =
+    forms > 0 ? (delta(before, after, 'spillway_persist_form_seconds_sum') / forms) * 1000 : 0;
+  const writeMs =
+    (delta(before, after, 'spillway_persist_write_latency_seconds_sum') / writes) * 1000;
+  const { dbWriteOpsPerSec } = readPart('persist', { ...process.env, ...env });
+  const spacingMs = SLACK_MS / dbWriteOpsPerSec;
+  const slotMs = (seconds * 1000) / writes;
+  return {
+    writes,
+    docsPerWrite: docs / writes,
+    slotMs,
+    formMs,
+    writeMs,
+    spacingMs,
+    idleMs: slotMs - writeMs - spacingMs,
+  };
+}
