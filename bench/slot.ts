@@ -7,7 +7,7 @@
 
 import { SLACK_MS } from '../functions/persist/spacer.js';
 import { readPart } from '../functions/shared/settings.js';
-import { sampleSum } from './prom-text.js';
+import { parsePromText } from './prom-text.js';
 
 export interface SlotFigures {
   /** Write commands under the budget (grants used). */
@@ -25,8 +25,12 @@ export interface SlotFigures {
   idleMs: number;
 }
 
-const delta = (before: string, after: string, name: string) =>
-  (sampleSum(after, name) || 0) - (sampleSum(before, name) || 0);
+/** Every series' value, summed over its labels. */
+function sums(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const { name, value } of parsePromText(text)) out.set(name, (out.get(name) ?? 0) + value);
+  return out;
+}
 
 export function slotFigures(
   before: string,
@@ -35,13 +39,13 @@ export function slotFigures(
   docs: number,
   env: Record<string, string> = {},
 ): SlotFigures | undefined {
-  const writes = delta(before, after, 'spillway_persist_write_latency_seconds_count');
+  const [from, to] = [sums(before), sums(after)];
+  const delta = (name: string) => (to.get(name) ?? 0) - (from.get(name) ?? 0);
+  const writes = delta('spillway_persist_write_latency_seconds_count');
   if (!(writes > 0)) return undefined;
-  const forms = delta(before, after, 'spillway_persist_form_seconds_count');
-  const formMs =
-    forms > 0 ? (delta(before, after, 'spillway_persist_form_seconds_sum') / forms) * 1000 : 0;
-  const writeMs =
-    (delta(before, after, 'spillway_persist_write_latency_seconds_sum') / writes) * 1000;
+  const forms = delta('spillway_persist_form_seconds_count');
+  const formMs = forms > 0 ? (delta('spillway_persist_form_seconds_sum') / forms) * 1000 : 0;
+  const writeMs = (delta('spillway_persist_write_latency_seconds_sum') / writes) * 1000;
   const { dbWriteOpsPerSec } = readPart('persist', { ...process.env, ...env });
   const spacingMs = SLACK_MS / dbWriteOpsPerSec;
   const slotMs = (seconds * 1000) / writes;

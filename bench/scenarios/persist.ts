@@ -237,6 +237,21 @@ async function measure(
   return row;
 }
 
+/** Adds to a row what one budget slot was spent on: persist's metrics now against `before`. */
+async function withSlot(
+  run: PersistRun,
+  row: PersistRow,
+  metricsUrl: string,
+  before: string,
+  env: Record<string, string> = {},
+): Promise<void> {
+  const after = await scrapeText(metricsUrl, 2000);
+  const slot = slotFigures(before, after, row.seconds, row.docs, env);
+  if (!slot) return;
+  row.slot = slot;
+  run.ui.log(`  slot: ${JSON.stringify(slot)}`);
+}
+
 /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
 async function fillFrom(run: PersistRun, stream: string, from: number, n: number, prefix: string) {
   const time = new Date().toISOString();
@@ -383,12 +398,7 @@ async function pushPath(
       };
       const before = await scrapeText(metricsUrl, 2000);
       const measured = await measure(run, row.name, deliver, row.note);
-      const after = await scrapeText(metricsUrl, 2000);
-      const slot = slotFigures(before, after, measured.seconds, measured.docs, extra);
-      if (slot) {
-        measured.slot = slot;
-        run.ui.log(`  slot: ${JSON.stringify(slot)}`);
-      }
+      await withSlot(run, measured, metricsUrl, before, extra);
       return measured;
     } finally {
       await stopChild(relay);
@@ -522,11 +532,7 @@ async function catchUp(run: PersistRun): Promise<void> {
   };
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const measured = await measure(run, '(d) catch-up of a backlog', drain, `${backlog} entries`);
-  const slot = slotFigures('', await scrapeText(metricsUrl, 2000), measured.seconds, backlog);
-  if (slot) {
-    measured.slot = slot;
-    run.ui.log(`  slot: ${JSON.stringify(slot)}`);
-  }
+  await withSlot(run, measured, metricsUrl, '');
   const count = await run.mongo.db(dbName).collection('events').estimatedDocumentCount();
   if (count !== backlog)
     run.warnings.push(`(d) catch-up: ${count} documents for ${backlog} entries`);
