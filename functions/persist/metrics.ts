@@ -104,7 +104,7 @@ function distributions(registers: Registry[]) {
     }),
     batchLimit: new Gauge({
       name: 'spillway_persist_batch_limit_docs',
-      help: 'The largest batch now: halved while writes are slower than DB_LATENCY_TARGET_MS',
+      help: 'The largest batch now: cut while writes are slower than DB_LATENCY_TARGET_MS',
       registers,
     }),
     writeLatency: new Histogram({
@@ -115,7 +115,7 @@ function distributions(registers: Registry[]) {
     }),
     formSeconds: new Histogram({
       name: 'spillway_persist_form_seconds',
-      help: 'Time from a grant of the write budget to its write command sent: settling the batch (cut to the largest batch and one command, topped up with what arrived meanwhile)',
+      help: 'Time from a grant of the write budget to its write command sent: settling the batch (its entries checked, topped up from the stream)',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),

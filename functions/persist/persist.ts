@@ -124,7 +124,7 @@ function sharedBudget(
   metrics: PersistMetrics,
   log: Logger,
 ): SharedBudget {
-  return new SharedBudget({
+  const budget: SharedBudget = new SharedBudget({
     redis,
     key: writeBudgetKey(config.mongodbDb),
     ceiling: config.dbWriteOpsPerSec,
@@ -133,16 +133,22 @@ function sharedBudget(
     maxReplicas: config.persistMaxReplicas,
     maxBatchDocs: config.maxBatchDocs,
     log,
-    onWrite: (write) => metrics.writeLatency.observe(write.latencyMs / 1000),
+    onWrite: (write) => {
+      metrics.writeLatency.observe(write.latencyMs / 1000);
+      // The largest batch as this write's release left it (shared; a local one is the committer's).
+      const limit = budget.batchLimit;
+      if (limit !== undefined) metrics.batchLimit.set(limit);
+    },
     onClockStep: () => metrics.clockSteps.inc(),
   });
+  return budget;
 }
 
 /**
  * The events collection and the index of events_dead, once the database takes
  * them. Made here rather than by the first batch: a database creates a collection
  * on its first insert, which makes that write slow (a second or more on a small
- * disk), and a slow write halves the batches of every replica for the writes
+ * disk), and a slow write cuts the batches of every replica for the writes
  * after it. A database that is down at start is no reason to exit: deliveries
  * queue and are retried meanwhile.
  */

@@ -4,7 +4,7 @@
  * give the same largest batch after the same writes. Against a real Redis.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { BatchLimit, batchRule } from '../../functions/persist/batch-limit.js';
+import { BatchLimit, batchRule, cut } from '../../functions/persist/batch-limit.js';
 import { SLACK_MS } from '../../functions/persist/spacer.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { scriptTexts } from '../../functions/shared/redis/scripts.js';
@@ -49,14 +49,16 @@ async function sharedWrite(
 }
 
 describe('the largest batch', () => {
-  // Within one cooldown: the first slow write halves it, later ones do not.
+  // Target 100 ms. Within one cooldown: the first slow write (5 × the target) cuts
+  // it to a fifth, later ones do not; a write within half the target adds a step,
+  // one between half the target and the target (70 ms) leaves it.
   const writes: Array<[number, boolean]> = [
     [20, true],
     [500, true],
     [20, true],
     [30, false],
     [20, true],
-    [20, true],
+    [70, true],
     [20, true],
   ];
 
@@ -72,7 +74,15 @@ describe('the largest batch', () => {
     // The rule did something: a cut, and growth back (unless at the minimum already).
     const docs = seen.map(([own]) => own);
     if (max > 1) expect(Math.min(...docs)).toBeLessThan(max);
+    if (max === 2000) expect(docs).toEqual([2000, 400, 440, 440, 480, 480, 520]);
     await redis.del(key);
+  });
+
+  it('is cut by the overshoot, at least by half, never below the minimum', () => {
+    expect(cut(1000, 150, 100, 10)).toBe(500); // 1.5 × the target: halved
+    expect(cut(1000, 400, 100, 10)).toBe(250); // 4 ×: to a quarter
+    expect(cut(1000, 0, 100, 10)).toBe(500); // failed at once: halved
+    expect(cut(1000, 100_000, 100, 10)).toBe(10);
   });
 
   it('and the spacing has one slack, the same in the scripts as in the local share', () => {

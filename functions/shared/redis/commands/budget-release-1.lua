@@ -9,8 +9,11 @@
       change, at most one): it climbs back by a tenth of the ceiling per second
       of fast writes, however many writes that is.
   With maxBatch, the largest batch adapts by the caller's rule (persist's
-  batch-limit.ts gives it): a slow or failed write halves it, at most once per
-  cooldown, down to minBatch; a fast one adds stepDocs back, up to maxBatch.
+  batch-limit.ts gives its figures and says why): a slow or failed write cuts
+  it by its overshoot (to batch × targetMs / latency), at least by half, at
+  most once per cooldown, down to minBatch; a write within half the target
+  adds stepDocs back, up to maxBatch; one between half the target and the
+  target leaves it.
   A release by anyone else (its lease ended and may have been taken over) is
   refused: holder, lease and rate stay as they are. Only its answer time is
   kept, if later than the last one, so that the next write still starts one
@@ -52,9 +55,9 @@ local slow = ok ~= '1' or latency > target
 if maxBatch ~= nil then
   local batch = batchFor(s, maxBatch)
   if not slow then
-    batch = math.min(maxBatch, batch + stepDocs)
+    if latency <= target / 2 then batch = math.min(maxBatch, batch + stepDocs) end
   elseif now - s.bcut >= cooldownMs then
-    batch = math.max(minBatch, math.floor(batch / 2))
+    batch = math.max(minBatch, math.floor(batch * math.min(0.5, target / math.max(latency, 1))))
     s.bcut = now
   end
   s.batch = batch

@@ -25,8 +25,9 @@
 
   The largest batch is the database's too, kept here beside the rate when callers
   pass their MAX_BATCH_DOCS (maxBatch): a write slower than the target (or failed)
-  halves it, at most once a cooldown, down to a minimum; a fast one adds a step
-  back (the rule's figures are the caller's: persist's batch-limit.ts). One
+  cuts it by its overshoot, at least by half, at most once a cooldown, down to a
+  minimum; one within half the target adds a step back (the rule and its figures
+  are persist's batch-limit.ts). One
   figure for every replica, adapted from every replica's writes, so three
   replicas batch as one process would: each replica's own
   batches, adapted only from its own writes, would shrink and recover at random
