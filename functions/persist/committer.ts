@@ -31,8 +31,9 @@ import { awaitDelivery, DeadlineError } from './deliveries.js';
 import { StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
 import { type EventItem, HeldQueue, type Item, isDead, isEvent } from './queue.js';
+import { Settler } from './settle.js';
 import type { Work } from './work.js';
-import { BatchWriter, type Grow, noGrowth, type WriterOptions } from './writes.js';
+import { asTaken, BatchWriter, type Settle, type WriterOptions } from './writes.js';
 
 export { DeadlineError } from './deliveries.js';
 export type { Intake } from './queue.js';
@@ -55,6 +56,7 @@ export class Committer {
   private readonly ledger: StreamLedger;
   private readonly outcomes: Outcomes;
   private readonly writer: BatchWriter;
+  private readonly settler: Settler;
   private wake: (() => void) | undefined;
   private stopping = false;
   private abandoned = false;
@@ -68,7 +70,19 @@ export class Committer {
     this.queue = new HeldQueue(options.maxBatchBytes);
     this.ledger = new StreamLedger(redis, new Scripts(redis), streamKey, consumerGroup, log);
     this.outcomes = new Outcomes({ ...options, queue: this.queue });
-    this.writer = new BatchWriter({ ...options, queue: this.queue, outcomes: this.outcomes });
+    this.writer = new BatchWriter({
+      ...options,
+      queue: this.queue,
+      outcomes: this.outcomes,
+      forgetCommitted: (items) =>
+        this.ledger.forgetNow(items.flatMap((i) => i.ticket.streamId ?? [])),
+    });
+    this.settler = new Settler({
+      ...options,
+      queue: this.queue,
+      ledger: this.ledger,
+      outcomes: this.outcomes,
+    });
   }
 
   /** The largest batch the committer takes now: the budget's, else this process's own. */
@@ -174,7 +188,7 @@ export class Committer {
       if (this.abandoned) return;
       this.inFlight = next.items;
       try {
-        await this.attempt(next.items, next.fresh ? (taken) => this.topUp(taken) : noGrowth);
+        await this.attempt(next.items, next.fresh ? (taken) => this.settle(taken) : asTaken);
       } catch (error) {
         // Nothing here is known to be committed: the whole group is tried again.
         const detail = `unexpected: ${String((error as Error)?.stack ?? error)}`;
@@ -197,7 +211,7 @@ export class Committer {
   }
 
   /** One write attempt for a group: events first, then dead letters (another token). */
-  private async attempt(group: Item[], grow: Grow): Promise<void> {
+  private async attempt(group: Item[], settle: Settle): Promise<void> {
     const started = now();
     const { ready, absent } = await this.ledger.open(group);
     this.options.metrics.absentEntries.inc(absent.length);
@@ -205,7 +219,7 @@ export class Committer {
     let dead = ready.filter(isDead);
     const events = ready.filter(isEvent);
     if (events.length > 0) {
-      const written = await this.writer.writeEvents(events, grow);
+      const written = await this.writer.writeEvents(events, settle);
       committed.push(...written.committed);
       // The database is not answering: the dead letters would not get through either.
       if (!written.unavailable) dead = [...dead, ...written.dead];
@@ -232,27 +246,10 @@ export class Committer {
     this.outcomes.recovered();
   }
 
-  /**
-   * What arrived while a fresh batch waited for the budget, up to the largest
-   * batch, read from the stream like the rest: events only (anything else goes
-   * back to the front of the queue). Deliveries whose entry is gone are answered.
-   */
-  private async topUp(taken: EventItem[]): Promise<EventItem[]> {
-    const bytes = taken.reduce((sum, item) => sum + item.bytes, 0);
-    const extra = this.queue.take(this.batchLimit - taken.length, bytes);
-    if (extra.length === 0) return [];
-    this.inFlight = [...this.inFlight, ...extra];
-    let opened: { ready: Item[]; absent: Item[] };
-    try {
-      opened = await this.ledger.open(extra);
-      this.options.metrics.absentEntries.inc(opened.absent.length);
-    } catch {
-      // The stream cannot be read now: they wait for the next batch.
-      this.queue.putBack(extra);
-      return [];
-    }
-    this.outcomes.committed(opened.absent);
-    this.queue.putBack(opened.ready.filter((item) => !isEvent(item)));
-    return opened.ready.filter(isEvent);
+  /** A fresh batch at its grant (settle.ts); what joins it is in flight from then on. */
+  private settle(taken: EventItem[]): Promise<EventItem[]> {
+    return this.settler.settle(taken, this.batchLimit, (joined) => {
+      this.inFlight = [...this.inFlight, ...joined];
+    });
   }
 }

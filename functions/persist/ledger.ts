@@ -24,6 +24,8 @@ export interface StreamEntry {
 export class StreamLedger {
   /** Committed entries whose ack-delete failed. */
   private unforgotten: string[] = [];
+  /** Deleted at their commit (forgetNow), not yet handed to forget. */
+  private readonly forgotten = new Set<string>();
   private retryDueAt = 0;
 
   constructor(
@@ -52,8 +54,36 @@ export class StreamLedger {
     });
   }
 
+  /**
+   * Whether each of these entries is still in the stream (one round trip). Only
+   * persist deletes, and only what is committed: one gone was committed.
+   */
+  present(ids: readonly string[]): Promise<boolean[]> {
+    return this.scripts.streamPresent(this.stream, ids);
+  }
+
+  /** The oldest `count` entries of the stream that have waited longer than `waitedMs` (Redis's clock). */
+  async waited(waitedMs: number, count: number): Promise<StreamEntry[]> {
+    const entries = await this.scripts.streamBehind(this.stream, waitedMs, count);
+    return entries.map(([id, fields]) => ({ id, fields }));
+  }
+
   /** Acks and deletes these committed entries (what fails is retried later: `retryDue`). */
   async forget(ids: readonly string[]): Promise<void> {
+    const left = ids.filter((id) => !this.forgotten.delete(id));
+    await this.ackDelete(left);
+  }
+
+  /**
+   * Acks and deletes a whole commit's entries at once, under its grant (the
+   * next grant finds the stream without them); `forget` then skips them.
+   */
+  async forgetNow(ids: readonly string[]): Promise<void> {
+    await this.ackDelete(ids);
+    for (const id of ids) this.forgotten.add(id);
+  }
+
+  private async ackDelete(ids: readonly string[]): Promise<void> {
     const chunks: Promise<void>[] = [];
     for (let i = 0; i < ids.length; i += ACK_CHUNK) {
       const chunk = ids.slice(i, i + ACK_CHUNK);

@@ -27,6 +27,17 @@ export class Outcomes {
 
   constructor(private readonly options: OutcomeOptions) {}
 
+  /**
+   * Items whose entries left the stream while they waited: committed by another
+   * replica (which counted them). Their deliveries are answered 2xx.
+   */
+  committedElsewhere(items: readonly Item[]): void {
+    for (const item of items) {
+      this.options.queue.letGo(item.ticket);
+      answerCommitted(item.ticket.deliveries);
+    }
+  }
+
   /** Answers the deliveries of committed items and records them. */
   committed(items: readonly Item[]): void {
     const t = Date.now();

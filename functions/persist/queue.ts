@@ -84,12 +84,21 @@ export class HeldQueue {
 
   /** Queues a new item at the back and holds its entry (a parked entry is taken up again). */
   add(item: Item): void {
-    const id = item.ticket.streamId;
-    if (id !== null) {
-      this.held.set(id, item.ticket);
-      this.parked.delete(id);
-    }
+    this.hold(item);
     this.fresh.push(item);
+  }
+
+  /** Entries held here (queued, retrying or being written). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /** Holds an item's entry without queuing it (it is being written now). */
+  hold(item: Item): void {
+    const id = item.ticket.streamId;
+    if (id === null) return;
+    this.held.set(id, item.ticket);
+    this.parked.delete(id);
   }
 
   /** The entry is no longer held (committed or answered): a later delivery starts anew. */

@@ -34,17 +34,27 @@ export interface WriterOptions {
   queue: HeldQueue;
   outcomes: Outcomes;
   maxBatchDocs: number;
-  /** Writes slower than this (DB_LATENCY_TARGET_MS) halve the largest batch (batch-limit.ts). */
+  /** Writes slower than this (DB_LATENCY_TARGET_MS) cut the largest batch (batch-limit.ts). */
   latencyTargetMs: number;
   /** Asks the database whether it answers at all (a ping). */
   ping(): Promise<unknown>;
+  /**
+   * Deletes the entries of a write the database committed whole, before its
+   * grant is released: the next grant, whichever replica takes it, finds the
+   * stream without them (settle.ts reads the stream's front at a grant).
+   */
+  forgetCommitted?: (items: Item[]) => Promise<void>;
   metrics: PersistMetrics;
   log: Logger;
 }
 
-/** What a group takes in at its grant besides its own items (a fresh batch: what arrived meanwhile). */
-export type Grow = (taken: EventItem[]) => Promise<EventItem[]>;
-export const noGrowth: Grow = async () => [];
+/**
+ * A group's batch as settled at its grant: what of the items taken is still
+ * to be written, and what joins them (a fresh batch: what arrived while it
+ * waited, and the stream's oldest entries).
+ */
+export type Settle = (taken: EventItem[]) => Promise<EventItem[]>;
+export const asTaken: Settle = async (taken) => taken;
 
 /** The events' write: committed, refused for their content (as dead letters), or rescheduled. */
 export interface EventsWritten {
@@ -61,6 +71,7 @@ interface Target<D> {
 }
 
 const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
+const NOTHING_SENT: InsertVerdict = { kind: 'committed', duplicates: [] };
 
 export class BatchWriter {
   /** What one insert command holds (the server's hello; the driver's defaults until then). */
@@ -101,9 +112,9 @@ export class BatchWriter {
     this.abandoned = true;
   }
 
-  async writeEvents(group: EventItem[], grow: Grow): Promise<EventsWritten> {
+  async writeEvents(group: EventItem[], settle: Settle): Promise<EventsWritten> {
     const written = await this.insert(this.events, group, async (taken) => {
-      const items = [...taken, ...(await grow(taken))];
+      const items = await settle(taken);
       const persistedAt = new Date();
       for (const item of items) item.work.doc.persistedAt = persistedAt;
       return items;
@@ -139,7 +150,7 @@ export class BatchWriter {
   /**
    * One insertMany under one grant of the budget. At the grant the group is cut
    * to the largest batch as it is then (another replica's slow write may have
-   * cut it since the group was formed), `form` may add to it, and it is cut to
+   * cut it since the group was formed), `form` settles it, and it is cut to
    * what one command holds; what is cut goes back to the front of the queue with
    * no attempt counted. Undefined when a stop gave up meanwhile.
    */
@@ -149,7 +160,6 @@ export class BatchWriter {
     form: (taken: Item<W>[]) => Promise<Item<W>[]>,
   ): Promise<{ items: Item<W>[]; verdict: InsertVerdict } | undefined> {
     const { metrics, budget, queue } = this.options;
-    metrics.writeCommands.inc({ collection: target.name });
     let items: Item<W>[] = [];
     const verdict = await budget.run(async () => {
       const granted = performance.now();
@@ -160,8 +170,14 @@ export class BatchWriter {
       const fit = oneCommand(sizes, this.commandLimits);
       queue.putBack(formed.slice(fit));
       items = formed.slice(0, fit);
+      // Everything was committed elsewhere meanwhile: no command (an unused grant).
+      if (items.length === 0) return NOTHING_SENT;
       metrics.formSeconds.observe((performance.now() - granted) / 1000);
-      return this.send(target, items);
+      metrics.writeCommands.inc({ collection: target.name });
+      const sent = await this.send(target, items);
+      if (sent.kind === 'committed' && sent.duplicates.length === 0 && !this.abandoned)
+        await this.options.forgetCommitted?.(items);
+      return sent;
     }, answered);
     return this.abandoned ? undefined : { items, verdict };
   }

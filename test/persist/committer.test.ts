@@ -22,7 +22,7 @@ import { entryFields } from '../../functions/shared/entry.js';
 import { createLogger } from '../../functions/shared/logger.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { sleep } from '../../functions/shared/time.js';
-import { mongoUrl, redisClient, unique } from '../support/helpers.js';
+import { mongoUrl, redisClient, unique, waitFor } from '../support/helpers.js';
 
 const redis = redisClient();
 let mongo: MongoClient;
@@ -38,7 +38,12 @@ function committerFor(
   client: MongoClient,
   database: string,
   stream: string,
-  { budget = new Spacer(200) as WriteBudget, registry = new Registry(), maxBatchDocs = 1000 } = {},
+  {
+    budget = new Spacer(200) as WriteBudget,
+    registry = new Registry(),
+    maxBatchDocs = 1000,
+    latencyTargetMs = 10_000,
+  } = {},
 ) {
   const db = client.db(database);
   const committer = new Committer({
@@ -50,7 +55,7 @@ function committerFor(
     consumerGroup: 'spillway-persist',
     budget,
     maxBatchDocs,
-    latencyTargetMs: 10_000,
+    latencyTargetMs,
     maxBatchBytes: 1024 * 1024,
     deliveryDeadlineMs: 20_000,
     maxCommitAttempts: 2,
@@ -176,8 +181,9 @@ describe('the committer', () => {
         maxBatchDocs: 100,
         log: createLogger('test', 'silent'),
       });
-    // Another replica of the same database holds the budget with a slow write.
-    const other = shared(50);
+    // Another replica of the same database holds the budget with a slow write
+    // (1.5 × its target: halved).
+    const other = shared(200);
     let slowStarted!: () => void;
     const started = new Promise<void>((resolve) => {
       slowStarted = resolve;
@@ -206,8 +212,13 @@ describe('the committer', () => {
       // Two writes of 50: the batch of 100 went out at the limit of its grant.
       expect(sampleValue(text, 'spillway_persist_batch_docs_count')).toBe(2);
       expect(sampleValue(text, 'spillway_persist_batch_docs_sum')).toBe(100);
-      // Halved to 50 by the slow write; each of the two fast ones added 100 / 50.
-      expect(sampleValue(text, 'spillway_persist_batch_limit_docs')).toBe(54);
+      // Halved to 50 by the slow write; each of the two fast ones added 100 / 50
+      // (the second once its release is answered).
+      await waitFor(
+        async () => committer.batchLimit === 54,
+        2000,
+        () => `largest batch ${committer.batchLimit}`,
+      );
       expect(await mongo.db(database).collection('events').countDocuments()).toBe(100);
       expect(await redis.xlen(stream)).toBe(0);
     } finally {
@@ -243,6 +254,55 @@ describe('the committer', () => {
       await committer.stop(1000);
       await down.close(true);
       await redis.del(stream);
+    }
+  });
+  it("fills a grant with the stream's entries that waited twice the latency target, whoever got their deliveries; the replica that held one answers it without a write", async () => {
+    const stream = unique('test:fill');
+    const database = unique('t_fill').replace(/-/g, '_');
+    const registryA = new Registry();
+    const registryB = new Registry();
+    // B's first token comes about 2 s after its start, A's at once. Entries that
+    // waited longer than 2 × 100 ms are behind their deliveries.
+    const b = committerFor(mongo, database, stream, {
+      budget: new Spacer(0.5),
+      registry: registryB,
+      latencyTargetMs: 100,
+    });
+    const a = committerFor(mongo, database, stream, {
+      budget: new Spacer(200),
+      registry: registryA,
+      latencyTargetMs: 100,
+    });
+    try {
+      const entries = await addEntries(stream, 300);
+      await sleep(250);
+      const oldest = entries[0] as [string, string[]];
+      const newest = entries[299] as [string, string[]];
+      // B holds the oldest entry's delivery, waiting for its token; A gets only the newest one's.
+      const atB = b.submit({ kind: 'doorbell' }, oldest[0], 100);
+      await sleep(50);
+      await a.submit({ kind: 'doorbell' }, newest[0], 100);
+      const db = mongo.db(database);
+      expect(await db.collection('events').countDocuments()).toBe(300);
+      expect(await redis.xlen(stream)).toBe(0);
+      const textA = await registryA.metrics();
+      expect(sampleValue(textA, 'spillway_persist_write_commands_total')).toBe(1);
+      expect(sampleValue(textA, 'spillway_persist_batch_docs_sum')).toBe(300);
+      // B's batch left the stream while it waited: its delivery is answered, and B sends nothing.
+      await atB;
+      const textB = await registryB.metrics();
+      expect(sampleValue(textB, 'spillway_persist_write_commands_total')).toBe(0);
+      expect(sampleValue(textB, 'spillway_persist_duplicates_total')).toBe(0);
+      expect(await db.collection('events').countDocuments()).toBe(300);
+      // Entries that have not waited that long are left to their deliveries.
+      const young = await addEntries(stream, 5);
+      await a.submit({ kind: 'doorbell' }, (young[0] as [string, string[]])[0], 100);
+      expect(sampleValue(await registryA.metrics(), 'spillway_persist_batch_docs_sum')).toBe(301);
+      expect(await redis.xlen(stream)).toBe(4);
+    } finally {
+      await Promise.all([a.stop(5000), b.stop(5000)]);
+      await redis.del(stream);
+      await mongo.db(database).dropDatabase();
     }
   });
 });

@@ -193,6 +193,18 @@ export class Scripts {
     return Number(await this.run('stream-count-after', [stream], [id, most]));
   }
 
+  /** stream-present-1.lua: for each id, whether its entry is still in the stream. */
+  async streamPresent(stream: string, ids: readonly string[]): Promise<boolean[]> {
+    if (ids.length === 0) return [];
+    const reply = (await this.run('stream-present', [stream], ids)) as number[];
+    return ids.map((_, i) => reply[i] === 1);
+  }
+
+  /** stream-behind-1.lua: the oldest `count` entries added more than `waitedMs` ago (Redis's clock). */
+  async streamBehind(stream: string, waitedMs: number, count: number): Promise<Entries> {
+    return (await this.run('stream-behind', [stream], [Math.round(waitedMs), count])) as Entries;
+  }
+
   /** lease-take-1.lua: true when the caller now holds the lease. */
   async leaseTake(key: string, owner: string, ttlMs: number): Promise<boolean> {
     return (await this.run('lease-take', [key], [owner, ttlMs])) === 1;
