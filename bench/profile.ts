@@ -1,6 +1,8 @@
 /**
- * The reference spike profile (k6/spike-profile.json), shared by the k6 script and
- * the local VU runner so that think time, event shape and thresholds cannot drift.
+ * The load profiles (k6/<name>-profile.json: the reference spike, and the flood
+ * that offers several times what the database takes), shared by the k6 script
+ * and the local VU runner so that stages, think time, event shape and
+ * thresholds cannot drift.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -24,15 +26,20 @@ export function repoRoot(): string {
   }
 }
 
-export function loadProfile(root = repoRoot()): SpikeProfile {
-  const profile = JSON.parse(
-    readFileSync(join(root, 'k6', 'spike-profile.json'), 'utf8'),
-  ) as SpikeProfile;
+/** The profiles there are, by name (k6/<name>-profile.json). */
+export const PROFILES = ['spike', 'flood'] as const;
+export type ProfileName = (typeof PROFILES)[number];
+
+export function loadProfile(root = repoRoot(), name: ProfileName = 'spike'): SpikeProfile {
+  const file = `k6/${name}-profile.json`;
+  const profile = JSON.parse(readFileSync(join(root, file), 'utf8')) as SpikeProfile;
   const { mean, jitter } = profile.thinkTimeMs ?? {};
   if (!(typeof mean === 'number' && mean > 0 && typeof jitter === 'number' && jitter >= 0))
-    throw new Error('k6/spike-profile.json: thinkTimeMs needs a positive mean and a jitter ≥ 0');
+    throw new Error(`${file}: thinkTimeMs needs a positive mean and a jitter ≥ 0`);
   if (!profile.event?.type || !profile.event.source || profile.event.subjectPrefix === undefined)
-    throw new Error('k6/spike-profile.json: event needs type, source and subjectPrefix');
+    throw new Error(`${file}: event needs type, source and subjectPrefix`);
+  if (!Array.isArray(profile.stages) || profile.stages.length === 0)
+    throw new Error(`${file}: stages needs at least one stage`);
   return profile;
 }
 

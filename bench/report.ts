@@ -27,7 +27,13 @@ export interface BenchRun {
   smoke: boolean;
   /** What was shortened against the full length, in words (empty: nothing). */
   shortened: string[];
-  scenarios: { ingest?: IngestResult; persist?: PersistResult; spike?: SpikeResult };
+  scenarios: {
+    ingest?: IngestResult;
+    persist?: PersistResult;
+    spike?: SpikeResult;
+    /** The flood, one row per persist replica count. */
+    flood?: SpikeResult[];
+  };
   targets: Target[];
   /** Scenarios that failed, with their error. */
   failures: Record<string, string>;
@@ -107,9 +113,9 @@ function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): stri
       'errors (by kind)',
       `${int(s.errors)}${Object.keys(s.errorsByKind).length ? ` ${JSON.stringify(s.errorsByKind)}` : ''}`,
     ],
-    ['latency p50 over the spike', besideBare(s.latencyMs.p50, b?.p50)],
-    ['latency p95 over the spike', besideBare(s.latencyMs.p95, b?.p95)],
-    ['latency p99 over the spike', besideBare(s.latencyMs.p99, b?.p99)],
+    ['latency p50 over the load', besideBare(s.latencyMs.p50, b?.p50)],
+    ['latency p95 over the load', besideBare(s.latencyMs.p95, b?.p95)],
+    ['latency p99 over the load', besideBare(s.latencyMs.p99, b?.p99)],
     ['peak backlog', `${int(s.peakBacklog)} entries at ${int(s.peakBacklogAt)} s`],
     [
       'drain of the largest backlog',
@@ -130,9 +136,21 @@ function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): stri
   ];
 }
 
+/** What a run of a profile was: its stages, think time, parts and budget, in one line. */
+function loadLine(spike: SpikeResult): string {
+  return `${spike.options.stages.map((s) => `${s.durationSec} s → ${s.target} VUs`).join(', ')}; think ${spike.thinkTimeMs.mean} ms ± ${spike.thinkTimeMs.jitter * 100} %; ingest × ${spike.ingestWorkers}, relay, persist × ${spike.persistWorkers}; database write budget ${spike.budget}/s (${spike.budgetFrom}), blkio IOPS limit ${spike.iopsLimit ?? 'none'}.`;
+}
+
+const FLOOD_TITLE = 'Flood: a spike bigger than the database, drained at its ceiling';
+const floodRowTitle = (row: SpikeResult) =>
+  `${row.persistWorkers} persist replica${row.persistWorkers === 1 ? '' : 's'}`;
+
 /** The Markdown summary. */
-export function markdown(run: BenchRun, charts: { spikeSvg?: string } = {}): string {
-  const { ingest, persist, spike } = run.scenarios;
+export function markdown(
+  run: BenchRun,
+  charts: { spikeSvg?: string; floodSvgs?: string[] } = {},
+): string {
+  const { ingest, persist, spike, flood } = run.scenarios;
   const m = run.machine;
   const out: string[] = [];
   out.push(`# Spillway benchmark, ${run.startedAt.slice(0, 19).replace('T', ' ')} UTC`);
@@ -154,11 +172,16 @@ export function markdown(run: BenchRun, charts: { spikeSvg?: string } = {}): str
   }
   if (spike) {
     out.push('', "## Spike: the whole pipeline under the profile's stages", '');
-    out.push(
-      `${spike.options.stages.map((s) => `${s.durationSec} s → ${s.target} VUs`).join(', ')}; think ${spike.thinkTimeMs.mean} ms ± ${spike.thinkTimeMs.jitter * 100} %; ingest × ${spike.ingestWorkers}, relay, persist; database write budget ${spike.budget}/s (${spike.budgetFrom}), blkio IOPS limit ${spike.iopsLimit ?? 'none'}.`,
-    );
+    out.push(loadLine(spike));
     out.push('', markdownTable(spikeRows(spike, ingest?.servers.a)));
     if (charts.spikeSvg) out.push('', `![spike](${charts.spikeSvg})`);
+  }
+  if (flood && flood.length > 0) out.push('', `## ${FLOOD_TITLE}`);
+  for (const [i, row] of (flood ?? []).entries()) {
+    out.push('', `### ${floodRowTitle(row)}`, '', loadLine(row));
+    out.push('', markdownTable(spikeRows(row, ingest?.servers.a)));
+    const svg = charts.floodSvgs?.[i];
+    if (svg) out.push('', `![flood, ${floodRowTitle(row)}](${svg})`);
   }
   if (ingest) {
     out.push('', '## Ingest against its ceilings', '');
@@ -222,6 +245,7 @@ export function markdown(run: BenchRun, charts: { spikeSvg?: string } = {}): str
     ...(ingest?.warnings ?? []),
     ...(persist?.warnings ?? []),
     ...(spike?.warnings ?? []),
+    ...(flood ?? []).flatMap((row) => row.warnings),
   ];
   if (warnings.length > 0) out.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
   return `${out.join('\n')}\n`;
@@ -243,6 +267,8 @@ function htmlTable(rows: string[][]): string {
 
 export interface RenderedCharts {
   spike?: string;
+  /** One per flood row. */
+  flood: string[];
   dashboard: { title: string; svg: string; series: number }[];
   ingestThroughput?: string;
   ingestLatency?: string;
@@ -252,17 +278,18 @@ export interface RenderedCharts {
 
 /** Every chart of a run, as SVG. */
 export async function renderCharts(run: BenchRun): Promise<RenderedCharts> {
-  const { ingest, persist, spike } = run.scenarios;
+  const { ingest, persist, spike, flood } = run.scenarios;
   const render = (spec: TopLevelSpec) => renderSvg(spec);
-  const charts: RenderedCharts = { dashboard: [] };
+  const charts: RenderedCharts = { dashboard: [], flood: [] };
+  const secondByRow = (row: SpikeResult) =>
+    spikeSpec(row.seconds, {
+      budget: row.budget,
+      iopsLimit: row.iopsLimit,
+      loadEndedAt: row.summary.loadEndedAt,
+    });
+  for (const row of flood ?? []) charts.flood.push(await render(secondByRow(row)));
   if (spike) {
-    charts.spike = await render(
-      spikeSpec(spike.seconds, {
-        budget: spike.budget,
-        iopsLimit: spike.iopsLimit,
-        loadEndedAt: spike.summary.loadEndedAt,
-      }),
-    );
+    charts.spike = await render(secondByRow(spike));
     for (const panel of dashboardSpecs(spike.dashboard))
       charts.dashboard.push({
         title: panel.title,
@@ -286,7 +313,7 @@ export async function renderCharts(run: BenchRun): Promise<RenderedCharts> {
 
 /** The self-contained HTML report. */
 export function html(run: BenchRun, charts: RenderedCharts): string {
-  const { ingest, persist, spike } = run.scenarios;
+  const { ingest, persist, spike, flood } = run.scenarios;
   const m = run.machine;
   const parts: string[] = [];
   parts.push(
@@ -323,6 +350,12 @@ export function html(run: BenchRun, charts: RenderedCharts): string {
       );
     }
   }
+  if (flood && flood.length > 0) parts.push(`<h2>${esc(FLOOD_TITLE)}</h2>`);
+  for (const [i, row] of (flood ?? []).entries()) {
+    parts.push(`<h3>${esc(floodRowTitle(row))}</h3>`, `<p>${esc(loadLine(row))}</p>`);
+    parts.push(htmlTable(spikeRows(row, ingest?.servers.a)));
+    if (charts.flood[i]) parts.push(`<figure>${charts.flood[i]}</figure>`);
+  }
   if (ingest) {
     parts.push('<h2>Ingest against its ceilings</h2>', htmlTable(ingestRows(ingest)));
     for (const svg of [charts.ingestThroughput, charts.ingestLatency])
@@ -343,6 +376,7 @@ export function html(run: BenchRun, charts: RenderedCharts): string {
     ...(ingest?.warnings ?? []),
     ...(persist?.warnings ?? []),
     ...(spike?.warnings ?? []),
+    ...(flood ?? []).flatMap((row) => row.warnings),
   ];
   if (warnings.length > 0)
     parts.push(

@@ -1,12 +1,14 @@
 /**
- * `npm run bench`: every scenario in one command (ingest, persist, spike), each
- * with a progress bar, or only those named (`npm run bench -- spike`). Writes
+ * `npm run bench`: every scenario in one command (ingest, persist, spike,
+ * flood), each with a progress bar, or only those named (`npm run bench --
+ * flood`). Writes
  * bench/results/<timestamp>.json (every sample, every row), .html (charts as
  * inline SVG) and .md (the summary), and prints the targets.
  *
  * Lengths: by default ingest and persist are shortened (below) so that the whole
  * run fits in 20 minutes on a 2-core machine; `--full` runs them at their full
- * length. The spike always follows the profile's stages. `--smoke` runs every
+ * length. The spike and the flood always follow their profiles' stages (the
+ * flood once per replica count in FLOOD_REPLICAS). `--smoke` runs every
  * scenario for seconds with tiny loads (CI).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { fileStamp, lineUi, machine, type ScenarioUi } from './common.js';
-import { repoRoot } from './profile.js';
+import { type ProfileName, repoRoot } from './profile.js';
 import { type BenchRun, html, markdown, renderCharts } from './report.js';
 import {
   estimateIngestSec,
@@ -35,14 +37,17 @@ import {
   profileStages,
   runSpikeScenario,
   type SpikeOptions,
+  type SpikeResult,
 } from './scenarios/spike.js';
 import { ingestTargets, spikeTargets, targetsText } from './targets.js';
 
-const SCENARIOS = ['ingest', 'persist', 'spike'] as const;
+const SCENARIOS = ['ingest', 'persist', 'spike', 'flood'] as const;
+/** The flood's rows: persist alone (npm start's PERSIST_WORKERS default), and three replicas on one budget. */
+const FLOOD_REPLICAS = [1, 3];
 type Scenario = (typeof SCENARIOS)[number];
 
 const USAGE = `usage: npm run bench -- [scenario ...] [options]
-  scenarios: ingest, persist, spike (default: all three, in that order)
+  scenarios: ingest, persist, spike, flood (default: all four, in that order)
   --full        ingest and persist at their full length (about 8 + 5 minutes)
   --smoke       every scenario for seconds, tiny loads (CI)
   --profile     always profile ingest at the reference load (default: only when an
@@ -81,6 +86,46 @@ const SMOKE_PERSIST: PersistOptions = {
   ],
   adaptiveRate: 200,
 };
+
+/** A profile's load: its stages at full length, or seconds of a small one (smoke). */
+function loadOptions(profile: ProfileName, smoke: boolean): SpikeOptions {
+  if (!smoke)
+    return {
+      profile,
+      stages: profileStages(profile),
+      drainTimeoutSec: 600,
+      ceilingSec: 10,
+      connectPerTick: 250,
+    };
+  // The flood's smoke offers far more than its VUs' answers can come back at.
+  const flood = profile === 'flood';
+  return {
+    profile,
+    stages: [
+      { durationSec: 2, target: flood ? 300 : 60 },
+      { durationSec: flood ? 5 : 3, target: flood ? 300 : 60 },
+      { durationSec: 1, target: 0 },
+    ],
+    drainTimeoutSec: 60,
+    ceilingSec: 1,
+    connectPerTick: 50,
+    thinkMs: flood ? 20 : 500,
+  };
+}
+
+/** The flood once per replica count, each with its own ceiling unless the persist scenario gave one. */
+async function runFlood(
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  where: Parameters<typeof runSpikeScenario>[2],
+): Promise<SpikeResult[]> {
+  const rows: SpikeResult[] = [];
+  for (const persistWorkers of FLOOD_REPLICAS) {
+    ui.log(`flood with ${persistWorkers} persist replica(s)`);
+    rows.push(await runSpikeScenario({ ...opts, persistWorkers }, ui, where));
+  }
+  return rows;
+}
 
 function shortenedNotes(
   ingest: IngestOptions,
@@ -212,19 +257,8 @@ async function main(): Promise<void> {
     : values.full
       ? FULL_PERSIST
       : DEFAULT_PERSIST;
-  const spikeOpts: SpikeOptions = smoke
-    ? {
-        stages: [
-          { durationSec: 2, target: 60 },
-          { durationSec: 3, target: 60 },
-          { durationSec: 1, target: 0 },
-        ],
-        drainTimeoutSec: 60,
-        ceilingSec: 1,
-        connectPerTick: 50,
-        thinkMs: 500,
-      }
-    : { stages: profileStages(), drainTimeoutSec: 600, ceilingSec: 10, connectPerTick: 250 };
+  const spikeOpts = loadOptions('spike', smoke);
+  const floodOpts = loadOptions('flood', smoke);
   const profileMode = values['no-profile'] ? 'never' : values.profile ? 'always' : 'when-missed';
 
   const root = repoRoot();
@@ -248,6 +282,7 @@ async function main(): Promise<void> {
     ingest: estimateIngestSec({ ...ingestOpts, profile: profileMode === 'always' }),
     persist: estimatePersistSec(persistOpts),
     spike: estimateSpikeSec(spikeOpts, chosen.includes('persist')),
+    flood: FLOOD_REPLICAS.length * estimateSpikeSec(floodOpts, chosen.includes('persist')),
   };
   const progress = progressUis(chosen, estimates);
 
@@ -277,12 +312,9 @@ async function main(): Promise<void> {
           run.scenarios.persist = await runPersistScenario(persistOpts, ui);
         } else {
           const ceiling = run.scenarios.persist?.ceiling;
-          run.scenarios.spike = await runSpikeScenario(spikeOpts, ui, {
-            resultsDir,
-            stamp,
-            smoke,
-            ...(ceiling !== undefined ? { ceiling } : {}),
-          });
+          const where = { resultsDir, stamp, smoke, ...(ceiling !== undefined ? { ceiling } : {}) };
+          if (name === 'spike') run.scenarios.spike = await runSpikeScenario(spikeOpts, ui, where);
+          else run.scenarios.flood = await runFlood(floodOpts, ui, where);
         }
       } catch (error) {
         run.failures[name] = String((error as Error)?.message ?? error);
@@ -297,16 +329,21 @@ async function main(): Promise<void> {
 
   if (run.scenarios.ingest) run.targets.push(...ingestTargets(run.scenarios.ingest));
   if (run.scenarios.spike) run.targets.push(...spikeTargets(run.scenarios.spike));
+  for (const row of run.scenarios.flood ?? []) run.targets.push(...spikeTargets(row));
   run.finishedAt = new Date().toISOString();
 
   const base = join(resultsDir, stamp);
   const charts = await renderCharts(run);
   if (charts.spike) writeFileSync(`${base}-spike.svg`, charts.spike);
+  const floodSvgs = charts.flood.map((svg, i) => {
+    writeFileSync(`${base}-flood-${i + 1}.svg`, svg);
+    return `${stamp}-flood-${i + 1}.svg`;
+  });
   writeFileSync(`${base}.json`, `${JSON.stringify(run)}\n`);
   writeFileSync(`${base}.html`, html(run, charts));
   writeFileSync(
     `${base}.md`,
-    markdown(run, charts.spike ? { spikeSvg: `${stamp}-spike.svg` } : {}),
+    markdown(run, { ...(charts.spike ? { spikeSvg: `${stamp}-spike.svg` } : {}), floodSvgs }),
   );
   const rel = (file: string) => relative(process.cwd(), file);
   console.log(

@@ -8,7 +8,7 @@ import type { IngestResult } from './scenarios/ingest.js';
 import type { SpikeResult } from './scenarios/spike.js';
 
 export interface Target {
-  scenario: 'ingest' | 'spike';
+  scenario: 'ingest' | 'spike' | 'flood';
   name: string;
   /** What was measured, in words and figures (the ceiling beside it). */
   measured: string;
@@ -102,28 +102,43 @@ export function ingestTargets(result: IngestResult): Target[] {
   ];
 }
 
+/** The targets of a run of a profile: the spike's, and each flood row's (named by its replicas). */
 export function spikeTargets(result: SpikeResult): Target[] {
   const s = result.summary;
+  const scenario = result.profile === 'flood' ? 'flood' : 'spike';
+  const of = (name: string) =>
+    scenario === 'flood' ? `${result.persistWorkers} persist replica(s): ${name}` : name;
   return [
     judge(
-      'spike',
-      `errors while the backlog is under MAX_BACKLOG (${int(result.maxBacklog)})`,
+      scenario,
+      of(`errors while the backlog is under MAX_BACKLOG (${int(result.maxBacklog)})`),
       `${int(s.errorsUnderMaxBacklog)} errors of ${int(s.offered)} requests (peak backlog ${int(s.peakBacklog)})`,
       s.errorsUnderMaxBacklog,
       '==',
       0,
     ),
     judge(
-      'spike',
-      `no one-second window over the write budget (${result.budget} write commands/s) at the server`,
+      scenario,
+      of('every 202 stored (202 answers beyond the documents stored)'),
+      // More documents than 202s: requests whose answer came after the client gave up.
+      `${int(s.storedDocuments)} documents stored for ${int(s.accepted)} 202 answers`,
+      Math.max(0, s.accepted - s.storedDocuments),
+      '==',
+      0,
+    ),
+    judge(
+      scenario,
+      of(
+        `no one-second window over the write budget (${result.budget} write commands/s) at the server`,
+      ),
       `busiest sliding second: ${int(s.busiestSecond)} write commands`,
       s.busiestSecond / result.budget,
       '<=',
       1,
     ),
     judge(
-      'spike',
-      'drain rate of the largest backlog ≥ 0.9 × raw insertMany ceiling (same run)',
+      scenario,
+      of('drain rate of the largest backlog ≥ 0.9 × raw insertMany ceiling (same run)'),
       s.drain
         ? `${int(s.drain.rate)} docs/s committed while ${int(s.drain.backlog)} entries drained (${int(s.drain.arrivalRate)}/s still arriving), ceiling ${int(result.ceiling.docsPerSec)} docs/s (${result.ceiling.from})`
         : `the backlog peaked at ${int(s.peakBacklog)} entries, under one second of the ceiling (${int(result.ceiling.docsPerSec)} docs/s): no drain to time`,
@@ -132,8 +147,8 @@ export function spikeTargets(result: SpikeResult): Target[] {
       0.9,
     ),
     judge(
-      'spike',
-      'largest backlog back to 0 (≤ 1 % of its peak) within 1.2 × backlog ÷ ceiling',
+      scenario,
+      of('largest backlog back to 0 (≤ 1 % of its peak) within 1.2 × backlog ÷ ceiling'),
       s.drain
         ? `${int(s.drain.backlog)} entries at ${int(s.drain.peakAt)} s, back to ≤ 1 % ${s.drain.emptyAt === null ? 'never' : `at ${int(s.drain.emptyAt)} s`}: ${fmt(s.drain.seconds, 0)} s; predicted ${fmt(s.drain.predictedSec, 1)} s (backlog ÷ (ceiling − arrivals); ${fmt(s.drain.atCeilingSec, 1)} s with no arrivals)`
         : `the backlog peaked at ${int(s.peakBacklog)} entries: no drain to time`,

@@ -1,6 +1,7 @@
 // The reference spike for a Spillway cluster: ramp to 10,000 virtual users,
 // hold, ramp down; each VU posts one event, waits for the answer, then thinks.
-// Stages, thresholds and think time come from spike-profile.json, which the
+// Stages, thresholds and think time come from spike-profile.json (or, with
+// PROFILE=flood, flood-profile.json), which the
 // local load runner reads too, so the two cannot drift.
 //
 //   INGEST_URL=http://localhost:30000 [INGEST_API_KEY=…] k6 run k6/spike-test.js
@@ -9,10 +10,18 @@
 // pass criteria, Spillway's tighter ones, or all of them.
 // THINK_TIME_MS overrides the profile's mean think time (a shorter one offers
 // more load with the same VUs; the jitter stays the profile's).
+// PROFILE=spike|flood (default spike): the reference spike, or the flood
+// (flood-profile.json: 10,000 VUs offering several times what the database
+// takes for a minute, so a backlog builds in the stream and then drains).
 import { check, sleep } from 'k6';
 import http from 'k6/http';
 
-const profile = JSON.parse(open('./spike-profile.json'));
+const PROFILES = ['spike', 'flood'];
+const profileName = __ENV.PROFILE || 'spike';
+if (!PROFILES.includes(profileName)) {
+  throw new Error(`PROFILE=${profileName} is not one of ${PROFILES.join(', ')}`);
+}
+const profile = JSON.parse(open(`./${profileName}-profile.json`));
 
 const THRESHOLD_SETS = {
   reference: ['reference'],

@@ -38,7 +38,7 @@ import {
   sleep,
   tuneMachine,
 } from '../common.js';
-import { loadProfile } from '../profile.js';
+import { loadProfile, type ProfileName } from '../profile.js';
 import { sampleSum, sampleValue } from '../prom-text.js';
 import {
   type DashboardAnswers,
@@ -61,11 +61,15 @@ export interface SpikeOptions {
   connectPerTick: number;
   /** A mean think time instead of the profile's (smoke runs only). */
   thinkMs?: number;
+  /** Which load profile (k6/<name>-profile.json); default the reference spike. */
+  profile?: ProfileName;
+  /** Persist replicas sharing the one budget (PERSIST_WORKERS); default npm start's. */
+  persistWorkers?: number;
 }
 
-/** The profile's stages, as the VU runner takes them. */
-export function profileStages(): SpikeOptions['stages'] {
-  return loadProfile().stages.map((stage) => ({
+/** A profile's stages, as the VU runner takes them. */
+export function profileStages(name: ProfileName = 'spike'): SpikeOptions['stages'] {
+  return loadProfile(undefined, name).stages.map((stage) => ({
     durationSec: parseDurationSec(stage.duration),
     target: stage.target,
   }));
@@ -118,6 +122,10 @@ export interface SpikeResult {
   finishedAt: string;
   options: SpikeOptions;
   smoke: boolean;
+  /** The load profile (k6/<name>-profile.json). */
+  profile: ProfileName;
+  /** Persist replicas that shared the budget. */
+  persistWorkers: number;
   thinkTimeMs: { mean: number; jitter: number };
   ingestWorkers: number;
   /** Write commands per second the database may take, and where the figure came from. */
@@ -232,6 +240,9 @@ interface SpikeRun {
   redis: Redis;
   mongo: MongoClient;
   profile: ReturnType<typeof loadProfile>;
+  /** The profile's name and the replica count, for file names. */
+  label: string;
+  persistWorkers: number;
   peak: number;
   warnings: string[];
   pipelineEnv: Record<string, string | undefined>;
@@ -250,7 +261,8 @@ interface Tick {
 const clock = () => performance.timeOrigin + performance.now();
 
 async function prepare(opts: SpikeOptions, ui: ScenarioUi, startedAt: Date): Promise<SpikeRun> {
-  const loaded = loadProfile();
+  const name = opts.profile ?? 'spike';
+  const loaded = loadProfile(undefined, name);
   const profile = {
     ...loaded,
     thinkTimeMs: { ...loaded.thinkTimeMs, mean: opts.thinkMs ?? loaded.thinkTimeMs.mean },
@@ -265,8 +277,15 @@ async function prepare(opts: SpikeOptions, ui: ScenarioUi, startedAt: Date): Pro
     );
   for (const warning of warnings) ui.log(`WARNING: ${warning}`);
   const runId = `${startedAt.getTime().toString(36)}`;
-  const streamKey = `bench:spike:${runId}`;
-  const dbName = `bench_spike_${runId}`;
+  const streamKey = `bench:${name}:${runId}`;
+  const dbName = `bench_${name}_${runId}`;
+  const pipelineEnv: Record<string, string | undefined> = {
+    ...process.env,
+    ...env,
+    STREAM_KEY: streamKey,
+    MONGODB_DB: dbName,
+    ...(opts.persistWorkers === undefined ? {} : { PERSIST_WORKERS: String(opts.persistWorkers) }),
+  };
   const redis = new Redis(env.REDIS_URL as string, { maxRetriesPerRequest: 2 });
   redis.on('error', () => undefined);
   const mongo = await new MongoClient(env.MONGODB_URL as string).connect();
@@ -275,13 +294,15 @@ async function prepare(opts: SpikeOptions, ui: ScenarioUi, startedAt: Date): Pro
     cgroup: env.DB_BLKIO_CGROUP,
     streamKey,
     dbName,
-    runTag: `bench-spike-${runId}`,
+    runTag: `bench-${name}-${runId}`,
     redis,
     mongo,
     profile,
+    label: opts.persistWorkers === undefined ? name : `${name}-${opts.persistWorkers}x`,
+    persistWorkers: pipelineEnv.PERSIST_WORKERS ? Number(pipelineEnv.PERSIST_WORKERS) : 1,
     peak,
     warnings,
-    pipelineEnv: { ...process.env, ...env, STREAM_KEY: streamKey, MONGODB_DB: dbName },
+    pipelineEnv,
   };
 }
 
@@ -314,7 +335,7 @@ async function startPipeline(
     await freePort(),
     await freePort(),
   ];
-  const logFile = join(where.resultsDir, `spike-${where.stamp}-pipeline.log`);
+  const logFile = join(where.resultsDir, `${run.label}-${where.stamp}-pipeline.log`);
   const fd = openSync(logFile, 'a');
   ui.phase('starting the pipeline (npm start)');
   const pipeline = spawnEntry(
@@ -592,7 +613,7 @@ export async function runSpikeScenario(
     ui.phase('starting Prometheus (scraping ingest and persist every second)');
     prometheus = await startPrometheus(
       { ingest: [pipeline.ingestMetrics], persist: [pipeline.persistMetrics] },
-      { logFile: join(where.resultsDir, `spike-${where.stamp}-prometheus.log`) },
+      { logFile: join(where.resultsDir, `${run.label}-${where.stamp}-prometheus.log`) },
     );
     children.add(prometheus.proc);
     driven = await driveLoad(run, opts, ui, pipeline.port, sampler);
@@ -623,6 +644,8 @@ export async function runSpikeScenario(
     finishedAt: new Date().toISOString(),
     options: opts,
     smoke: where.smoke,
+    profile: opts.profile ?? 'spike',
+    persistWorkers: run.persistWorkers,
     thinkTimeMs: run.profile.thinkTimeMs,
     ingestWorkers: Number(process.env.INGEST_WORKERS ?? 3) || 3,
     budget: Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.dbWriteOpsPerSec,

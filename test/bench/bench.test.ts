@@ -283,9 +283,31 @@ describe('the targets', () => {
         peakBacklog: 50_000,
         busiestSecond: 101,
         drain: { backlog: 50_000, seconds: 7, rate: 50_000 / 7, predictedSec: 5 },
+        accepted: 1,
+        storedDocuments: 1,
       },
     } as never);
-    expect(spike.map((t) => t.met)).toEqual([true, false, false, false]);
+    expect(spike.map((t) => t.met)).toEqual([true, true, false, false, false]);
+    // A flood row is named by its replicas; a 202 not stored is a miss.
+    const flood = spikeTargets({
+      profile: 'flood',
+      persistWorkers: 3,
+      maxBacklog: 1_000_000,
+      budget: 100,
+      ceiling: { docsPerSec: 2000, from: 'x' },
+      summary: {
+        errorsUnderMaxBacklog: 0,
+        offered: 10,
+        accepted: 10,
+        storedDocuments: 9,
+        peakBacklog: 20_000,
+        busiestSecond: 100,
+        drain: { backlog: 20_000, seconds: 11, rate: 1900, predictedSec: 10 },
+      },
+    } as never);
+    expect(flood.every((t) => t.scenario === 'flood' && t.name.startsWith('3 persist'))).toBe(true);
+    expect(flood.map((t) => t.met)).toEqual([true, false, true, true, true]);
+    expect(flood[1]?.miss).toBe('1 instead of 0');
   });
 
   it('time the drain of the largest backlog from its peak to ≤ 1 % of it', () => {

@@ -86,6 +86,31 @@ describe('k6/spike-test.js options', () => {
   });
 });
 
+describe('k6/spike-test.js PROFILE', () => {
+  const flood = JSON.parse(read('k6/flood-profile.json'));
+
+  it("runs the flood's stages, think time and event with PROFILE=flood, and refuses another name", () => {
+    const { options, calls, error } = k6({ ...TARGET, PROFILE: 'flood' }, 2);
+    expect(error).toBeUndefined();
+    expect(options?.scenarios.spike.stages).toEqual(flood.stages);
+    expect(flood.stages).not.toEqual(profile.stages);
+    expect(Math.max(...flood.stages.map((s: { target: number }) => s.target))).toBe(10_000);
+    const event = JSON.parse(calls.find((c) => c.fn === 'http.post')?.body as string);
+    expect(event).toMatchObject({ type: flood.event.type, source: flood.event.source });
+    const { mean, jitter } = flood.thinkTimeMs;
+    for (const c of calls.filter((c) => c.fn === 'sleep')) {
+      expect(c.seconds).toBeGreaterThanOrEqual((mean * (1 - jitter)) / 1000);
+      expect(c.seconds).toBeLessThanOrEqual((mean * (1 + jitter)) / 1000);
+    }
+    expect(k6({ ...TARGET, PROFILE: 'spike' }).options?.scenarios.spike.stages).toEqual(
+      profile.stages,
+    );
+    expect(k6({ ...TARGET, PROFILE: '../package' }).error).toMatch(
+      /PROFILE=\.\.\/package is not one of spike, flood/,
+    );
+  });
+});
+
 describe('k6/spike-test.js iterations', () => {
   it('posts one event per iteration to INGEST_URL/events with the API key, checks 202, then thinks', () => {
     const { calls, error } = k6(TARGET, 4, 2);
