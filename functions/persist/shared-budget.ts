@@ -19,18 +19,15 @@
  * a waiting replica asks again every spacing (1010/rate ms): at most `rate` small
  * script calls a second per waiting replica.
  *
- * The largest batch is kept there too (when maxBatchDocs is given): halved by a
+ * The largest batch is kept there too (when maxBatchDocs is given): cut by a
  * slow or failed write, at most once a second, grown back by fast ones, from the
- * writes of every replica. Every budget call returns it, the grant too: a
+ * writes of every replica (batch-limit.ts). Every budget call returns it, the grant too: a
  * batch settled at the grant (the committer's) is within the current figure.
  *
- * Fallback: when Redis does not answer a budget call within redisTimeoutMs
- * (connection down, command error, timeout), the process falls back to a local
- * Spacer at ceiling / maxReplicas, logs it once, probes Redis in the
- * background (every second, and whenever the client reconnects), and logs once
- * when the shared budget is used again. A write never waits on any one Redis
- * call longer than redisTimeoutMs before falling back, and while it is cut off
- * it does not wait on Redis at all. The local share keeps the total
+ * Fallback (budget-fallback.ts): when Redis does not answer a budget call within
+ * redisTimeoutMs, the process writes on a local Spacer at ceiling / maxReplicas
+ * until Redis answers again. A write never waits on any one Redis call longer
+ * than redisTimeoutMs before falling back. The local share keeps the total
  * within the ceiling only when every replica is cut off: while some replicas
  * still share the budget, each one that is cut off from Redis may add up to
  * ceiling / maxReplicas writes per second at the database, and around the
@@ -43,60 +40,23 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
 import { batchRule } from './batch-limit.js';
+import { BudgetFallback } from './budget-fallback.js';
 import { BudgetLease, type BudgetLogger } from './budget-lease.js';
-import { SLACK_MS, Spacer } from './spacer.js';
+import {
+  type BudgetMode,
+  type BudgetWrite,
+  checked,
+  type SharedBudgetOptions,
+} from './budget-options.js';
+import { Spacer } from './spacer.js';
 
-/** Kept by the script for 10 minutes after its last use; a lease must be far shorter. */
-const MAX_LEASE_MS = 60_000;
-const PROBE_EVERY_MS = 1000;
-
-export type { BudgetLogger } from './budget-lease.js';
-
-/** Where the budget comes from: Redis (shared by all replicas) or this process alone. */
-export type BudgetMode = 'shared' | 'local';
-
-/** One write made under the budget, for metrics. */
-export interface BudgetWrite {
-  /** From the write's start to its answer (or its error). */
-  latencyMs: number;
-  /** The database answered it (see WriteBudget.run's `answered`). */
-  ok: boolean;
-  /** The budget this write was made under. */
-  mode: BudgetMode;
-  /** Writes per second the budget allows after this write. */
-  rate: number;
-}
-
-export interface SharedBudgetOptions {
-  /**
-   * The client the script runs on. A call made while it (re)connects waits for it
-   * up to redisTimeoutMs, and fails at once on a connection error (refused, reset).
-   */
-  redis: Redis;
-  /** writeBudgetKey(database) (functions/shared/redis/keys.ts). */
-  key: string;
-  /** The database's budget (DB_WRITE_OPS_PER_SEC): a hard ceiling, writes per second. */
-  ceiling: number;
-  /** The rate never adapts below this, writes per second. */
-  floor: number;
-  /** Writes slower than this (DB_LATENCY_TARGET_MS) lower the rate. */
-  targetMs: number;
-  /** The most replicas that may run: a replica cut off from Redis writes at ceiling / maxReplicas. */
-  maxReplicas: number;
-  /** How long a lease lasts without renewal; the others stall at most this long after a holder dies. Default 3000. */
-  leaseMs?: number;
-  /** MAX_BATCH_DOCS: with it, the largest batch is adapted in Redis for every replica (batchLimit). */
-  maxBatchDocs?: number;
-  /** How long a write waits on any one Redis call before falling back. Default 500. */
-  redisTimeoutMs?: number;
-  log: BudgetLogger;
-  /** Called after every write (e.g. to observe spillway_persist_write_latency_seconds). */
-  onWrite?: (write: BudgetWrite) => void;
-  /** Called when the budget repaired a step of Redis's clock (commands/includes/budget.lua, "Clock steps"). */
-  onClockStep?: () => void;
-}
+export type {
+  BudgetLogger,
+  BudgetMode,
+  BudgetWrite,
+  SharedBudgetOptions,
+} from './budget-options.js';
 
 /**
  * Runs one write and then `after` with its latency and whether the database
@@ -119,8 +79,8 @@ async function timed<T>(
 }
 
 export class SharedBudget {
-  private readonly redis: Redis;
   private readonly lease: BudgetLease;
+  private readonly fallback: BudgetFallback;
   private readonly key: string;
   private readonly maxReplicas: number;
   private readonly leaseMs: number;
@@ -131,15 +91,8 @@ export class SharedBudget {
   private seq = 0;
   private readonly ceilingPerSec: number;
   private readonly local: Spacer;
-  private currentMode: BudgetMode = 'shared';
   /** Writes of this process go one at a time: each waits for the previous one's release. */
   private chain: Promise<void> = Promise.resolve();
-  private probeTimer: NodeJS.Timeout | undefined;
-  private probing = false;
-  private closed = false;
-  private readonly onReady = () => {
-    if (this.currentMode === 'local') void this.probe();
-  };
 
   constructor(options: SharedBudgetOptions) {
     const { leaseMs, timeoutMs } = checked(options);
@@ -150,7 +103,6 @@ export class SharedBudget {
     this.log = options.log;
     this.onWrite = options.onWrite;
     this.local = new Spacer(this.localRate);
-    this.redis = options.redis;
     const { maxBatchDocs } = options;
     this.lease = new BudgetLease({
       redis: options.redis,
@@ -163,12 +115,18 @@ export class SharedBudget {
       log: options.log,
       onClockStep: options.onClockStep,
     });
-    this.redis.on('ready', this.onReady);
+    this.fallback = new BudgetFallback({
+      redis: options.redis,
+      lease: this.lease,
+      key: options.key,
+      localRate: this.localRate,
+      log: options.log,
+    });
   }
 
   /** Writes per second allowed now: the shared rate, or this process's share while cut off. */
   get rate(): number {
-    return this.currentMode === 'shared' ? this.lease.rate : this.localRate;
+    return this.fallback.mode === 'shared' ? this.lease.rate : this.localRate;
   }
 
   /**
@@ -177,11 +135,11 @@ export class SharedBudget {
    * and the caller keeps its own).
    */
   get batchLimit(): number | undefined {
-    return this.currentMode === 'shared' ? this.lease.batch : undefined;
+    return this.fallback.mode === 'shared' ? this.lease.batch : undefined;
   }
 
   get mode(): BudgetMode {
-    return this.currentMode;
+    return this.fallback.mode;
   }
 
   get ceiling(): number {
@@ -198,10 +156,7 @@ export class SharedBudget {
    * have released the budget (before the Redis client is closed).
    */
   async close(): Promise<void> {
-    this.closed = true;
-    clearInterval(this.probeTimer);
-    this.probeTimer = undefined;
-    this.redis.off('ready', this.onReady);
+    this.fallback.close();
     await this.chain;
   }
 
@@ -219,7 +174,7 @@ export class SharedBudget {
     await previous;
     let handedOver = false;
     try {
-      if (this.currentMode === 'shared') {
+      if (this.fallback.mode === 'shared') {
         const owner = `${this.id}:${++this.seq}`;
         let granted = false;
         try {
@@ -227,7 +182,7 @@ export class SharedBudget {
         } catch (error) {
           // The call may still reach Redis and grant a lease nobody uses: give it back.
           this.lease.cancel(owner).catch(() => undefined);
-          this.fallBack(error);
+          this.fallback.fallBack(error);
         }
         if (granted) {
           handedOver = true;
@@ -287,7 +242,7 @@ export class SharedBudget {
       await this.lease.release(owner, latencyMs, ok);
     } catch (error) {
       // Redis is gone: the lease ends by itself after leaseMs; this process goes on alone.
-      this.fallBack(error);
+      this.fallback.fallBack(error);
     }
     this.wrote(latencyMs, ok, 'shared');
   }
@@ -300,57 +255,4 @@ export class SharedBudget {
       this.log.warn({ err: error }, 'write budget: onWrite threw');
     }
   }
-
-  private fallBack(error: unknown): void {
-    if (this.currentMode === 'local') return;
-    this.currentMode = 'local';
-    this.log.warn(
-      { err: error, key: this.key, localRate: this.localRate },
-      'write budget: Redis unreachable; writing at this replica’s share of the ceiling until it is back',
-    );
-    if (!this.closed) {
-      this.probeTimer = setInterval(() => void this.probe(), PROBE_EVERY_MS);
-      this.probeTimer.unref();
-    }
-  }
-
-  /** While cut off: one budget call that answers in time brings the shared budget back. */
-  private async probe(): Promise<void> {
-    if (this.probing || this.currentMode === 'shared' || this.closed) return;
-    this.probing = true;
-    try {
-      await this.lease.refresh();
-      if (this.currentMode === 'local') {
-        this.currentMode = 'shared';
-        clearInterval(this.probeTimer);
-        this.probeTimer = undefined;
-        this.log.info({ key: this.key }, 'write budget: Redis is back; the budget is shared again');
-      }
-    } catch {
-      // Still cut off.
-    } finally {
-      this.probing = false;
-    }
-  }
-}
-
-/** The options' figures, checked; with the lease's defaults filled in. */
-function checked(options: SharedBudgetOptions): { leaseMs: number; timeoutMs: number } {
-  const leaseMs = options.leaseMs ?? 3000;
-  const timeoutMs = options.redisTimeoutMs ?? 500;
-  if (!(options.ceiling > 0)) throw new RangeError('ceiling must be above 0 writes/s');
-  if (!(options.floor > 0)) throw new RangeError('floor must be above 0 writes/s');
-  if (!(options.targetMs > 0)) throw new RangeError('targetMs must be above 0');
-  if (!Number.isInteger(options.maxReplicas) || options.maxReplicas < 1)
-    throw new RangeError('maxReplicas must be an integer of at least 1');
-  if (!(timeoutMs > 0)) throw new RangeError('redisTimeoutMs must be above 0');
-  // Renewed every leaseMs/3, each renewal given redisTimeoutMs: a slow renewal is not yet late.
-  if (!(leaseMs >= 2 * timeoutMs && leaseMs <= MAX_LEASE_MS))
-    throw new RangeError(`leaseMs must be between 2 × redisTimeoutMs and ${MAX_LEASE_MS}`);
-  if (SLACK_MS / Math.min(options.floor, options.ceiling) > MAX_LEASE_MS)
-    throw new RangeError('floor must allow at least one write a minute');
-  const { maxBatchDocs } = options;
-  if (maxBatchDocs !== undefined && !(Number.isInteger(maxBatchDocs) && maxBatchDocs >= 1))
-    throw new RangeError('maxBatchDocs must be an integer of at least 1');
-  return { leaseMs, timeoutMs };
 }
