@@ -359,9 +359,13 @@ export function dashboardSpecs(
     const scale = UNIT_SCALE[unitName] ?? { unit: unitName, factor: 1 };
     const rows: Row[] = [];
     let series = 0;
+    // Counters start at 0 for every known label: a panel draws the series that moved,
+    // or all of them (at 0) when none did.
+    const moved = panel.answers.flat().some((s) => s.points.some((p) => p.v !== 0));
     panel.answers.forEach((answer, i) => {
       const target = panel.targets?.[i];
       for (const s of answer) {
+        if (moved && s.points.every((p) => p.v === 0)) continue;
         series++;
         const name = legend(target?.legendFormat, s.labels, target?.expr ?? '');
         for (const p of s.points)

@@ -12,7 +12,7 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import { attributesText } from '../shared/document.js';
 import type { RawRequest } from '../shared/function.js';
-import { ClientError, HttpError, pathOf, send } from '../shared/http.js';
+import { ClientError, ERROR_STATUS, HttpError, pathOf, send } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
 import { ApiKeys, callerOf, type Key } from './caller.js';
@@ -118,7 +118,13 @@ export function createIngestHandler(
   };
 }
 
-/** Counts every answer by status, and times it, once it is sent (whoever sends it). */
+/** Every status ingest answers with: 202, and each of the error catalogue's. */
+const ANSWERED = [202, ...new Set(Object.values(ERROR_STATUS))];
+
+/**
+ * Counts every answer by status (each known status from 0, so a panel says 0,
+ * not "No data"), and times it, once it is sent (whoever sends it).
+ */
 function requestMetrics(registry: Registry): (res: ServerResponse) => void {
   const requests = new Counter({
     name: 'spillway_ingest_requests_total',
@@ -126,6 +132,7 @@ function requestMetrics(registry: Registry): (res: ServerResponse) => void {
     labelNames: ['status'],
     registers: [registry],
   });
+  for (const status of ANSWERED) requests.inc({ status }, 0);
   const latency = new Histogram({
     name: 'spillway_ingest_request_seconds',
     help: 'Time from the request reaching the function to its answer',
