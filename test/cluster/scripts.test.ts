@@ -616,6 +616,17 @@ describe('scripts/tools.sh --dry-run', () => {
         'github.com/prometheus/prometheus/cmd/promtool@v0.316.0',
       ],
     ]);
+    // The benchmark's Prometheus: the same module and version as promtool, its own folder.
+    expect(dryRun('scripts/tools.sh', ['prometheus'])).toEqual([
+      ['mkdir', '-p', join(ROOT, '.data/bin/prometheus-v0.316.0')],
+      [
+        'env',
+        `GOBIN=${join(ROOT, '.data/bin/prometheus-v0.316.0')}`,
+        'go',
+        'install',
+        'github.com/prometheus/prometheus/cmd/prometheus@v0.316.0',
+      ],
+    ]);
   });
 
   it("installs shellcheck from Debian's packages", () => {
