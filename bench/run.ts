@@ -222,8 +222,21 @@ function progressUis(scenarios: readonly Scenario[], estimates: Record<Scenario,
   };
 }
 
-async function main(): Promise<void> {
+/** What the command line asks for: which scenarios, at which lengths. */
+interface Plan {
+  chosen: Scenario[];
+  smoke: boolean;
+  ingest: IngestOptions;
+  persist: PersistOptions;
+  spike: SpikeOptions;
+  flood: SpikeOptions;
+  profileMode: 'never' | 'always' | 'when-missed';
+}
+
+/** The plan from the command line; undefined after printing the usage (--help). */
+function planOf(argv: string[]): Plan | undefined {
   const { values, positionals } = parseArgs({
+    args: argv,
     allowPositionals: true,
     options: {
       full: { type: 'boolean', default: false },
@@ -235,115 +248,82 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(USAGE);
-    return;
+    return undefined;
   }
   for (const name of positionals)
     if (!(SCENARIOS as readonly string[]).includes(name)) {
       console.error(`unknown scenario ${name}\n${USAGE}`);
       process.exit(2);
     }
-  const chosen: Scenario[] =
-    positionals.length === 0
-      ? [...SCENARIOS]
-      : SCENARIOS.filter((name) => positionals.includes(name));
   const smoke = values.smoke === true;
-  const ingestOpts: IngestOptions = smoke
-    ? SMOKE_INGEST
-    : values.full
-      ? FULL_INGEST
-      : DEFAULT_INGEST;
-  const persistOpts: PersistOptions = smoke
-    ? SMOKE_PERSIST
-    : values.full
-      ? FULL_PERSIST
-      : DEFAULT_PERSIST;
-  const spikeOpts = loadOptions('spike', smoke);
-  const floodOpts = loadOptions('flood', smoke);
-  const profileMode = values['no-profile'] ? 'never' : values.profile ? 'always' : 'when-missed';
-
-  const root = repoRoot();
-  const resultsDir = join(root, 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const startedAt = new Date();
-  const stamp = fileStamp(startedAt);
-  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-  const run: BenchRun = {
-    startedAt: startedAt.toISOString(),
-    finishedAt: '',
-    command,
-    machine: machine(),
+  const length = smoke ? 'smoke' : values.full ? 'full' : 'default';
+  return {
+    chosen:
+      positionals.length === 0
+        ? [...SCENARIOS]
+        : SCENARIOS.filter((name) => positionals.includes(name)),
     smoke,
-    shortened: smoke ? [] : shortenedNotes(ingestOpts, persistOpts, chosen),
-    scenarios: {},
-    targets: [],
-    failures: {},
+    ingest: { smoke: SMOKE_INGEST, full: FULL_INGEST, default: DEFAULT_INGEST }[length],
+    persist: { smoke: SMOKE_PERSIST, full: FULL_PERSIST, default: DEFAULT_PERSIST }[length],
+    spike: loadOptions('spike', smoke),
+    flood: loadOptions('flood', smoke),
+    profileMode: values['no-profile'] ? 'never' : values.profile ? 'always' : 'when-missed',
   };
-  const estimates: Record<Scenario, number> = {
-    ingest: estimateIngestSec({ ...ingestOpts, profile: profileMode === 'always' }),
-    persist: estimatePersistSec(persistOpts),
-    spike: estimateSpikeSec(spikeOpts, chosen.includes('persist')),
-    flood: FLOOD_REPLICAS.length * estimateSpikeSec(floodOpts, chosen.includes('persist')),
-  };
-  const progress = progressUis(chosen, estimates);
+}
 
-  try {
-    for (const name of chosen) {
-      const ui = progress.ui(name);
-      progress.start(name);
-      try {
-        if (name === 'ingest') {
-          const result = await runIngestScenario(
-            { ...ingestOpts, profile: profileMode === 'always' },
-            ui,
-            { resultsDir, stamp },
-          );
-          run.scenarios.ingest = result;
-          const missed = ingestTargets(result).some((t) => t.met === false);
-          if (profileMode === 'when-missed' && missed && ingestOpts.pacedSec > 0) {
-            ui.log('an ingest target is not met: profiling ingest at the reference load');
-            const profiled = await runIngestScenario(
-              { ...ingestOpts, only: [], profile: true },
-              ui,
-              { resultsDir, stamp },
-            );
-            if (profiled.cpuProfile) result.cpuProfile = profiled.cpuProfile;
-          }
-        } else if (name === 'persist') {
-          run.scenarios.persist = await runPersistScenario(persistOpts, ui);
-        } else {
-          const ceiling = run.scenarios.persist?.ceiling;
-          const where = { resultsDir, stamp, smoke, ...(ceiling !== undefined ? { ceiling } : {}) };
-          if (name === 'spike') run.scenarios.spike = await runSpikeScenario(spikeOpts, ui, where);
-          else run.scenarios.flood = await runFlood(floodOpts, ui, where);
-        }
-      } catch (error) {
-        run.failures[name] = String((error as Error)?.message ?? error);
-        ui.log(`${name} FAILED: ${String((error as Error)?.stack ?? error)}`);
-      } finally {
-        progress.done(name);
-      }
-    }
-  } finally {
-    progress.stop();
+/** Where a run's files go, and under which stamp. */
+interface Output {
+  resultsDir: string;
+  stamp: string;
+}
+
+/** Ingest's rows; profiled at the reference load when asked, or when a target is missed. */
+async function ingestScenario(plan: Plan, ui: ScenarioUi, out: Output) {
+  const result = await runIngestScenario(
+    { ...plan.ingest, profile: plan.profileMode === 'always' },
+    ui,
+    out,
+  );
+  const missed = ingestTargets(result).some((t) => t.met === false);
+  if (plan.profileMode === 'when-missed' && missed && plan.ingest.pacedSec > 0) {
+    ui.log('an ingest target is not met: profiling ingest at the reference load');
+    const profiled = await runIngestScenario({ ...plan.ingest, only: [], profile: true }, ui, out);
+    if (profiled.cpuProfile) result.cpuProfile = profiled.cpuProfile;
   }
+  return result;
+}
 
-  if (run.scenarios.ingest) run.targets.push(...ingestTargets(run.scenarios.ingest));
-  if (run.scenarios.spike) run.targets.push(...spikeTargets(run.scenarios.spike));
-  for (const row of run.scenarios.flood ?? []) run.targets.push(...spikeTargets(row));
-  run.finishedAt = new Date().toISOString();
+/** One scenario into the run; a failure is recorded, and the others go on. */
+async function runScenario(name: Scenario, plan: Plan, run: BenchRun, ui: ScenarioUi, out: Output) {
+  try {
+    if (name === 'ingest') run.scenarios.ingest = await ingestScenario(plan, ui, out);
+    else if (name === 'persist') run.scenarios.persist = await runPersistScenario(plan.persist, ui);
+    else {
+      const ceiling = run.scenarios.persist?.ceiling;
+      const where = { ...out, smoke: plan.smoke, ...(ceiling !== undefined ? { ceiling } : {}) };
+      if (name === 'spike') run.scenarios.spike = await runSpikeScenario(plan.spike, ui, where);
+      else run.scenarios.flood = await runFlood(plan.flood, ui, where);
+    }
+  } catch (error) {
+    run.failures[name] = String((error as Error)?.message ?? error);
+    ui.log(`${name} FAILED: ${String((error as Error)?.stack ?? error)}`);
+  }
+}
 
-  const base = join(resultsDir, stamp);
+/** The run's JSON, HTML and Markdown (charts beside them), and the targets printed. */
+async function writeResults(run: BenchRun, out: Output): Promise<void> {
+  const base = join(out.resultsDir, out.stamp);
   const charts = await renderCharts(run);
   if (charts.spike) writeFileSync(`${base}-spike.svg`, charts.spike);
   const floodSvgs = charts.flood.map((svg, i) => {
     writeFileSync(`${base}-flood-${i + 1}.svg`, svg);
-    return `${stamp}-flood-${i + 1}.svg`;
+    return `${out.stamp}-flood-${i + 1}.svg`;
   });
   writeFileSync(`${base}.json`, `${JSON.stringify(run)}\n`);
   writeFileSync(`${base}.html`, html(run, charts));
   writeFileSync(
     `${base}.md`,
-    markdown(run, { ...(charts.spike ? { spikeSvg: `${stamp}-spike.svg` } : {}), floodSvgs }),
+    markdown(run, { ...(charts.spike ? { spikeSvg: `${out.stamp}-spike.svg` } : {}), floodSvgs }),
   );
   const rel = (file: string) => relative(process.cwd(), file);
   console.log(
@@ -355,6 +335,50 @@ async function main(): Promise<void> {
       `Results: ${rel(`${base}.md`)}, ${rel(`${base}.html`)}, ${rel(`${base}.json`)}`,
     ].join('\n'),
   );
+}
+
+async function main(): Promise<void> {
+  const plan = planOf(process.argv.slice(2));
+  if (!plan) return;
+  const { chosen, smoke } = plan;
+  const startedAt = new Date();
+  const out: Output = {
+    resultsDir: join(repoRoot(), 'bench', 'results'),
+    stamp: fileStamp(startedAt),
+  };
+  mkdirSync(out.resultsDir, { recursive: true });
+  const run: BenchRun = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    machine: machine(),
+    smoke,
+    shortened: smoke ? [] : shortenedNotes(plan.ingest, plan.persist, chosen),
+    scenarios: {},
+    targets: [],
+    failures: {},
+  };
+  const estimates: Record<Scenario, number> = {
+    ingest: estimateIngestSec({ ...plan.ingest, profile: plan.profileMode === 'always' }),
+    persist: estimatePersistSec(plan.persist),
+    spike: estimateSpikeSec(plan.spike, chosen.includes('persist')),
+    flood: FLOOD_REPLICAS.length * estimateSpikeSec(plan.flood, chosen.includes('persist')),
+  };
+  const progress = progressUis(chosen, estimates);
+  try {
+    for (const name of chosen) {
+      progress.start(name);
+      await runScenario(name, plan, run, progress.ui(name), out);
+      progress.done(name);
+    }
+  } finally {
+    progress.stop();
+  }
+  if (run.scenarios.ingest) run.targets.push(...ingestTargets(run.scenarios.ingest));
+  if (run.scenarios.spike) run.targets.push(...spikeTargets(run.scenarios.spike));
+  for (const row of run.scenarios.flood ?? []) run.targets.push(...spikeTargets(row));
+  run.finishedAt = new Date().toISOString();
+  await writeResults(run, out);
   if (Object.keys(run.failures).length > 0) process.exitCode = 1;
 }
 
