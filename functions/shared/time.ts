@@ -10,21 +10,40 @@ export const READY_CHECK_MS = 2000;
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
+ * Calls `expire` once `ms` have passed and the input and output that was
+ * already there by then has been read. A process busy for longer than `ms`
+ * (a large batch converted, a garbage collection) fires its timers before it
+ * reads its sockets: an answer that arrived in time is still waiting there,
+ * and must not be taken for one that did not come. Timers run before the
+ * event loop's poll for I/O, setImmediate after it. Returns a cancel.
+ */
+export function timeout(ms: number, expire: () => void): () => void {
+  let immediate: NodeJS.Immediate | undefined;
+  const timer = setTimeout(() => {
+    immediate = setImmediate(expire);
+  }, ms);
+  return () => {
+    clearTimeout(timer);
+    if (immediate) clearImmediate(immediate);
+  };
+}
+
+/**
  * Waits for `work` at most `ms`: true if it fulfilled in time, false if the time
  * ran out first (`work` goes on; nothing cancels it). A rejection in time is
  * passed on. The timer is cleared either way.
  */
 export async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
+  let cancel = () => {};
   try {
     return await Promise.race([
       work.then(() => true),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(resolve, ms, false);
+        cancel = timeout(ms, () => resolve(false));
       }),
     ]);
   } finally {
-    clearTimeout(timer);
+    cancel();
   }
 }
 
@@ -39,19 +58,19 @@ export async function deadline<T>(
   late: () => Error,
 ): Promise<T> {
   const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
+  let cancel = () => {};
   try {
     return await Promise.race([
       work(controller.signal),
       new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => {
+        cancel = timeout(ms, () => {
           const error = late();
           controller.abort(error);
           reject(error);
-        }, ms);
+        });
       }),
     ]);
   } finally {
-    clearTimeout(timer);
+    cancel();
   }
 }
