@@ -23,6 +23,7 @@ import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { idempotencyKey, sequenceKey } from '../../functions/shared/redis/keys.js';
 import { readPart } from '../../functions/shared/settings.js';
+import { readStatus } from '../../functions/shared/status.js';
 import { busiestSecond, sampleServerWrites, type WriteSample } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry, stopProcess } from '../../scripts/processes.js';
 import {
@@ -323,7 +324,7 @@ async function runCeiling(
   return { docsPerSec, from: `a raw insertMany loop of ${opts.ceilingSec} s before the spike` };
 }
 
-/** `npm start`'s pipeline on free ports, up once its log prints the ingest address. */
+/** `npm start`'s pipeline on free ports, up once its STATUS_FILE says it is ready. */
 async function startPipeline(
   run: SpikeRun,
   ui: ScenarioUi,
@@ -336,6 +337,7 @@ async function startPipeline(
     await freePort(),
   ];
   const logFile = join(where.resultsDir, `${run.label}-${where.stamp}-pipeline.log`);
+  const statusFile = join(where.resultsDir, `${run.label}-${where.stamp}-pipeline.status.json`);
   const fd = openSync(logFile, 'a');
   ui.phase('starting the pipeline (npm start)');
   const pipeline = spawnEntry(
@@ -349,6 +351,7 @@ async function startPipeline(
         PERSIST_METRICS_PORT: String(persistMetricsPort),
         LOG_LEVEL: 'warn',
         IDEMPOTENCY_TTL_SEC: '3600',
+        STATUS_FILE: statusFile,
       },
       stdio: ['ignore', fd, fd],
     },
@@ -356,7 +359,7 @@ async function startPipeline(
   closeSync(fd);
   children.add(pipeline.proc);
   const deadline = Date.now() + 120_000;
-  while (!readFileSync(logFile, 'utf8').includes('/events   (')) {
+  while (readStatus(statusFile)?.ready !== true) {
     if (hasExited(pipeline.proc))
       throw new Error(`the pipeline exited before it was up: ${readFileSync(logFile, 'utf8')}`);
     if (Date.now() > deadline) throw new Error(`the pipeline was not up after 120 s (${logFile})`);
