@@ -18,6 +18,8 @@ import type { ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { Redis } from 'ioredis';
 import { type Db, MongoClient } from 'mongodb';
+import { type EventDocument, toDocument } from '../../functions/shared/document.js';
+import { entryFields, parseEntryFields } from '../../functions/shared/entry.js';
 import {
   maxWritesPerSecond,
   sampleServerWrites,
@@ -94,22 +96,32 @@ export function estimatePersistSec(opts: PersistOptions): number {
 
 export const LAG_RATE = 565;
 
-/** A document as persist writes one (same fields and size). */
-export const sampleDoc = (i: number, prefix: string) => ({
-  _id: `${prefix}-${i}`,
+/** The stream entry the benchmarks fill the stream with: the i-th of a run. */
+export const sampleEntry = (i: number, prefix: string, time = new Date().toISOString()) => ({
+  id: `${prefix}-${i}`,
   type: 'bench.event',
   source: '/bench',
   subject: `s-${i % 1000}`,
-  seq: i,
-  time: new Date(),
-  data: { i, payload: 'x'.repeat(64) },
-  streamId: `${Date.now()}-${i}`,
-  persistedAt: new Date(),
+  time,
+  seq: i + 1,
+  data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
 });
+
+/**
+ * The document persist writes for sampleEntry(i): made by the contracts'
+ * own conversion (entry fields to document), so that a ceiling measured with
+ * it writes what persist writes, field for field.
+ */
+export const sampleDoc = (i: number, prefix: string) =>
+  toDocument(
+    parseEntryFields(entryFields(sampleEntry(i, prefix))),
+    `${Date.now()}-${i}`,
+    new Date(),
+  );
 
 /** The ceiling: maximal insertMany batches (10,000 documents) back to back; returns the documents. */
 export async function insertManyLoop(db: Db, seconds: number): Promise<number> {
-  const b = db.collection<{ _id: string }>('b_insert_many');
+  const b = db.collection<EventDocument>('b_insert_many');
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
@@ -255,22 +267,7 @@ async function withSlot(
 /** Appends entries `from` … `from + n - 1` of a run (5,000 per pipeline). */
 async function fillFrom(run: PersistRun, stream: string, from: number, n: number, prefix: string) {
   const time = new Date().toISOString();
-  await appendEntries(
-    run.redis,
-    stream,
-    from,
-    n,
-    (i) => ({
-      id: `${prefix}-${i}`,
-      type: 'bench.event',
-      source: '/bench',
-      subject: `s-${i % 1000}`,
-      time,
-      seq: i + 1,
-      data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
-    }),
-    5000,
-  );
+  await appendEntries(run.redis, stream, from, n, (i) => sampleEntry(i, prefix, time), 5000);
 }
 
 async function drained(run: PersistRun, stream: string, timeoutMs: number): Promise<void> {
@@ -294,7 +291,7 @@ async function dropRun(run: PersistRun, stream: string, dbName: string): Promise
 async function baselines(run: PersistRun): Promise<void> {
   const { db } = run;
   const seconds = run.opts.seconds;
-  const a = db.collection<{ _id: string }>('a_insert_one');
+  const a = db.collection<EventDocument>('a_insert_one');
   await measure(run, '(a) insertOne per event', async () => {
     let n = 0;
     const end = performance.now() + seconds * 1000;
