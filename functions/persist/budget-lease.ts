@@ -9,6 +9,8 @@ import type { Redis } from 'ioredis';
 import { whenUsable } from '../shared/redis/client.js';
 import { type BatchRule, type BudgetBounds, Scripts } from '../shared/redis/scripts.js';
 import { deadline, sleep } from '../shared/time.js';
+import type { BatchWrite } from './batch-limit.js';
+import type { Grant } from './spacer.js';
 
 /** Logs the budget writes: pino's Logger fits. */
 export interface BudgetLogger {
@@ -47,15 +49,18 @@ export class BudgetLease {
     this.rate = options.bounds.ceiling;
   }
 
-  /** Loops until the lease is granted; throws when Redis does not answer in time. */
-  async acquire(owner: string): Promise<true> {
+  /**
+   * Loops until the lease is granted, and says whether the previous grant was
+   * this writer's too; throws when Redis does not answer in time.
+   */
+  async acquire(owner: string): Promise<Grant> {
     const { key, leaseMs, bounds } = this.options;
     for (;;) {
       const grant = await this.call('acquire', (s) => s.budgetAcquire(key, owner, leaseMs, bounds));
       this.rate = grant.rate;
       this.keep(grant.batch);
       this.noteClock(grant.steps);
-      if (grant.granted) return true;
+      if (grant.granted) return { followsOwn: grant.again };
       // A little jitter, so replicas waiting for the same moment do not always arrive in the same order.
       await sleep(grant.ms + Math.random() * Math.min(5, 1 + grant.ms / 10));
     }
@@ -67,10 +72,11 @@ export class BudgetLease {
     return this.call('renew', (s) => s.budgetRenew(key, owner, leaseMs));
   }
 
-  /** Gives the lease back with the write's latency; throws when Redis does not answer. */
-  async release(owner: string, latencyMs: number, ok: boolean): Promise<void> {
+  /** Gives the lease back with the write's latency and size; throws when Redis does not answer. */
+  async release(owner: string, written: BatchWrite): Promise<void> {
     const { key, bounds, rule, targetMs, log } = this.options;
-    const write = { latencyMs, ok, targetMs };
+    const { latencyMs } = written;
+    const write = { ...written, targetMs };
     const released = await this.call('release', (s) =>
       s.budgetRelease(key, owner, write, bounds, rule),
     );

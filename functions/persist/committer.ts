@@ -32,6 +32,7 @@ import { StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
 import { type EventItem, HeldQueue, type Item, isDead, isEvent } from './queue.js';
 import { Settler } from './settle.js';
+import type { Grant } from './spacer.js';
 import type { Work } from './work.js';
 import { asTaken, BatchWriter, type Settle, type WriterOptions } from './writes.js';
 
@@ -76,6 +77,7 @@ export class Committer {
       outcomes: this.outcomes,
       forgetCommitted: (items) =>
         this.ledger.forgetNow(items.flatMap((i) => i.ticket.streamId ?? [])),
+      whileSending: () => this.settler.prefetch(this.batchLimit),
     });
     this.settler = new Settler({
       ...options,
@@ -188,7 +190,8 @@ export class Committer {
       if (this.abandoned) return;
       this.inFlight = next.items;
       try {
-        await this.attempt(next.items, next.fresh ? (taken) => this.settle(taken) : asTaken);
+        const settle: Settle = next.fresh ? (taken, grant) => this.settle(taken, grant) : asTaken;
+        await this.attempt(next.items, settle);
       } catch (error) {
         // Nothing here is known to be committed: the whole group is tried again.
         const detail = `unexpected: ${String((error as Error)?.stack ?? error)}`;
@@ -247,8 +250,8 @@ export class Committer {
   }
 
   /** A fresh batch at its grant (settle.ts); what joins it is in flight from then on. */
-  private settle(taken: EventItem[]): Promise<EventItem[]> {
-    return this.settler.settle(taken, this.batchLimit, (joined) => {
+  private settle(taken: EventItem[], grant: Grant): Promise<EventItem[]> {
+    return this.settler.settle(taken, this.batchLimit, grant, (joined) => {
       this.inFlight = [...this.inFlight, ...joined];
     });
   }

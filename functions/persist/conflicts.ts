@@ -87,7 +87,10 @@ export class ConflictCheck {
       detectedAt: new Date(),
     }));
     this.metrics.writeCommands.inc({ collection: this.conflicts.collectionName });
-    const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
+    const outcome = (verdict: InsertVerdict) => ({
+      answered: verdict.kind !== 'unavailable',
+      docs: records.length,
+    });
     return this.budget.run(async (): Promise<InsertVerdict> => {
       try {
         await this.conflicts.insertMany(records, { ordered: false, writeConcern: WRITE_CONCERN });
@@ -95,6 +98,6 @@ export class ConflictCheck {
       } catch (error) {
         return insertVerdict(error, records.length);
       }
-    }, answered);
+    }, outcome);
   }
 }

@@ -1,20 +1,30 @@
 /**
- * A fresh batch settled at its grant of the write budget, in one round trip to
- * Redis:
- *   - what of it is still in the stream: another replica's grant may have taken
- *     an entry from the stream's front while this batch waited, and only a
- *     commit takes an entry out, so one gone is committed (its deliveries are
- *     answered, not counted here);
+ * A fresh batch settled at its grant of the write budget:
  *   - what arrived while it waited (doorbells read from the stream);
  *   - then, up to the largest batch and MAX_BATCH_BYTES, the stream's oldest
  *     entries not held here that have waited longer than twice the latency
- *     target (DB_LATENCY_TARGET_MS), whoever got their deliveries.
+ *     target (DB_LATENCY_TARGET_MS), whoever got their deliveries: the fill;
+ *   - unless the grant follows this process's own previous one, what of the
+ *     batch is still in the stream: another replica's grant may have taken an
+ *     entry meanwhile, and only a commit takes an entry out, so one gone is
+ *     committed (its deliveries are answered, not counted here).
  * So while a backlog waits, each grant writes as much as the database takes in
  * one command, whatever the source has in flight and however many replicas
  * share its deliveries. An entry younger than that is not behind: its delivery
  * brings it soon enough, and a steady flow the database keeps up with is
  * written as it is delivered, in writes no larger than the flow makes them
  * (larger ones only make a slow disk's writes slower).
+ *
+ * The fill is read ahead: while a write is in flight (`prefetch`), the next
+ * grant's candidates are read and converted, so that the grant itself costs no
+ * round trip when it follows this process's own (one replica, or a replica
+ * that keeps the budget), and the database waits on nothing but the command.
+ * What is held here when they are read (the write in flight among it) is left
+ * out; what another replica commits meanwhile is caught by the check above,
+ * and an entry written twice anyway is a duplicate, which counts as committed:
+ * the check saves the database work, it is not what makes a write safe. The fill is only for a
+ * single flight (the shared budget while Redis answers): replicas writing side
+ * by side on their local shares would all fill from the same front.
  * Only events join (a dead letter goes to the queue, for a grant of its own).
  * When the stream cannot be read, the batch is written as it was taken.
  */
@@ -22,12 +32,14 @@ import type { StreamEntry, StreamLedger } from './ledger.js';
 import type { PersistMetrics } from './metrics.js';
 import type { Outcomes } from './outcomes.js';
 import { type EventItem, type HeldQueue, type Item, isEvent, type Ticket } from './queue.js';
+import type { Grant, WriteBudget } from './spacer.js';
 import { entryBytes, workOf } from './work.js';
 
 export interface SettlerOptions {
   queue: HeldQueue;
   ledger: StreamLedger;
   outcomes: Outcomes;
+  budget: WriteBudget;
   metrics: PersistMetrics;
   maxBatchBytes: number;
   /** DB_LATENCY_TARGET_MS: entries that have waited twice this long fill a grant's write. */
@@ -37,7 +49,19 @@ export interface SettlerOptions {
 const bytesOf = (items: readonly Item[]) => items.reduce((sum, item) => sum + item.bytes, 0);
 
 export class Settler {
+  /** The next grant's fill, read while a write was in flight (by stream id, oldest first). */
+  private ahead: Promise<Map<string, Item>> | undefined;
+
   constructor(private readonly options: SettlerOptions) {}
+
+  /**
+   * While a write is in flight: reads the fill of the next grant, when the queue
+   * will not fill it (`limit`: the largest batch now).
+   */
+  prefetch(limit: number): void {
+    const room = limit - this.options.queue.size;
+    this.ahead = room > 0 && this.options.budget.singleFlight ? this.front(room) : undefined;
+  }
 
   /**
    * The batch to write for `taken`, at most `limit` items; `joined` is told
@@ -46,58 +70,92 @@ export class Settler {
   async settle(
     taken: EventItem[],
     limit: number,
+    grant: Grant,
     joined: (items: Item[]) => void,
   ): Promise<EventItem[]> {
     const { queue, ledger, outcomes, metrics } = this.options;
     const extra = queue.take(limit - taken.length, bytesOf(taken));
     joined(extra);
-    const room = limit - taken.length - extra.length;
-    let read: [boolean[], { ready: Item[]; absent: Item[] }, StreamEntry[]];
+    let opened: { ready: Item[]; absent: Item[] };
     try {
-      read = await Promise.all([
-        ledger.present(taken.flatMap((item) => item.ticket.streamId ?? [])),
-        ledger.open(extra),
-        room > 0 ? ledger.waited(2 * this.options.latencyTargetMs, room + queue.heldCount) : [],
-      ]);
+      opened = await ledger.open(extra);
     } catch {
+      // The stream cannot be read now: what was taken is written as it is.
       queue.putBack(extra);
       return taken;
     }
-    const [present, opened, oldest] = read;
-    const kept: EventItem[] = [];
-    const gone: EventItem[] = [];
-    let i = 0;
-    for (const item of taken)
-      (item.ticket.streamId === null || present[i++] ? kept : gone).push(item);
-    outcomes.committedElsewhere(gone);
     metrics.absentEntries.inc(opened.absent.length);
     outcomes.committed(opened.absent);
     queue.putBack(opened.ready.filter((item) => !isEvent(item)));
-    const batch = [...kept, ...opened.ready.filter(isEvent)];
-    const filled = this.fill(oldest, limit - batch.length, bytesOf(batch));
+    const batch = [...taken, ...opened.ready.filter(isEvent)];
+    const filled = await this.fill(limit - batch.length, bytesOf(batch));
     joined(filled);
-    return [...batch, ...filled];
+    // Nobody else wrote since this process's previous grant: all of it is still there.
+    if (grant.followsOwn) return [...batch, ...filled];
+    // A check that cannot be made costs nothing but a duplicate, which counts as committed.
+    return this.stillThere(batch, filled).catch(() => [...batch, ...filled]);
   }
 
-  /** Entries from the stream's front (those behind) not held here, held here from now on, up to `room` and the byte cap. */
-  private fill(oldest: StreamEntry[], room: number, bytes: number): EventItem[] {
+  /** What of the batch is still in the stream; what left it was committed elsewhere. */
+  private async stillThere(batch: EventItem[], filled: EventItem[]): Promise<EventItem[]> {
+    const all = [...batch, ...filled];
+    const present = await this.options.ledger.present(all.flatMap((i) => i.ticket.streamId ?? []));
+    const kept: EventItem[] = [];
+    const gone: EventItem[] = [];
+    let i = 0;
+    for (const item of all)
+      (item.ticket.streamId === null || present[i++] ? kept : gone).push(item);
+    this.options.outcomes.committedElsewhere(gone);
+    return kept;
+  }
+
+  /**
+   * Up to `room` candidates and the byte cap, not held here, held here from now
+   * on: read ahead, or now when nothing was.
+   */
+  private async fill(room: number, bytes: number): Promise<EventItem[]> {
+    if (room <= 0 || !this.options.budget.singleFlight) return [];
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    const candidates = (ahead ? await ahead : undefined) ?? (await this.front(room));
     const { queue, maxBatchBytes } = this.options;
     const filled: EventItem[] = [];
-    for (const { id, fields } of oldest) {
+    for (const [id, item] of candidates) {
       if (filled.length >= room) break;
       if (queue.isBusy(id)) continue;
-      const size = entryBytes(fields);
-      if (bytes + size > maxBatchBytes) break;
-      const ticket: Ticket = { streamId: id, intake: 'pull', deliveries: [], attempts: 0 };
-      const item: Item = { ticket, work: workOf(id, fields), bytes: size };
+      if (bytes + item.bytes > maxBatchBytes) break;
       if (!isEvent(item)) {
         queue.add(item);
         continue;
       }
       queue.hold(item);
       filled.push(item);
-      bytes += size;
+      bytes += item.bytes;
     }
     return filled;
+  }
+
+  /** The stream's oldest entries that are behind, not held here, as items (none when unreadable). */
+  private async front(room: number): Promise<Map<string, Item>> {
+    const { queue, ledger, latencyTargetMs } = this.options;
+    const candidates = new Map<string, Item>();
+    let entries: StreamEntry[];
+    try {
+      entries = await ledger.waited(2 * latencyTargetMs, room + queue.heldCount);
+    } catch {
+      return candidates;
+    }
+    for (const entry of entries) {
+      if (candidates.size >= room) break;
+      if (queue.isBusy(entry.id)) continue;
+      const ticket: Ticket = { streamId: entry.id, intake: 'pull', deliveries: [], attempts: 0 };
+      const item = {
+        ticket,
+        work: workOf(entry.id, entry.fields),
+        bytes: entryBytes(entry.fields),
+      };
+      candidates.set(entry.id, item);
+    }
+    return candidates;
   }
 }

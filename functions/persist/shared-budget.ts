@@ -40,7 +40,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { batchRule } from './batch-limit.js';
+import { type BatchWrite, batchRule } from './batch-limit.js';
 import { BudgetFallback } from './budget-fallback.js';
 import { BudgetLease, type BudgetLogger } from './budget-lease.js';
 import {
@@ -49,7 +49,7 @@ import {
   checked,
   type SharedBudgetOptions,
 } from './budget-options.js';
-import { Spacer } from './spacer.js';
+import { type Grant, Spacer, type WriteOutcome } from './spacer.js';
 
 export type {
   BudgetLogger,
@@ -59,22 +59,23 @@ export type {
 } from './budget-options.js';
 
 /**
- * Runs one write and then `after` with its latency and whether the database
- * answered it (also when it throws: then it did not).
+ * Runs one write and then `after` with what its outcome says (also when it
+ * throws: then the database did not answer it).
  */
 async function timed<T>(
   write: () => Promise<T>,
-  answered: ((result: T) => boolean) | undefined,
-  after: (latencyMs: number, ok: boolean) => void,
+  outcome: ((result: T) => WriteOutcome) | undefined,
+  after: (write: BatchWrite) => void,
 ): Promise<T> {
   const started = performance.now();
-  let ok = false;
+  let said: WriteOutcome = { answered: false };
   try {
     const result = await write();
-    ok = answered === undefined || answered(result);
+    said = outcome?.(result) ?? { answered: true };
     return result;
   } finally {
-    after(performance.now() - started, ok);
+    const latencyMs = said.latencyMs ?? performance.now() - started;
+    after({ latencyMs, ok: said.answered, docs: said.docs ?? 0 });
   }
 }
 
@@ -142,6 +143,11 @@ export class SharedBudget {
     return this.fallback.mode;
   }
 
+  /** One write in flight across every replica: while the budget is shared. */
+  get singleFlight(): boolean {
+    return this.fallback.mode === 'shared';
+  }
+
   get ceiling(): number {
     return this.ceilingPerSec;
   }
@@ -165,7 +171,10 @@ export class SharedBudget {
    * write's latency. Resolves (or rejects) with the write's outcome as soon as it
    * is answered; the release follows, and this process's next write waits for it.
    */
-  async run<T>(write: () => Promise<T>, answered?: (result: T) => boolean): Promise<T> {
+  async run<T>(
+    write: (grant: Grant) => Promise<T>,
+    outcome?: (result: T) => WriteOutcome,
+  ): Promise<T> {
     const previous = this.chain;
     let done!: () => void;
     this.chain = new Promise<void>((resolve) => {
@@ -176,7 +185,7 @@ export class SharedBudget {
     try {
       if (this.fallback.mode === 'shared') {
         const owner = `${this.id}:${++this.seq}`;
-        let granted = false;
+        let granted: Grant | undefined;
         try {
           granted = await this.lease.acquire(owner);
         } catch (error) {
@@ -186,10 +195,11 @@ export class SharedBudget {
         }
         if (granted) {
           handedOver = true;
-          return await this.runShared(owner, write, answered, done);
+          return await this.runShared(owner, () => write(granted), outcome, done);
         }
       }
-      return await this.runLocal(write, answered);
+      // Other replicas may write beside this one meanwhile.
+      return await this.runLocal(() => write({ followsOwn: false }), outcome);
     } finally {
       if (!handedOver) done();
     }
@@ -198,7 +208,7 @@ export class SharedBudget {
   private async runShared<T>(
     owner: string,
     write: () => Promise<T>,
-    answered: ((result: T) => boolean) | undefined,
+    outcome: ((result: T) => WriteOutcome) | undefined,
     done: () => void,
   ): Promise<T> {
     let lost = false;
@@ -216,38 +226,38 @@ export class SharedBudget {
         () => undefined,
       );
     }, this.leaseMs / 3);
-    return timed(write, answered, (latencyMs, ok) => {
+    return timed(write, outcome, (written) => {
       clearInterval(renewal);
       // The release goes on after the result is returned; the next write waits for it.
-      void this.release(owner, latencyMs, ok).finally(done);
+      void this.release(owner, written).finally(done);
     });
   }
 
   private async runLocal<T>(
     write: () => Promise<T>,
-    answered: ((result: T) => boolean) | undefined,
+    outcome: ((result: T) => WriteOutcome) | undefined,
   ): Promise<T> {
     const spacer = this.local;
     await spacer.take();
-    return timed(write, answered, (latencyMs, ok) => {
+    return timed(write, outcome, (written) => {
       spacer.completed();
-      this.wrote(latencyMs, ok, 'local');
+      this.wrote(written, 'local');
     });
   }
 
-  private async release(owner: string, latencyMs: number, ok: boolean): Promise<void> {
+  private async release(owner: string, written: BatchWrite): Promise<void> {
     // Every write, shared or not, also spaces this process's local share (for a fallback right after).
     this.local.completed();
     try {
-      await this.lease.release(owner, latencyMs, ok);
+      await this.lease.release(owner, written);
     } catch (error) {
       // Redis is gone: the lease ends by itself after leaseMs; this process goes on alone.
       this.fallback.fallBack(error);
     }
-    this.wrote(latencyMs, ok, 'shared');
+    this.wrote(written, 'shared');
   }
 
-  private wrote(latencyMs: number, ok: boolean, mode: BudgetMode): void {
+  private wrote({ latencyMs, ok }: BatchWrite, mode: BudgetMode): void {
     try {
       this.onWrite?.({ latencyMs, ok, mode, rate: this.rate });
     } catch (error) {

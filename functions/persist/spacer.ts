@@ -11,22 +11,47 @@
  * the answer holds for both. The spacing has 1 % slack for timer jitter.
  */
 
+/** What a write's result says to the budget, which may adapt to it. */
+export interface WriteOutcome {
+  /** The database answered it (a write that throws did not). */
+  answered: boolean;
+  /** Its command's own latency, ms (default: the whole write's, from the grant). */
+  latencyMs?: number;
+  /** The documents it held (default: none known, and the largest batch does not grow). */
+  docs?: number;
+}
+
+/** What a write is told at its grant. */
+export interface Grant {
+  /**
+   * No other writer wrote since this process's previous grant: what it read of
+   * the stream since then is as it was, but for its own commits.
+   */
+  followsOwn: boolean;
+}
+
 /** What the committer writes under: one write command at a time, within a budget. */
 export interface WriteBudget {
   /**
-   * Runs one write command under the budget. `answered` tells from the write's
-   * result whether the database answered it (a write that throws did not); the
-   * budget may adapt to it.
+   * Runs one write command under the budget. `outcome` reads the write's result
+   * (by default: answered, whatever it holds).
    */
-  run<T>(write: () => Promise<T>, answered?: (result: T) => boolean): Promise<T>;
+  run<T>(write: (grant: Grant) => Promise<T>, outcome?: (result: T) => WriteOutcome): Promise<T>;
   /** The largest batch for the next write, when the budget keeps one for every writer of the database. */
   readonly batchLimit?: number;
+  /**
+   * No other writer's command is in flight beside one of this budget's (the
+   * shared budget while Redis answers; a budget of this process alone, which is
+   * then the only writer): a write may take any entry of the stream's front.
+   */
+  readonly singleFlight: boolean;
 }
 
 /** The spacing's slack: the next write comes 1010/rate ms after an answer (commands/includes/budget.lua's SLACK too). */
 export const SLACK_MS = 1010;
 
 export class Spacer implements WriteBudget {
+  readonly singleFlight = true;
   private next: number;
   private tail: Promise<void> = Promise.resolve();
 
@@ -63,7 +88,7 @@ export class Spacer implements WriteBudget {
    * Takes a token, runs one write command, and spaces the next token from its
    * answer. Calls run one at a time: one write is in flight at most.
    */
-  async run<T>(write: () => Promise<T>): Promise<T> {
+  async run<T>(write: (grant: Grant) => Promise<T>): Promise<T> {
     const previous = this.tail;
     let done = () => {};
     this.tail = new Promise<void>((resolve) => {
@@ -72,7 +97,8 @@ export class Spacer implements WriteBudget {
     await previous;
     try {
       await this.take();
-      return await write();
+      // A budget of this process alone: nobody else writes.
+      return await write({ followsOwn: true });
     } finally {
       this.completed();
       done();

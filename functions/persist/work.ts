@@ -11,6 +11,7 @@ import {
   toDocument,
 } from '../shared/document.js';
 import { EntryError, parseEntryFields } from '../shared/entry.js';
+import { cachedBsonSize } from './command-size.js';
 
 const MAX_REASON_CHARS = 2000;
 
@@ -49,14 +50,17 @@ export function entryBytes(fields: readonly string[]): number {
   return bytes;
 }
 
-/** The work a stream entry gives: its event, or a dead letter when it is not one. */
+/**
+ * The work a stream entry gives: its event, or a dead letter when it is not one.
+ * An event's BSON size is measured here, where the entry is read, rather than
+ * at its write's grant, which the database waits through (command-size.ts
+ * remembers it).
+ */
 export function workOf(streamId: string, fields: readonly string[]): Work {
   try {
-    return {
-      kind: 'event',
-      doc: toDocument(parseEntryFields(fields), streamId, new Date()),
-      fields,
-    };
+    const doc = toDocument(parseEntryFields(fields), streamId, new Date());
+    cachedBsonSize(doc);
+    return { kind: 'event', doc, fields };
   } catch (error) {
     if (!(error instanceof EntryError || error instanceof DocumentError)) throw error;
     return {

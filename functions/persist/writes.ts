@@ -19,7 +19,7 @@ import type { PersistMetrics } from './metrics.js';
 import type { Outcomes } from './outcomes.js';
 import { type Plan, plan, suspect } from './plan.js';
 import type { DeadItem, EventItem, HeldQueue, Item } from './queue.js';
-import type { WriteBudget } from './spacer.js';
+import type { Grant, WriteBudget } from './spacer.js';
 import { type InsertVerdict, insertVerdict, WRITE_CONCERN } from './verdict.js';
 import { type DeadWork, deadDocument, type EventWork } from './work.js';
 
@@ -44,6 +44,8 @@ export interface WriterOptions {
    * stream without them (settle.ts reads the stream's front at a grant).
    */
   forgetCommitted?: (items: Item[]) => Promise<void>;
+  /** Called as an event write's command is sent: what can be done for the next one meanwhile. */
+  whileSending?: () => void;
   metrics: PersistMetrics;
   log: Logger;
 }
@@ -53,7 +55,7 @@ export interface WriterOptions {
  * to be written, and what joins them (a fresh batch: what arrived while it
  * waited, and the stream's oldest entries).
  */
-export type Settle = (taken: EventItem[]) => Promise<EventItem[]>;
+export type Settle = (taken: EventItem[], grant: Grant) => Promise<EventItem[]>;
 export const asTaken: Settle = async (taken) => taken;
 
 /** The events' write: committed, refused for their content (as dead letters), or rescheduled. */
@@ -71,7 +73,25 @@ interface Target<D> {
 }
 
 const answered = (verdict: InsertVerdict) => verdict.kind !== 'unavailable';
-const NOTHING_SENT: InsertVerdict = { kind: 'committed', duplicates: [] };
+
+/** One insert command's verdict, with its own latency and size (what the budget adapts to). */
+interface Sent {
+  verdict: InsertVerdict;
+  latencyMs: number;
+  docs: number;
+}
+
+/** A grant whose batch was all committed elsewhere meanwhile: no command, nothing to adapt to. */
+const NOTHING_SENT: Sent = {
+  verdict: { kind: 'committed', duplicates: [] },
+  latencyMs: 0,
+  docs: 0,
+};
+const outcomeOf = (sent: Sent) => ({
+  answered: answered(sent.verdict),
+  latencyMs: sent.latencyMs,
+  docs: sent.docs,
+});
 
 export class BatchWriter {
   /** What one insert command holds (the server's hello; the driver's defaults until then). */
@@ -113,12 +133,13 @@ export class BatchWriter {
   }
 
   async writeEvents(group: EventItem[], settle: Settle): Promise<EventsWritten> {
-    const written = await this.insert(this.events, group, async (taken) => {
-      const items = await settle(taken);
+    const form = async (taken: EventItem[], grant: Grant) => {
+      const items = await settle(taken, grant);
       const persistedAt = new Date();
       for (const item of items) item.work.doc.persistedAt = persistedAt;
       return items;
-    });
+    };
+    const written = await this.insert(this.events, group, form, this.options.whileSending);
     if (!written) return { committed: [], dead: [], unavailable: true };
     const planned = await this.judge(written.verdict, written.items);
     const unchecked = await this.conflicts.check(planned.duplicates);
@@ -157,15 +178,17 @@ export class BatchWriter {
   private async insert<W extends EventWork | DeadWork>(
     target: Target<W['doc']>,
     group: Item<W>[],
-    form: (taken: Item<W>[]) => Promise<Item<W>[]>,
+    form: (taken: Item<W>[], grant: Grant) => Promise<Item<W>[]>,
+    whileSending?: () => void,
   ): Promise<{ items: Item<W>[]; verdict: InsertVerdict } | undefined> {
     const { metrics, budget, queue } = this.options;
     let items: Item<W>[] = [];
-    const verdict = await budget.run(async () => {
+    const sent = await budget.run(async (grant): Promise<Sent> => {
       const granted = performance.now();
       const limit = this.batchLimit;
       queue.putBack(group.slice(limit));
-      const formed = this.abandoned ? group.slice(0, limit) : await form(group.slice(0, limit));
+      const taken = group.slice(0, limit);
+      const formed = this.abandoned ? taken : await form(taken, grant);
       const sizes = formed.map((item) => cachedBsonSize(item.work.doc));
       const fit = oneCommand(sizes, this.commandLimits);
       queue.putBack(formed.slice(fit));
@@ -174,16 +197,22 @@ export class BatchWriter {
       if (items.length === 0) return NOTHING_SENT;
       metrics.formSeconds.observe((performance.now() - granted) / 1000);
       metrics.writeCommands.inc({ collection: target.name });
-      const sent = await this.send(target, items);
-      if (sent.kind === 'committed' && sent.duplicates.length === 0 && !this.abandoned)
+      const sending = this.send(target, items);
+      whileSending?.();
+      const sent = await sending;
+      const { verdict } = sent;
+      if (verdict.kind === 'committed' && verdict.duplicates.length === 0 && !this.abandoned)
         await this.options.forgetCommitted?.(items);
       return sent;
-    }, answered);
-    return this.abandoned ? undefined : { items, verdict };
+    }, outcomeOf);
+    return this.abandoned ? undefined : { items, verdict: sent.verdict };
   }
 
   /** The insert command itself, timed for the batch limit. */
-  private async send<W extends EventWork | DeadWork>(target: Target<W['doc']>, items: Item<W>[]) {
+  private async send<W extends EventWork | DeadWork>(
+    target: Target<W['doc']>,
+    items: Item<W>[],
+  ): Promise<Sent> {
     const started = performance.now();
     let verdict: InsertVerdict;
     try {
@@ -192,8 +221,9 @@ export class BatchWriter {
     } catch (error) {
       verdict = insertVerdict(error, items.length);
     }
-    this.ownLimit.observe(performance.now() - started, answered(verdict));
-    return verdict;
+    const sent = { verdict, latencyMs: performance.now() - started, docs: items.length };
+    this.ownLimit.observe({ latencyMs: sent.latencyMs, ok: answered(verdict), docs: sent.docs });
+    return sent;
   }
 
   /** The plan for a verdict, with its retries and splits scheduled. */

@@ -4,7 +4,7 @@
  * give the same largest batch after the same writes. Against a real Redis.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { BatchLimit, batchRule, cut } from '../../functions/persist/batch-limit.js';
+import { adapt, BatchLimit, batchRule } from '../../functions/persist/batch-limit.js';
 import { SLACK_MS } from '../../functions/persist/spacer.js';
 import { writeBudgetKey } from '../../functions/shared/redis/keys.js';
 import { scriptTexts } from '../../functions/shared/redis/scripts.js';
@@ -21,6 +21,7 @@ async function sharedWrite(
   max: number,
   latencyMs: number,
   ok: boolean,
+  docs: number,
 ) {
   const acquire = texts.get('budget-acquire') ?? '';
   for (;;) {
@@ -41,48 +42,62 @@ async function sharedWrite(
     10,
     max,
     rule.minBatch,
-    rule.stepDocs,
+    docs,
     rule.cooldownMs,
+    rule.aim,
+    rule.growth,
   )) as unknown[];
   expect(reply[0]).toBe(1);
   return Number(reply[3]);
 }
 
 describe('the largest batch', () => {
-  // Target 100 ms. Within one cooldown: the first slow write (5 × the target) cuts
-  // it to a fifth, later ones do not; a write within half the target adds a step,
-  // one between half the target and the target (70 ms) leaves it.
-  const writes: Array<[number, boolean]> = [
-    [20, true],
-    [500, true],
-    [20, true],
-    [30, false],
-    [20, true],
-    [70, true],
-    [20, true],
+  // Target 100 ms; each write holds this share of the largest batch as it is.
+  // Within one cooldown the first slow write (5 × the target) cuts it to what its
+  // speed writes in 0.85 × the target, the failed one after it does not; a fast
+  // write grows it by at most a quarter; one near the target (95 ms) leaves it;
+  // a fast write of a quarter of the batch says nothing of a full one.
+  const writes: Array<[number, boolean, number]> = [
+    [20, true, 1],
+    [500, true, 1],
+    [20, true, 1],
+    [30, false, 1],
+    [20, true, 1],
+    [95, true, 1],
+    [20, true, 0.25],
+    [20, true, 1],
   ];
 
   it.each([2000, 20, 1])('follows one rule alone and shared (MAX_BATCH_DOCS %i)', async (max) => {
     const key = writeBudgetKey(unique('batch-rule'));
     const alone = new BatchLimit(max, 100);
     const seen: Array<[number, number]> = [];
-    for (const [i, [latencyMs, ok]] of writes.entries()) {
-      alone.observe(latencyMs, ok);
-      seen.push([alone.docs, await sharedWrite(key, `w${i}`, max, latencyMs, ok)]);
+    for (const [i, [latencyMs, ok, share]] of writes.entries()) {
+      const docs = Math.max(1, Math.floor(alone.docs * share));
+      alone.observe({ latencyMs, ok, docs });
+      seen.push([alone.docs, await sharedWrite(key, `w${i}`, max, latencyMs, ok, docs)]);
     }
     for (const [own, shared] of seen) expect(shared).toBe(own);
     // The rule did something: a cut, and growth back (unless at the minimum already).
     const docs = seen.map(([own]) => own);
     if (max > 1) expect(Math.min(...docs)).toBeLessThan(max);
-    if (max === 2000) expect(docs).toEqual([2000, 400, 440, 440, 480, 480, 520]);
+    if (max === 2000) expect(docs).toEqual([2000, 340, 425, 425, 531, 531, 531, 663]);
     await redis.del(key);
   });
 
-  it('is cut by the overshoot, at least by half, never below the minimum', () => {
-    expect(cut(1000, 150, 100, 10)).toBe(500); // 1.5 × the target: halved
-    expect(cut(1000, 400, 100, 10)).toBe(250); // 4 ×: to a quarter
-    expect(cut(1000, 0, 100, 10)).toBe(500); // failed at once: halved
-    expect(cut(1000, 100_000, 100, 10)).toBe(10);
+  it("aims at what the write's speed writes in 0.85 × the target, within its bounds", () => {
+    const rule = batchRule(10_000);
+    const at = (batch: number, latencyMs: number, ok: boolean, docs: number, mayCut = true) =>
+      adapt(batch, { latencyMs, ok, docs }, 1000, rule, 10_000, mayCut);
+    expect(at(4000, 2000, true, 4000)).toBe(1700); // slow: 4,000 in 2 s → 1,700 in 0.85 s
+    expect(at(4000, 2000, true, 4000, false)).toBe(4000); // slow within the cooldown: no cut
+    expect(at(4000, 10, false, 4000)).toBe(2000); // not answered: halved
+    expect(at(4000, 1_000_000, true, 4000)).toBe(10); // never below the minimum
+    expect(at(1000, 400, true, 1000)).toBe(1250); // fast: a quarter more at most
+    expect(at(1000, 800, true, 1000)).toBe(1062); // to what fits, if that is less
+    expect(at(1000, 900, true, 1000)).toBe(1000); // within the target: never cut
+    expect(at(1000, 100, true, 400)).toBe(1000); // under half the batch: no growth
+    expect(at(9000, 10, true, 9000)).toBe(10_000); // never above MAX_BATCH_DOCS
   });
 
   it('and the spacing has one slack, the same in the scripts as in the local share', () => {

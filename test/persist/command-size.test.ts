@@ -87,6 +87,7 @@ describe('the committer writes one command per grant', () => {
       let grants = 0;
       const bucket = new Spacer(100);
       const budget: WriteBudget = {
+        singleFlight: true,
         run: (write) => {
           grants++;
           return bucket.run(write);

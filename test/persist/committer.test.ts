@@ -182,7 +182,7 @@ describe('the committer', () => {
         log: createLogger('test', 'silent'),
       });
     // Another replica of the same database holds the budget with a slow write
-    // (1.5 × its target: halved).
+    // (1.5 × its target, of no known size: halved).
     const other = shared(200);
     let slowStarted!: () => void;
     const started = new Promise<void>((resolve) => {
@@ -212,10 +212,10 @@ describe('the committer', () => {
       // Two writes of 50: the batch of 100 went out at the limit of its grant.
       expect(sampleValue(text, 'spillway_persist_batch_docs_count')).toBe(2);
       expect(sampleValue(text, 'spillway_persist_batch_docs_sum')).toBe(100);
-      // Halved to 50 by the slow write; each of the two fast ones added 100 / 50
-      // (the second once its release is answered).
+      // Halved to 50 by the slow write (of no known size); each of the two fast ones
+      // grew it by a quarter, 62 then 77 (the second once its release is answered).
       await waitFor(
-        async () => committer.batchLimit === 54,
+        async () => committer.batchLimit === 77,
         2000,
         () => `largest batch ${committer.batchLimit}`,
       );
@@ -259,49 +259,78 @@ describe('the committer', () => {
   it("fills a grant with the stream's entries that waited twice the latency target, whoever got their deliveries; the replica that held one answers it without a write", async () => {
     const stream = unique('test:fill');
     const database = unique('t_fill').replace(/-/g, '_');
-    const registryA = new Registry();
-    const registryB = new Registry();
-    // B's first token comes about 2 s after its start, A's at once. Entries that
-    // waited longer than 2 × 100 ms are behind their deliveries.
-    const b = committerFor(mongo, database, stream, {
-      budget: new Spacer(0.5),
-      registry: registryB,
-      latencyTargetMs: 100,
+    const key = writeBudgetKey(database);
+    const shared = () =>
+      new SharedBudget({
+        redis,
+        key,
+        ceiling: 50,
+        floor: 5,
+        targetMs: 10_000,
+        maxReplicas: 2,
+        maxBatchDocs: 1000,
+        log: createLogger('test', 'silent'),
+      });
+    // A third replica holds the one budget while A and B take their deliveries.
+    const other = shared();
+    let held!: () => void;
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
     });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const slow = other.run(async () => {
+      held();
+      await released;
+    });
+    await holding;
+    const [registryA, registryB] = [new Registry(), new Registry()];
+    const options = { latencyTargetMs: 100, maxBatchDocs: 1000 };
     const a = committerFor(mongo, database, stream, {
-      budget: new Spacer(200),
+      ...options,
+      budget: shared(),
       registry: registryA,
-      latencyTargetMs: 100,
+    });
+    const b = committerFor(mongo, database, stream, {
+      ...options,
+      budget: shared(),
+      registry: registryB,
     });
     try {
       const entries = await addEntries(stream, 300);
+      // Entries that waited longer than 2 × 100 ms are behind their deliveries.
       await sleep(250);
       const oldest = entries[0] as [string, string[]];
       const newest = entries[299] as [string, string[]];
-      // B holds the oldest entry's delivery, waiting for its token; A gets only the newest one's.
+      // B holds the oldest entry's delivery, A the newest one's; both wait for the budget.
       const atB = b.submit({ kind: 'doorbell' }, oldest[0], 100);
-      await sleep(50);
-      await a.submit({ kind: 'doorbell' }, newest[0], 100);
+      const atA = a.submit({ kind: 'doorbell' }, newest[0], 100);
+      await sleep(100);
+      release();
+      await Promise.all([atA, atB, slow]);
       const db = mongo.db(database);
       expect(await db.collection('events').countDocuments()).toBe(300);
       expect(await redis.xlen(stream)).toBe(0);
-      const textA = await registryA.metrics();
-      expect(sampleValue(textA, 'spillway_persist_write_commands_total')).toBe(1);
-      expect(sampleValue(textA, 'spillway_persist_batch_docs_sum')).toBe(300);
-      // B's batch left the stream while it waited: its delivery is answered, and B sends nothing.
-      await atB;
-      const textB = await registryB.metrics();
-      expect(sampleValue(textB, 'spillway_persist_write_commands_total')).toBe(0);
+      // Whichever got the next grant wrote all 300 in one command; the other found its
+      // entry gone at its own grant, answered its delivery and sent nothing.
+      const [textA, textB] = [await registryA.metrics(), await registryB.metrics()];
+      const commands = (text: string) => sampleValue(text, 'spillway_persist_write_commands_total');
+      expect([commands(textA), commands(textB)].sort()).toEqual([0, 1]);
+      const docs = (text: string) => sampleValue(text, 'spillway_persist_batch_docs_sum') || 0;
+      expect(docs(textA) + docs(textB)).toBe(300);
+      expect(sampleValue(textA, 'spillway_persist_duplicates_total')).toBe(0);
       expect(sampleValue(textB, 'spillway_persist_duplicates_total')).toBe(0);
-      expect(await db.collection('events').countDocuments()).toBe(300);
       // Entries that have not waited that long are left to their deliveries.
       const young = await addEntries(stream, 5);
       await a.submit({ kind: 'doorbell' }, (young[0] as [string, string[]])[0], 100);
-      expect(sampleValue(await registryA.metrics(), 'spillway_persist_batch_docs_sum')).toBe(301);
+      expect(docs(await registryA.metrics()) + docs(await registryB.metrics())).toBe(301);
       expect(await redis.xlen(stream)).toBe(4);
     } finally {
-      await Promise.all([a.stop(5000), b.stop(5000)]);
-      await redis.del(stream);
+      release();
+      await Promise.all([a.stop(5000), b.stop(5000), other.close()]);
+      await redis.del(stream, key);
       await mongo.db(database).dropDatabase();
     }
   });

@@ -121,11 +121,13 @@ describe('shared write budget', () => {
       expect(first[2]).toBeGreaterThanOrEqual(33);
       expect(first[2]).toBeLessThanOrEqual(34);
       await sleep(Number(first[2]) + 2);
+      // Granted; no writer had the budget before (the last 0).
       expect(await redis.writeBudget(key, 'acquire', 'a', 1000, 30, 3)).toEqual([
         1,
         '30.0000',
         1000,
         null,
+        0,
         0,
       ]);
       // Held: the others are told to ask again in one spacing, the earliest it can be free.
@@ -156,18 +158,26 @@ describe('shared write budget', () => {
       ]);
       expect(await redis.hget(key, 'holder')).toBe('');
       // The next grant no earlier than one spacing after that answer.
-      let grantedAt = 0;
-      while (grantedAt === 0) {
-        const reply = await redis.writeBudget(key, 'acquire', 'b', 1000, 30, 3);
-        if (reply[0] === 1) grantedAt = clock();
-        else await sleep(1);
-      }
-      expect(grantedAt - released).toBeGreaterThanOrEqual(spacing(30) - CLOCK_SLACK_MS);
-      expect(grantedAt - released).toBeLessThan(spacing(30) + 20);
+      const acquired = async (owner: string) => {
+        for (;;) {
+          const reply = await redis.writeBudget(key, 'acquire', owner, 1000, 30, 3);
+          if (reply[0] === 1) return { at: clock(), reply };
+          await sleep(1);
+        }
+      };
+      const b = await acquired('b');
+      expect(b.at - released).toBeGreaterThanOrEqual(spacing(30) - CLOCK_SLACK_MS);
+      expect(b.at - released).toBeLessThan(spacing(30) + 20);
+      expect(b.reply[5]).toBe(0); // the previous grant was another writer's
       // Two databases never share a budget.
       const other = writeBudgetKey(unique('edge-other'));
       expect((await redis.writeBudget(other, 'state', 30, 3))[0]).toBe('');
       expect((await redis.writeBudget(key, 'state', 30, 3))[0]).toBe('b');
+      // A writer is its owners up to their last colon: its next grant is told it had the last one.
+      await redis.writeBudget(key, 'release', 'b', 10, 1, 100, 30, 3);
+      expect((await acquired('b:2')).reply[5]).toBe(1);
+      await redis.writeBudget(key, 'release', 'b:2', 10, 1, 100, 30, 3);
+      expect((await acquired('c:1')).reply[5]).toBe(0);
     });
 
     it('survives a clock stepped back: a last answer an hour ahead is repaired, not waited out', async () => {
@@ -334,16 +344,21 @@ describe('shared write budget', () => {
       expect(rate).toBe(200);
       expect(clock() - climbing).toBeGreaterThan(8000);
     });
-    it('keeps the largest batch for every caller that passes maxBatch: halved when slow or failed (once a second), grown by maxBatch / 50 when fast', async () => {
+    it("keeps the largest batch for every caller that passes maxBatch: cut to what a slow write's speed fits (halved when failed), once a second; grown by a fast one", async () => {
       const key = writeBudgetKey(unique('edge-batch'));
-      const cycle = async (owner: string, latency: number, ok: 0 | 1, maxBatch = 1000) => {
+      const cycle = async (
+        owner: string,
+        latency: number,
+        ok: 0 | 1,
+        { maxBatch = 1000, docs = 1000 } = {},
+      ) => {
         let granted: Reply;
         for (;;) {
           granted = await redis.writeBudget(key, 'acquire', owner, 1000, 50, 10, maxBatch);
           if (granted[0] === 1) break;
           await sleep(Number(granted[2]));
         }
-        // The batch rule's figures are the caller's (batch-limit.ts): min(10, maxBatch), maxBatch / 50, 1 s.
+        // The batch rule's figures are the caller's (batch-limit.ts): min(10, maxBatch), 1 s, 0.85, 1.25.
         const rule = batchRule(maxBatch);
         const released = await redis.writeBudget(
           key,
@@ -356,25 +371,27 @@ describe('shared write budget', () => {
           10,
           maxBatch,
           rule.minBatch,
-          rule.stepDocs,
+          docs,
           rule.cooldownMs,
+          rule.aim,
+          rule.growth,
         );
         return { granted: granted[3], released: released[3] };
       };
       // A new budget: the caller's maxBatch.
       expect(await cycle('a', 10, 1)).toEqual({ granted: 1000, released: 1000 });
-      // Slow (one caller), then the other caller sees the halved figure at once.
-      expect((await cycle('a', 150, 1)).released).toBe(500);
-      expect(await cycle('b', 150, 1)).toEqual({ granted: 500, released: 500 }); // within the second
-      expect((await cycle('b', 10, 1)).released).toBe(520); // fast: + 1000 / 50
+      // Slow (one caller): 1,000 in 150 ms fits 566 in 85 ms; the other caller sees it at once.
+      expect((await cycle('a', 150, 1)).released).toBe(566);
+      // Within the second: no second cut.
+      expect(await cycle('b', 150, 1, { docs: 566 })).toEqual({ granted: 566, released: 566 });
+      expect((await cycle('b', 10, 1, { docs: 566 })).released).toBe(707); // fast: a quarter more
+      expect((await cycle('b', 10, 1, { docs: 100 })).released).toBe(707); // too small to say
       await sleep(1000);
-      expect((await cycle('a', 10, 0)).released).toBe(260); // failed, however fast
+      expect((await cycle('a', 10, 0, { docs: 707 })).released).toBe(353); // failed, however fast
       // A caller with a smaller maxBatch gets at most its own; the floor is min(10, maxBatch).
-      expect((await cycle('c', 10, 1, 100)).granted).toBe(100);
-      for (let i = 0; i < 4; i++) {
-        await sleep(1000);
-        await cycle('a', 150, 1);
-      }
+      expect((await cycle('c', 10, 1, { maxBatch: 100, docs: 100 })).granted).toBe(100);
+      await sleep(1000);
+      await cycle('a', 100_000, 1, { docs: 100 });
       expect((await cycle('a', 150, 1)).granted).toBe(10);
       // Without maxBatch the replies are as before: no batch in them.
       const plain = await redis.writeBudget(key, 'state', 50, 10);
@@ -677,19 +694,24 @@ describe('shared write budget', () => {
       // The write resolves, but with an outcome that says the database did not answer.
       const verdict = await one.run(
         async () => ({ kind: 'unavailable' }),
-        (v) => v.kind !== 'unavailable',
+        (v) => ({ answered: v.kind !== 'unavailable', docs: 400 }),
       );
       expect(verdict).toEqual({ kind: 'unavailable' });
-      await one.run(async () => 'fast');
+      await one.run(
+        async () => 'fast',
+        () => ({ answered: true, latencyMs: 5, docs: 200 }),
+      );
       await one.close();
       expect(writes.map((w) => w.ok)).toEqual([false, true]);
+      // The command's own latency is what the budget sees, when the outcome gives one.
+      expect(writes[1]?.latencyMs).toBe(5);
       expect(writes[0]?.rate).toBe(28); // 40 × 0.7: the failure cut the rate
-      // The failure halved the batch (400 → 200), the fast write added 400 / 50.
-      expect(one.batchLimit).toBe(208);
-      // The other replica writes its next batch under the same figure.
+      // The failure halved the batch (400 → 200), the fast write of 200 grew it by a quarter.
+      expect(one.batchLimit).toBe(250);
+      // The other replica writes its next batch under the same figure (a write of unknown size leaves it).
       await other.run(async () => 'x');
       await other.close();
-      expect(other.batchLimit).toBe(216);
+      expect(other.batchLimit).toBe(250);
     });
 
     it('releases a write that throws (as failed) and rethrows', async () => {

@@ -103,8 +103,11 @@ export interface BudgetBounds {
 /** How the largest batch adapts (persist's batch-limit.ts). */
 export interface BatchRule {
   minBatch: number;
-  stepDocs: number;
   cooldownMs: number;
+  /** The share of the latency target a full batch aims at. */
+  aim: number;
+  /** The most the largest batch grows by in one write, a factor. */
+  growth: number;
 }
 
 /** budget-acquire-1.lua's reply: granted, or how long to wait. */
@@ -115,6 +118,8 @@ export interface BudgetGrant {
   ms: number;
   batch: number | undefined;
   steps: number;
+  /** Granted, and the previous grant was the same writer's (the owner up to its last colon). */
+  again: boolean;
 }
 
 export interface BudgetRelease {
@@ -235,6 +240,7 @@ export class Scripts {
       ms: Number(reply[2]),
       batch: optional(reply[3]),
       steps: Number(reply[4]),
+      again: reply[5] === 1,
     };
   }
 
@@ -248,14 +254,14 @@ export class Scripts {
   async budgetRelease(
     key: string,
     owner: string,
-    write: { latencyMs: number; ok: boolean; targetMs: number },
+    write: { latencyMs: number; ok: boolean; docs: number; targetMs: number },
     bounds: BudgetBounds,
     rule: BatchRule | undefined,
   ): Promise<BudgetRelease> {
     const args: Arg[] = [owner, Math.round(write.latencyMs), write.ok ? 1 : 0, write.targetMs];
     args.push(bounds.ceiling, bounds.floor, ...batchArgs(bounds));
     if (bounds.maxBatch !== undefined && rule)
-      args.push(rule.minBatch, rule.stepDocs, rule.cooldownMs);
+      args.push(rule.minBatch, write.docs, rule.cooldownMs, rule.aim, rule.growth);
     const reply = (await this.run('budget-release', [key], args)) as unknown[];
     const released = reply[0] === 1;
     return {

@@ -18,8 +18,15 @@
     ARGV[4] floor, writes/s
     ARGV[5] maxBatch, docs (optional: the largest batch is kept only with it)
 
+  The writer is the owner up to its last colon (persist's owners are
+  <host>:<pid>:<random>:<n>, one per write: the writer is the process). A grant
+  says whether the previous grant was the same writer's: then no other writer
+  wrote in between, and what that writer read of the stream during its
+  previous write is still as it was, but for its own commits.
+
   Output (rates are strings: Redis would truncate a Lua number to an integer):
-    {1, rate, leaseMs, batch, steps}   granted: write now, renew before leaseMs
+    {1, rate, leaseMs, batch, steps, again}   granted: write now, renew before leaseMs;
+                                            again = 1 when the previous grant was this writer's
     {0, rate, waitMs, batch, steps}    not now: ask again after waitMs
     (batch false without maxBatch; steps: clock steps repaired so far)
 ]]
@@ -45,7 +52,10 @@ else
   s.untilMs = now + leaseMs
   s.lease = leaseMs
   save(s)
-  return {1, fmt(s.rate), leaseMs, batch or false, s.steps}
+  local writer = string.match(owner, '^(.*):[^:]*$') or owner
+  local again = redis.call('HGET', key, 'last') == writer and 1 or 0
+  redis.call('HSET', key, 'last', writer)
+  return {1, fmt(s.rate), leaseMs, batch or false, s.steps, again}
 end
 save(s)
 return {0, fmt(s.rate), math.max(1, math.ceil(wait)), batch or false, s.steps}

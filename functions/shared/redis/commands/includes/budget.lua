@@ -24,10 +24,10 @@
   up for it with bigger batches.
 
   The largest batch is the database's too, kept here beside the rate when callers
-  pass their MAX_BATCH_DOCS (maxBatch): a write slower than the target (or failed)
-  cuts it by its overshoot, at least by half, at most once a cooldown, down to a
-  minimum; one within half the target adds a step back (the rule and its figures
-  are persist's batch-limit.ts). One
+  pass their MAX_BATCH_DOCS (maxBatch): it aims at what the writes' speed writes
+  within the latency target, cut by a slow or failed write at most once a
+  cooldown, grown by a fast one (the rule and its figures are persist's
+  batch-limit.ts). One
   figure for every replica, adapted from every replica's writes, so three
   replicas batch as one process would: each replica's own
   batches, adapted only from its own writes, would shrink and recover at random
@@ -56,7 +56,8 @@
   Hash fields: holder, until (lease end, ms), done (last answer, ms), rate,
   cut (last decrease, ms), grew (last change, ms), batch (largest batch, docs),
   bcut (its last decrease, ms), seen (the last call's time, ms), lease (the last
-  grant's leaseMs), steps (clock steps repaired).
+  grant's leaseMs), steps (clock steps repaired), last (the writer of the last
+  grant: budget-acquire-1.lua).
 ]]
 local key = KEYS[1]
 local TTL_MS = 600000
