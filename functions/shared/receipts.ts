@@ -82,10 +82,11 @@ export function parseAnnouncement(text: string): Announcement | undefined {
   for (const part of text.slice(space + 1).split(',')) {
     if (part === '') continue;
     const dash = part.indexOf('-');
-    const delta = Number.parseInt(part.slice(0, dash), 36);
+    const delta = parseBase36(part.slice(0, dash));
     const seq = parseBase36(part.slice(dash + 1));
-    if (dash < 1 || !Number.isSafeInteger(delta) || seq === undefined) return undefined;
-    ms += delta;
+    if (dash < 1 || delta === undefined || seq === undefined) return undefined;
+    ms += Number(delta);
+    if (!Number.isSafeInteger(ms)) return undefined;
     ids.push(`${ms}-${seq}`);
   }
   return persistedAt === undefined ? { ids } : { ids, persistedAt };
