@@ -60,8 +60,17 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
   };
 }
 
+/**
+ * Ingest's client never sends a command again across a reconnect (ioredis
+ * would, by default): a command in flight when the connection drops gets its
+ * 503 at REDIS_TIMEOUT_MS instead, and nothing this process sends reaches a
+ * restarted Redis before the receipts' epoch check (receipts.ts).
+ */
 function connectRedis(config: IngestConfig, log: Logger): Redis {
-  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
+  const redis = createRedis(config.redisUrl, {
+    commandTimeout: config.redisTimeoutMs,
+    autoResendUnfulfilledCommands: false,
+  });
   watchConnection(redis, log);
   requireRedisVersion(redis, log);
   return redis;
