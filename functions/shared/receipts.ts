@@ -94,6 +94,8 @@ export function parseAnnouncement(text: string): Announcement | undefined {
 
 function parseBase36(text: string): bigint | undefined {
   if (!/^[0-9a-z]+$/.test(text)) return undefined;
+  // Ten digits of base 36 fit a double exactly: the common case, without BigInt arithmetic.
+  if (text.length <= 10) return BigInt(Number.parseInt(text, 36));
   let value = 0n;
   for (const digit of text) value = value * 36n + BigInt(Number.parseInt(digit, 36));
   return value;
