@@ -24,7 +24,7 @@ const INGEST_USAGE = `usage: npm run bench:ingest -- [options]
   --paced-sec N        measured seconds of steady paced load per server (default 60; 0 skips)
   --vus N              paced virtual users, one connection each (default 10000)
   --connections N      connections of the saturation run (default 10000)
-  --only LIST          servers to run, of a,b,c,c',d (default all; c2 = c')
+  --only LIST          servers to run, of a,b,c,c',d,w (default all; c2 = c')
   --warmup-sec N       closed loop: seconds between the last connection and the window (default 3)
   --connect-per-tick N connections opened per 100 ms while ramping up (default 250)
   --profile            run (c) once more at the reference load under node --cpu-prof`;

@@ -52,6 +52,8 @@ export interface RunnerConfig {
   path: string;
   /** Stages mode: the profile's stages (k6 ramping-vus). */
   stages?: { durationSec: number; target: number }[];
+  /** Headers every request carries besides the runner's own (e.g. `Prefer: wait=2`). */
+  headers?: Record<string, string>;
   /** Report every second's figures ('second' messages); always on in stages mode. */
   perSecond?: boolean;
 }
@@ -181,6 +183,9 @@ function buildVu(config: RunnerConfig, index: number): Vu {
     `Host: ${config.host}:${config.port}\r\n` +
     'Connection: keep-alive\r\n' +
     'Content-Type: application/json\r\n' +
+    Object.entries(config.headers ?? {})
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('') +
     `Idempotency-Key: ${key}${'0'.repeat(ITER_WIDTH)}\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
     '\r\n' +

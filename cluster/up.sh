@@ -297,21 +297,36 @@ deploy_mongodb() {
   fi
 }
 
+# Fills an empty key of the secrets file with a fresh random token, written
+# straight into the file (never printed).
+fill_token() {
+  local name=$1
+  if [[ ${DRY_RUN} -eq 1 ]]; then
+    print_cmd sed -i "s/^${name}=\$/${name}=<openssl rand -hex 32>/" "${SECRETS_ENV}"
+  else
+    require_tools openssl
+    printf '+ %s\n' "fill ${name} in ${SECRETS_ENV} with a random token" >&2
+    sed -i "s/^${name}=\$/${name}=$(openssl rand -hex 32)/" "${SECRETS_ENV}"
+  fi
+}
+
 # The Secret comes from a file outside git. A missing file is made from the
-# example with a fresh API key, written straight into the file (never printed).
+# example with a fresh API key, replay key and receipt secret. A file made
+# before receipts gets its RECEIPT_SECRET added (ingest reads it from the Secret).
 create_secrets() {
   local name
   if [[ ! -f ${SECRETS_ENV} ]]; then
     run install -D -m 600 knative/secrets.example.env "${SECRETS_ENV}"
-    for name in INGEST_API_KEYS INGEST_REPLAY_KEYS; do
-      if [[ ${DRY_RUN} -eq 1 ]]; then
-        print_cmd sed -i "s/^${name}=\$/${name}=<openssl rand -hex 32>/" "${SECRETS_ENV}"
-      else
-        require_tools openssl
-        printf '+ %s\n' "fill ${name} in ${SECRETS_ENV} with a random token" >&2
-        sed -i "s/^${name}=\$/${name}=$(openssl rand -hex 32)/" "${SECRETS_ENV}"
-      fi
+    for name in INGEST_API_KEYS INGEST_REPLAY_KEYS RECEIPT_SECRET; do
+      fill_token "${name}"
     done
+  elif ! grep -q '^RECEIPT_SECRET=' "${SECRETS_ENV}"; then
+    if [[ ${DRY_RUN} -eq 1 ]]; then
+      print_cmd "append RECEIPT_SECRET= to ${SECRETS_ENV}"
+    else
+      printf 'RECEIPT_SECRET=\n' >>"${SECRETS_ENV}"
+    fi
+    fill_token RECEIPT_SECRET
   fi
   run kubectl -n "${NAMESPACE}" delete secret spillway-secrets --ignore-not-found
   run kubectl -n "${NAMESPACE}" create secret generic spillway-secrets \

@@ -8,7 +8,13 @@
  * after Redis acknowledged the XADD. A dead letter that holds no stream entry (a
  * CloudEvent that never was one) cannot be replayed and is listed. Without
  * --apply nothing is changed: the run only says what it would do.
+ *
+ * Like ingest, it runs receipt-epoch-2.lua before its first XADD (a Redis
+ * restored from an older AOF is recorded first; a missing stream is made with
+ * its marker). A replayed entry is a new stream entry: the receipt of the one
+ * that died keeps answering `dead` (its record stays until it expires).
  */
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
@@ -16,6 +22,9 @@ import type { DeadDocument } from '../functions/shared/document.js';
 import { EntryError, entryFields, parseEntryFields } from '../functions/shared/entry.js';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
 import { DEAD_COLLECTION } from '../functions/shared/names.js';
+import { RECEIPT_MARKER_PREFIX } from '../functions/shared/receipts.js';
+import { receiptLedgerKey } from '../functions/shared/redis/keys.js';
+import { Scripts } from '../functions/shared/redis/scripts.js';
 import { readPart } from '../functions/shared/settings.js';
 import { ensureServices } from './services-env.js';
 
@@ -49,6 +58,7 @@ async function main(): Promise<void> {
   const filter = values.reason ? { reason: { $regex: values.reason } } : {};
   let replayed = 0;
   let kept = 0;
+  let epoch: Promise<unknown> | undefined;
   try {
     const letters = await dead
       .find(filter)
@@ -68,6 +78,16 @@ async function main(): Promise<void> {
         );
         continue;
       }
+      epoch ??= new Scripts(redis).receiptEpoch(
+        { stream: settings.streamKey, ledger: receiptLedgerKey(settings.streamKey) },
+        {
+          prefix: RECEIPT_MARKER_PREFIX,
+          nonce: randomBytes(16).toString('hex'),
+          ttlMs: settings.idempotencyTtlSec * 1000,
+          create: true,
+        },
+      );
+      await epoch;
       const streamId = await redis.xadd(settings.streamKey, '*', ...fields);
       if (!streamId) throw new Error(`XADD of ${letter._id} gave no id; stopping`);
       await dead.deleteOne({ _id: letter._id });

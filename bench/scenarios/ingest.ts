@@ -7,6 +7,9 @@
  *   (c') the same registered ingest function on the framework's own server (extra row)
  *   (d)  (c) with Redis fsyncing its AOF on every write (appendfsync always): the cost of
  *        losing nothing acknowledged even on a machine crash (a Redis of its own, port 6392)
+ *   (w)  (c) with every request asking to wait for the database (`Prefer: wait=2`), persist
+ *        and the relay running behind it: 201 once committed, else 202 after 2 s; the
+ *        reference load only (its latency is the commit's, not ingest's)
  *
  * Each server runs alone in its own child process; the load generator
  * (bench/vu-runner.ts) is another child. Per server: the reference load (paced VUs,
@@ -20,6 +23,7 @@ import { closeSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
 import { idempotencyKey, sequenceKey } from '../../functions/shared/redis/keys.js';
 import { stopProcess, waitHttpReady } from '../../scripts/processes.js';
 import {
@@ -41,12 +45,14 @@ import { type CpuFrame, topSelfFrames } from '../cpu-profile.js';
 import { loadProfile, repoRoot } from '../profile.js';
 import type { RunnerConfig, RunnerResult } from '../vu-runner.js';
 
+/** wait: the seconds every request asks to wait for the database (Prefer: wait); 0, none. */
 export const SERVERS = {
-  a: { label: '(a) bare node:http', kind: 'bare', redis: false },
-  b: { label: '(b) Functions Framework no-op', kind: 'ff-noop', redis: false },
-  c: { label: '(c) ingest, lean host', kind: 'host', redis: 'everysec' },
-  c2: { label: "(c') ingest, FF server", kind: 'ff-ingest', redis: 'everysec' },
-  d: { label: '(d) ingest, lean host, AOF always', kind: 'host', redis: 'always' },
+  a: { label: '(a) bare node:http', kind: 'bare', redis: false, wait: 0 },
+  b: { label: '(b) Functions Framework no-op', kind: 'ff-noop', redis: false, wait: 0 },
+  c: { label: '(c) ingest, lean host', kind: 'host', redis: 'everysec', wait: 0 },
+  c2: { label: "(c') ingest, FF server", kind: 'ff-ingest', redis: 'everysec', wait: 0 },
+  d: { label: '(d) ingest, lean host, AOF always', kind: 'host', redis: 'always', wait: 0 },
+  w: { label: '(w) ingest, lean host, Prefer: wait=2', kind: 'host', redis: 'everysec', wait: 2 },
 } as const;
 export type ServerId = keyof typeof SERVERS;
 
@@ -93,7 +99,12 @@ export function estimateIngestSec(opts: IngestOptions): number {
   const paced = opts.pacedSec > 0 ? ramp(opts.vus) + think + opts.pacedSec + 1 : 0;
   const saturation =
     opts.saturationSec > 0 ? ramp(opts.connections) + opts.warmupSec + opts.saturationSec + 1 : 0;
-  return opts.only.length * (paced + saturation + 3) + (opts.profile ? paced + 4 : 0);
+  const waiting = opts.only.filter((id) => SERVERS[id].wait > 0).length;
+  return (
+    opts.only.length * (paced + saturation + 3) -
+    waiting * (saturation - 5) +
+    (opts.profile ? paced + 4 : 0)
+  );
 }
 
 export interface PhaseResult extends RunnerResult {
@@ -261,8 +272,11 @@ async function runPhase(
 
 type Fsync = 'everysec' | 'always';
 
-/** The project's Redis (everysec), or a second one of its own that fsyncs every write. */
-function redisUrl(root: string, fsync: Fsync): string {
+/**
+ * The project's Redis (everysec), or a second one of its own that fsyncs every
+ * write; and the project's database (everysec: for the row that waits on it).
+ */
+function servicesOf(root: string, fsync: Fsync): { url: string; mongodbUrl?: string } {
   const env =
     fsync === 'always'
       ? {
@@ -281,7 +295,63 @@ function redisUrl(root: string, fsync: Fsync): string {
   });
   const url = /^REDIS_URL=(.+)$/m.exec(out)?.[1]?.trim();
   if (!url) throw new Error(`scripts/services.sh up printed no REDIS_URL line:\n${out}`);
-  return url;
+  const mongodbUrl = /^MONGODB_URL=(.+)$/m.exec(out)?.[1]?.trim();
+  return mongodbUrl ? { url, mongodbUrl } : { url };
+}
+
+// --- persist and the relay, behind the row that waits ---------------------------
+
+interface Persistence {
+  persist: ChildProcess;
+  relay: ChildProcess;
+  database: string;
+}
+
+/**
+ * Persist and the relay on `streamKey`, as `npm start` runs them, with a
+ * database of their own: what a request that waits for the database waits on.
+ */
+async function startPersistence(
+  env: { REDIS_URL: string; MONGODB_URL: string; STREAM_KEY: string },
+  database: string,
+  logFile: string,
+): Promise<Persistence> {
+  const port = await freePort();
+  const fd = openSync(logFile, 'a');
+  const spawnDist = (path: string, extra: NodeJS.ProcessEnv) => {
+    const child = spawn(process.execPath, [fileURLToPath(new URL(path, import.meta.url))], {
+      env: { ...process.env, ...env, LOG_LEVEL: 'warn', STATUS_FILE: '', ...extra },
+      stdio: ['ignore', fd, fd],
+    });
+    children.add(child);
+    return child;
+  };
+  const persist = spawnDist('../../functions/host/main.js', {
+    FUNCTION_TARGET: 'persist',
+    PORT: String(port),
+    METRICS_PORT: String(await freePort()),
+    MONGODB_DB: database,
+  });
+  const relay = spawnDist('../../eventing/relay/main.js', {
+    PERSIST_URL: `http://127.0.0.1:${port}/`,
+  });
+  closeSync(fd);
+  await waitHttpReady(`http://127.0.0.1:${port}/readyz`, {
+    timeoutMs: 30_000,
+    proc: persist,
+    what: `persist (log ${logFile})`,
+  });
+  return { persist, relay, database };
+}
+
+async function stopPersistence(p: Persistence, mongodbUrl: string): Promise<void> {
+  await Promise.all([stopChild(p.relay), stopChild(p.persist, 40_000)]);
+  const mongo = await new MongoClient(mongodbUrl).connect();
+  try {
+    await mongo.db(p.database).dropDatabase();
+  } finally {
+    await mongo.close();
+  }
 }
 
 // --- the scenario ---------------------------------------------------------------
@@ -317,16 +387,16 @@ export async function runIngestScenario(
   if (!full) ui.log('NOTE: shortened run (below the full length): not a full benchmark');
 
   const runTag = `bench-${startedAt.getTime()}`;
-  const redisServers = new Map<Fsync, { url: string; client: Redis }>();
+  const redisServers = new Map<Fsync, { url: string; mongodbUrl?: string; client: Redis }>();
   const needRedis = (fsync: Fsync) =>
     opts.only.some((id) => SERVERS[id].redis === fsync) || (fsync === 'everysec' && opts.profile);
   for (const fsync of ['everysec', 'always'] as const) {
     if (!needRedis(fsync)) continue;
-    const url = redisUrl(root, fsync);
-    const client = new Redis(url, { maxRetriesPerRequest: 2, lazyConnect: true });
+    const services = servicesOf(root, fsync);
+    const client = new Redis(services.url, { maxRetriesPerRequest: 2, lazyConnect: true });
     client.on('error', () => undefined); // a failed command fails the run
     await client.connect();
-    redisServers.set(fsync, { url, client });
+    redisServers.set(fsync, { ...services, client });
   }
   const reports: Partial<Record<ServerId, ServerReport>> = {};
 
@@ -339,7 +409,7 @@ export async function runIngestScenario(
     event: profile.event,
     path: '/events',
   };
-  const pacedConfig = (port: number, keyPrefix: string): RunnerConfig => ({
+  const pacedConfig = (port: number, keyPrefix: string, wait = 0): RunnerConfig => ({
     ...base,
     mode: 'paced',
     port,
@@ -348,6 +418,7 @@ export async function runIngestScenario(
     measureSec: opts.pacedSec,
     timeoutMs: 10_000,
     keyPrefix,
+    ...(wait > 0 ? { headers: { Prefer: `wait=${wait}` } } : {}),
   });
   const serverEnv = (id: ServerId, streamKey: string): NodeJS.ProcessEnv => {
     const fsync = SERVERS[id].redis;
@@ -374,10 +445,26 @@ export async function runIngestScenario(
       for (const id of opts.only) {
         const label = SERVERS[id].label;
         const fsync = SERVERS[id].redis;
+        const wait = SERVERS[id].wait;
+        // A request that waits is timed by the database: only the reference load says anything.
+        if (wait > 0 && pass === 'saturation') continue;
         const redis = fsync ? redisServers.get(fsync)?.client : undefined;
         const streamKey = `bench:ingest:${startedAt.getTime()}:${id}:${pass}`;
         ui.phase(`${label}: starting`);
         const logFile = join(where.resultsDir, `ingest-${where.stamp}-${id}-${pass}.log`);
+        const services = fsync ? redisServers.get(fsync) : undefined;
+        const behind =
+          wait > 0 && services?.mongodbUrl
+            ? await startPersistence(
+                {
+                  REDIS_URL: services.url,
+                  MONGODB_URL: services.mongodbUrl,
+                  STREAM_KEY: streamKey,
+                },
+                `bench_wait_${startedAt.getTime()}`,
+                logFile,
+              )
+            : undefined;
         const server = await startServer(id, serverEnv(id, streamKey), logFile);
         reports[id] ??= { label, logFile: server.logFile };
         const report = reports[id] as ServerReport;
@@ -389,7 +476,7 @@ export async function runIngestScenario(
             ui.phase(`${label}: reference load, ${opts.vus} VUs`);
             report.paced = await runPhase(
               `${id} paced`,
-              pacedConfig(server.port, `${runTag}-${id}-p`),
+              pacedConfig(server.port, `${runTag}-${id}-p`, wait),
               server,
               redis,
               ui,
@@ -420,6 +507,7 @@ export async function runIngestScenario(
           ui.log(`  FAILED: ${message}`);
         } finally {
           await stopChild(server.child);
+          if (behind && services?.mongodbUrl) await stopPersistence(behind, services.mongodbUrl);
           if (redis) {
             const length = await redis.xlen(streamKey);
             await redis.unlink(streamKey);
@@ -595,6 +683,18 @@ export function ingestText(result: IngestResult): string {
     lines.push(`  (d)/(c) saturated = ${fmt(ratios.dOverC, 3)}`);
     lines.push(
       `  reference p50 / p95 / p99: (c) ${fmt(c?.paced?.latencyMs.p50)} / ${fmt(c?.paced?.latencyMs.p95)} / ${fmt(c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
+    );
+  }
+  const w = reports.w?.paced;
+  if (w) {
+    const c = reports.c?.paced;
+    const committed = w.statuses['201'] ?? 0;
+    lines.push('');
+    lines.push(
+      `Waiting for the database (Prefer: wait=2, persist and the relay behind ingest): ${committed} of ${w.completed} answered 201 (committed within 2 s), ${w.statuses['202'] ?? 0} 202.`,
+    );
+    lines.push(
+      `  reference p50 / p95 / p99: (w) ${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p95)} / ${fmt(w.latencyMs.p99)} ms, (c) ${fmt(c?.latencyMs.p50)} / ${fmt(c?.latencyMs.p95)} / ${fmt(c?.latencyMs.p99)} ms`,
     );
   }
   lines.push('');

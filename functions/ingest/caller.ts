@@ -86,15 +86,21 @@ export function callerOf(
   // Only a request with an Idempotency-Key needs its fingerprint.
   const fingerprint =
     req.headers['idempotency-key'] === undefined ? '' : requestFingerprint(req, body);
-  if (key) {
-    const scope = `key:${key.token.subarray(0, 8).toString('hex')}`;
-    return { client: scope, scope, fingerprint };
-  }
+  const scope = scopeOf(key);
+  if (key) return { client: scope, scope, fingerprint };
   return {
     client: `ip:${clientAddress(req, trustedProxyHops)}`,
-    scope: 'anon',
+    scope,
     fingerprint,
   };
+}
+
+/**
+ * A client's scope, for its Idempotency-Keys and its receipts: its API key (a
+ * digest of it), or "anon", which every client without one shares.
+ */
+export function scopeOf(key: Key | undefined): string {
+  return key ? `key:${key.token.subarray(0, 8).toString('hex')}` : 'anon';
 }
 
 /**

@@ -1,34 +1,45 @@
 /**
- * The ingest HTTP function: validate, one Redis round trip (ingest-6.lua), 202.
- * It uses only node:http's request/response API plus `req.rawBody`, so it runs the
- * same under the Functions Framework (Express) and under Spillway's lean host
- * (which also serves /healthz and /readyz for it). It answers only its 202s:
+ * The ingest HTTP function: validate, one Redis round trip (ingest-7.lua), 202
+ * with the event's receipt (or, when the client prefers to wait, 201 once it
+ * is committed); and the receipts' status monitor (monitor.ts). It uses only
+ * node:http's request/response API plus `req.rawBody`, so it runs the same
+ * under the Functions Framework (Express) and under Spillway's lean host (which
+ * also serves /healthz and /readyz for it). It answers only its successes:
  * every refusal is an HttpError it throws, which the one wrapper of both
  * (functions/shared/answer.ts) answers, as it enforces MAX_BODY_BYTES.
  */
 import type { ServerResponse } from 'node:http';
 import type { Redis } from 'ioredis';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { uuidv7 } from 'uuidv7';
 import { attributesText } from '../shared/document.js';
 import type { RawRequest } from '../shared/function.js';
-import { ClientError, ERROR_STATUS, HttpError, pathOf, send } from '../shared/http.js';
+import { ClientError, HttpError, pathOf } from '../shared/http.js';
 import type { Logger } from '../shared/logger.js';
+import { Scripts } from '../shared/redis/scripts.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
+import { backlogFull, drainTooLong } from './backlog.js';
 import { ApiKeys, callerOf, type Key } from './caller.js';
 import type { IngestConfig } from './config.js';
 import { MemoryGauge } from './memory.js';
+import { receiptMetrics, requestMetrics } from './metrics.js';
+import { answerAccepted, monitor, type Parts, RECEIPT_PATH } from './monitor.js';
+import { Receipts } from './receipts.js';
 import { type EventDraft, parseEvent } from './request.js';
-import { type AcceptOutcome, EventStore } from './store.js';
+import { type AcceptOutcome, type Caller, EventStore } from './store.js';
+import { Waiters } from './waiters.js';
 
 /** Where events are posted; `/` is an alias of `/events`. */
 const EVENT_PATHS = new Set(['/', '/events']);
 
 export interface Ingest {
-  /** Answers 202, or throws the HttpError that says why not (the host, or answer.ts, sends it). */
+  /** Answers 2xx, or throws the HttpError that says why not (the host, or answer.ts, sends it). */
   handle(req: RawRequest, res: ServerResponse): Promise<void>;
   ready(): Promise<boolean>;
   store: EventStore;
+  receipts: Receipts;
+  /** Requests waiting for their commit (`Prefer: wait`); started here, stop() closes its connection. */
+  waiters: Waiters;
   /** Redis's memory as admission sees it (started here; stop() ends its polling). */
   memory: MemoryGauge;
 }
@@ -79,78 +90,62 @@ interface Admitted {
   body: Buffer;
 }
 
-interface Parts {
-  config: IngestConfig;
-  store: EventStore;
-  keys: ApiKeys;
-  memory: MemoryGauge;
-  log: Logger;
-}
-
 export function createIngestHandler(
   config: IngestConfig,
   redis: Redis,
   registry: Registry,
   log: Logger,
 ): Ingest {
-  const store = new EventStore(redis, {
+  const scripts = new Scripts(redis);
+  const ttlMs = config.idempotencyTtlSec * 1000;
+  const store = new EventStore(scripts, {
     streamKey: config.streamKey,
-    idempotencyTtlMs: config.idempotencyTtlSec * 1000,
+    idempotencyTtlMs: ttlMs,
     rateLimitPerSec: config.rateLimitPerSec,
     maxBacklog: config.maxBacklog,
+    maxDrainSec: config.maxDrainSec,
     sequenceTtlMs: config.seqTtlSec * 1000,
     countersTtlMs: config.countersTtlSec * 1000,
   });
+  const { streamKey, receiptSecret: secret, maxWaiters } = config;
+  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secret, log });
+  const waiters = new Waiters(redis, { streamKey, maxWaiters, log });
+  waiters.start();
   const keys = new ApiKeys(config.ingestApiKeys, config.ingestReplayKeys);
   const memory = new MemoryGauge(redis, config.maxRedisMemoryPct);
   memory.start();
-  const parts: Parts = { config, store, keys, memory, log };
+  const metrics = receiptMetrics(registry, () => waiters.size);
+  const parts: Parts = { config, store, receipts, waiters, keys, memory, metrics, log };
   const observe = requestMetrics(registry);
   return {
     async handle(req, res) {
       observe(res);
-      route(req);
-      await accept(parts, req, res);
+      const receipt = route(req);
+      if (receipt === undefined) await accept(parts, req, res);
+      else await monitor(parts, req, res, receipt);
     },
     ready: () => answersPing(redis),
     store,
+    receipts,
+    waiters,
     memory,
   };
 }
 
-/** Every status ingest answers with: 202, and each of the error catalogue's. */
-const ANSWERED = [202, ...new Set(Object.values(ERROR_STATUS))];
-
 /**
- * Counts every answer by status (each known status from 0, so a panel says 0,
- * not "No data"), and times it, once it is sent (whoever sends it).
+ * Events are POSTed to /events (or /); a receipt's status is read with GET (or
+ * HEAD) on /receipts/<receipt>, whose receipt is returned.
  */
-function requestMetrics(registry: Registry): (res: ServerResponse) => void {
-  const requests = new Counter({
-    name: 'spillway_ingest_requests_total',
-    help: 'Ingest requests by HTTP status',
-    labelNames: ['status'],
-    registers: [registry],
-  });
-  for (const status of ANSWERED) requests.inc({ status }, 0);
-  const latency = new Histogram({
-    name: 'spillway_ingest_request_seconds',
-    help: 'Time from the request reaching the function to its answer',
-    buckets: [0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
-  });
-  return (res) => {
-    const started = process.hrtime.bigint();
-    res.once('finish', () => {
-      requests.inc({ status: res.statusCode });
-      latency.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    });
-  };
-}
-
-/** Events are POSTed to /events (or /). */
-function route(req: RawRequest): void {
+function route(req: RawRequest): string | undefined {
   const path = pathOf(req.url);
+  if (path.startsWith(RECEIPT_PATH)) {
+    if (req.method === 'GET' || req.method === 'HEAD') return path.slice(RECEIPT_PATH.length);
+    throw new ClientError(
+      'method_not_allowed',
+      `${req.method} is not allowed on ${path}; use GET`,
+      { allow: 'GET, HEAD' },
+    );
+  }
   if (!EVENT_PATHS.has(path))
     throw new ClientError('not_found', `no route ${path}; post events to /events`);
   if (req.method !== 'POST')
@@ -161,22 +156,47 @@ function route(req: RawRequest): void {
         allow: 'POST',
       },
     );
+  return undefined;
 }
 
-/** Answers one event 202, or throws the HttpError that says why not. */
+/** Answers one event 202 (or 201), or throws the HttpError that says why not. */
 async function accept(parts: Parts, req: RawRequest, res: ServerResponse): Promise<void> {
-  const { config, store, log } = parts;
+  const { config } = parts;
   const admitted = admit(parts, req);
   const kept = replayed(admitted.draft.attributes, admitted.key?.replay === true);
   const now = Date.now();
   const entry = entryOf(admitted, kept, now);
-  let outcome: AcceptOutcome;
+  const caller = callerOf(req, admitted.key, admitted.body, config.trustedProxyHops);
+  const outcome = await append(parts, entry, caller, now, {
+    idempotencyKey: admitted.idempotencyKey,
+    seq: kept.seq,
+  });
+  await answer(parts, req, res, outcome, entry.source, caller.scope);
+}
+
+/**
+ * The script's outcome: run only after this connection's epoch check (a Redis
+ * restored from an older AOF is recorded before anything is appended), and
+ * once more after making a stream that did not exist (with its marker).
+ */
+async function append(
+  parts: Parts,
+  entry: ReturnType<typeof entryOf>,
+  caller: Caller,
+  now: number,
+  request: { idempotencyKey: string | undefined; seq: number | undefined },
+): Promise<AcceptOutcome> {
+  const { store, receipts, log } = parts;
   try {
-    const caller = callerOf(req, admitted.key, admitted.body, config.trustedProxyHops);
-    outcome = await store.accept(entry, caller, now, {
-      idempotencyKey: admitted.idempotencyKey,
-      seq: kept.seq,
-    });
+    await receipts.ready();
+    let outcome = await store.accept(entry, caller, now, request);
+    if (outcome.kind === 'nostream') {
+      await receipts.create();
+      outcome = await store.accept(entry, caller, now, request);
+    }
+    if (outcome.kind === 'nostream')
+      throw new Error('the stream was deleted again while it was made');
+    return outcome;
   } catch (error) {
     log.warn({ err: error }, 'redis did not take the event');
     throw new HttpError(
@@ -185,7 +205,6 @@ async function accept(parts: Parts, req: RawRequest, res: ServerResponse): Promi
       { 'retry-after': '1' },
     );
   }
-  answer(res, outcome, entry.source, config);
 }
 
 /** The request's key, its event, and whether there is room: what is checked before Redis. */
@@ -238,24 +257,22 @@ function entryOf(admitted: Admitted, kept: ReturnType<typeof replayed>, now: num
   };
 }
 
-/** The script's outcome as the answer: 202 (new, or a replay of the first), or why not. */
-function answer(
+/** The script's outcome as the answer: 202 or 201 (new, or a replay of the first), or why not. */
+async function answer(
+  parts: Parts,
+  req: RawRequest,
   res: ServerResponse,
   outcome: AcceptOutcome,
   source: string,
-  config: IngestConfig,
-): void {
+  scope: string,
+): Promise<void> {
+  const { config } = parts;
   switch (outcome.kind) {
     case 'ok':
-      send(res, 202, { id: outcome.id, source, seq: outcome.seq });
+      await answerAccepted(parts, req, res, { ...outcome, source }, scope, {});
       return;
     case 'dup':
-      send(
-        res,
-        202,
-        { id: outcome.id, source: outcome.source, seq: outcome.seq },
-        { 'idempotent-replay': 'true' },
-      );
+      await answerAccepted(parts, req, res, outcome, scope, { 'idempotent-replay': 'true' });
       return;
     case 'reused':
       throw new ClientError(
@@ -276,11 +293,11 @@ function answer(
         },
       );
     case 'full':
-      throw new HttpError(
-        'backlog_full',
-        `${outcome.backlog} events are waiting to be persisted (MAX_BACKLOG ${config.maxBacklog}); retry later`,
-        { 'retry-after': String(config.backlogRetryAfterSec) },
-      );
+      throw backlogFull(outcome.backlog, outcome.rate, config);
+    case 'drain':
+      throw drainTooLong(outcome.backlog, outcome.rate ?? 0, config);
+    case 'nostream':
+      throw new Error('no stream after making it');
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `createIngest(config, deps)`: the ingest function, built from its
  * configuration (its Redis client, its scripts loaded on every connect, its
- * memory admission started). Importing this module starts nothing; index.ts
+ * memory admission started, its subscriber to persist's announcements open).
+ * Importing this module starts nothing; index.ts
  * (the Functions Framework's entry) and the host call the factory.
  */
 import type { Redis } from 'ioredis';
@@ -29,9 +30,13 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
   const registry = deps.registry ?? new Registry();
   const redis = deps.redis ?? connectRedis(config, log);
   const app = createIngestHandler(config, redis, registry, log);
-  // Scripts are loaded on every (re)connect: a restarted Redis has forgotten them.
+  // On every (re)connect: the scripts are loaded (a restarted Redis has forgotten
+  // them), and the receipts' epoch is checked before anything is appended.
   redis.on('ready', () => {
     app.store.preload().catch((error) => log.warn({ err: error }, 'could not preload the scripts'));
+    app.receipts
+      .ready()
+      .catch((error) => log.warn({ err: error }, "could not check the stream's receipts"));
   });
   return {
     signature: 'http',
@@ -45,15 +50,27 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
         log.warn({ err: error }, 'serving before Redis is ready'),
       );
     },
+    // Requests waiting for their commit get their answer now (checked once more).
+    drain: async () => app.waiters.drain(),
     async shutdown() {
       app.memory.stop();
+      await app.waiters.stop();
       await redis.quit().catch(() => redis.disconnect());
     },
   };
 }
 
+/**
+ * Ingest's client never sends a command again across a reconnect (ioredis
+ * would, by default): a command in flight when the connection drops gets its
+ * 503 at REDIS_TIMEOUT_MS instead, and nothing this process sends reaches a
+ * restarted Redis before the receipts' epoch check (receipts.ts).
+ */
 function connectRedis(config: IngestConfig, log: Logger): Redis {
-  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisTimeoutMs });
+  const redis = createRedis(config.redisUrl, {
+    commandTimeout: config.redisTimeoutMs,
+    autoResendUnfulfilledCommands: false,
+  });
   watchConnection(redis, log);
   requireRedisVersion(redis, log);
   return redis;

@@ -1,28 +1,34 @@
 /**
- * The TypeScript side of ingest-6.lua (functions/shared/redis/commands): builds its
+ * The TypeScript side of ingest-7.lua (functions/shared/redis/commands): builds its
  * KEYS and ARGV, runs it (EVALSHA, one round trip) and turns its reply into a
  * typed outcome.
  */
-import type { Redis } from 'ioredis';
 import { entryFields, type StreamEntry } from '../shared/entry.js';
+import { DRAIN_WINDOW_SEC } from '../shared/receipts.js';
 import { ingestKeys } from '../shared/redis/keys.js';
-import { Scripts } from '../shared/redis/scripts.js';
+import type { Scripts } from '../shared/redis/scripts.js';
 
 const RATE_WINDOW_TTL_MS = 2000;
 
 export type AcceptOutcome =
   | { kind: 'ok'; id: string; seq: number; streamId: string }
-  | { kind: 'dup'; id: string; seq: number; source: string }
+  /** streamId undefined: a record from before receipts. */
+  | { kind: 'dup'; id: string; seq: number; source: string; streamId: string | undefined }
   | { kind: 'reused' }
   | { kind: 'disabled' }
   | { kind: 'rate'; limit: number }
-  | { kind: 'full'; backlog: number };
+  /** `full`: at MAX_BACKLOG; `drain`: over MAX_DRAIN_SEC. rate: the measured drain, entries/s. */
+  | { kind: 'full' | 'drain'; backlog: number; rate: number | undefined }
+  /** The stream does not exist: nothing was written (it must be made with its marker first). */
+  | { kind: 'nostream' };
 
 export interface AcceptLimits {
   streamKey: string;
   idempotencyTtlMs: number;
   rateLimitPerSec: number;
   maxBacklog: number;
+  /** MAX_DRAIN_SEC: 0, none. */
+  maxDrainSec: number;
   sequenceTtlMs: number;
   countersTtlMs: number;
 }
@@ -38,14 +44,10 @@ export interface Caller {
 }
 
 export class EventStore {
-  private readonly scripts: Scripts;
-
   constructor(
-    redis: Redis,
+    private readonly scripts: Scripts,
     private readonly limits: AcceptLimits,
-  ) {
-    this.scripts = new Scripts(redis);
-  }
+  ) {}
 
   /** Loads the scripts so the first request already runs by hash. */
   async preload(): Promise<void> {
@@ -89,24 +91,38 @@ export class EventStore {
       countersTtlMs: this.limits.countersTtlMs,
       fingerprint: caller.fingerprint,
       fixedSeq: request.seq ?? 0,
+      maxDrainSec: this.limits.maxDrainSec,
+      drainWindowSec: DRAIN_WINDOW_SEC,
       fields,
     });
-    const [kind, first, second, third] = reply;
-    switch (kind) {
-      case 'ok':
-        return { kind, id: String(first), seq: Number(second), streamId: String(third) };
-      case 'dup':
-        return { kind, id: String(first), seq: Number(second), source: String(third) };
-      case 'reused':
-        return { kind: 'reused' };
-      case 'disabled':
-        return { kind: 'disabled' };
-      case 'rate':
-        return { kind: 'rate', limit: Number(reply[1]) };
-      case 'full':
-        return { kind: 'full', backlog: Number(reply[1]) };
-      default:
-        throw new Error(`ingest script gave an unknown reply ${JSON.stringify(reply)}`);
-    }
+    return outcomeOf(reply);
+  }
+}
+
+/** ingest-7.lua's reply as a typed outcome. */
+function outcomeOf(reply: string[]): AcceptOutcome {
+  const [kind, first, second, third, fourth] = reply;
+  switch (kind) {
+    case 'ok':
+      return { kind, id: String(first), seq: Number(second), streamId: String(third) };
+    case 'dup':
+      return {
+        kind,
+        id: String(first),
+        seq: Number(second),
+        source: String(third),
+        streamId: fourth ? fourth : undefined,
+      };
+    case 'reused':
+    case 'disabled':
+    case 'nostream':
+      return { kind };
+    case 'rate':
+      return { kind: 'rate', limit: Number(first) };
+    case 'full':
+    case 'drain':
+      return { kind, backlog: Number(first), rate: second ? Number(second) : undefined };
+    default:
+      throw new Error(`ingest script gave an unknown reply ${JSON.stringify(reply)}`);
   }
 }

@@ -24,11 +24,13 @@
  * stream for the next start (nothing is acked that was not committed).
  */
 import type { Redis } from 'ioredis';
+import { deadRecordText } from '../shared/receipts.js';
 import { Scripts } from '../shared/redis/scripts.js';
+import { SETTINGS } from '../shared/settings.js';
 import { within } from '../shared/time.js';
 import type { CommandLimits } from './command-size.js';
 import { awaitDelivery, DeadlineError } from './deliveries.js';
-import { StreamLedger } from './ledger.js';
+import { type Forget, StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
 import { type EventItem, HeldQueue, type Item, isDead, isEvent } from './queue.js';
 import { Settler } from './settle.js';
@@ -48,6 +50,10 @@ export interface CommitterOptions extends Omit<WriterOptions, 'queue' | 'outcome
   deliveryDeadlineMs: number;
   maxCommitAttempts: number;
   parkMs: number;
+  /** How long a dead letter's record for the status monitor lives (IDEMPOTENCY_TTL_SEC's default when not given), ms. */
+  deadTtlMs?: number;
+  /** Entries taken out of the stream (the measured drain). */
+  taken?: (entries: number) => void;
 }
 
 const now = () => performance.now();
@@ -69,14 +75,16 @@ export class Committer {
   constructor(private readonly options: CommitterOptions) {
     const { redis, streamKey, consumerGroup, log } = options;
     this.queue = new HeldQueue(options.maxBatchBytes);
-    this.ledger = new StreamLedger(redis, new Scripts(redis), streamKey, consumerGroup, log);
+    this.ledger = new StreamLedger(redis, new Scripts(redis), streamKey, consumerGroup, log, {
+      deadTtlMs: options.deadTtlMs ?? SETTINGS.IDEMPOTENCY_TTL_SEC.fallback * 1000,
+      taken: options.taken,
+    });
     this.outcomes = new Outcomes({ ...options, queue: this.queue });
     this.writer = new BatchWriter({
       ...options,
       queue: this.queue,
       outcomes: this.outcomes,
-      forgetCommitted: (items) =>
-        this.ledger.forgetNow(items.flatMap((i) => i.ticket.streamId ?? [])),
+      forgetCommitted: (items) => this.ledger.forgetNow(forgets(items), persistedAtOf(items)),
       whileSending: () => this.settler.prefetch(this.batchLimit),
     });
     this.settler = new Settler({
@@ -95,6 +103,11 @@ export class Committer {
   /** Items waiting for a write (fresh and retrying). */
   get queued(): number {
     return this.queue.size;
+  }
+
+  /** Items held: waiting for a write, or being written. */
+  get held(): number {
+    return this.queue.size + this.inFlight.length;
   }
 
   /** Resolves when the next batch is taken from the queue (room for more), or after `timeoutMs`. */
@@ -240,7 +253,7 @@ export class Committer {
   /** Forgets the committed entries, answers their deliveries, records the batch. */
   private async finish(committed: Item[], started: number): Promise<void> {
     this.lastCommitAt = now();
-    await this.ledger.forget(committed.flatMap((item) => item.ticket.streamId ?? []));
+    await this.ledger.forget(forgets(committed), persistedAtOf(committed));
     this.outcomes.committed(committed);
     const { metrics } = this.options;
     metrics.batchDocs.observe(committed.length);
@@ -255,4 +268,21 @@ export class Committer {
       this.inFlight = [...this.inFlight, ...joined];
     });
   }
+}
+
+/** What the ledger forgets of committed items: their entries, a dead letter's with its record. */
+function forgets(items: readonly Item[]): Forget[] {
+  return items.flatMap((item): Forget[] => {
+    const id = item.ticket.streamId;
+    if (id === null) return [];
+    if (!isDead(item)) return [{ id }];
+    const { reason, deadAt } = item.work.doc;
+    return [{ id, dead: deadRecordText(reason, deadAt) }];
+  });
+}
+
+/** When the events among these items were stored (one write's share one time). */
+function persistedAtOf(items: readonly Item[]): Date | undefined {
+  for (const item of items) if (isEvent(item)) return item.work.doc.persistedAt;
+  return undefined;
 }

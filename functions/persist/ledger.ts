@@ -5,9 +5,17 @@
  * that fails is committed all the same; it is retried later without writing
  * again (and, if persist stops first, the sweeper finds the entry stored: a
  * duplicate, then deleted).
+ *
+ * For the status monitor (docs/architecture.md, "Receipts"): a dead letter's
+ * record is written before its entry is deleted, never after (an entry gone
+ * without one was committed as an event), and what one forget took out of the
+ * stream is announced in one PUBLISH (ingest wakes the requests waiting for
+ * it); a lost announcement only delays their answer.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
+import { announcementText } from '../shared/receipts.js';
+import { committedChannel, deadRecordKey } from '../shared/redis/keys.js';
 import type { Scripts } from '../shared/redis/scripts.js';
 import { type Item, isDoorbell } from './queue.js';
 import { entryBytes, workOf } from './work.js';
@@ -21,9 +29,22 @@ export interface StreamEntry {
   fields: string[];
 }
 
+/** A committed entry to forget; a dead letter's carries its record (functions/shared/receipts.ts). */
+export interface Forget {
+  id: string;
+  dead?: string;
+}
+
+export interface LedgerOptions {
+  /** How long a dead letter's record lives (IDEMPOTENCY_TTL_SEC), ms. */
+  deadTtlMs: number;
+  /** Entries taken out of the stream (the measured drain). */
+  taken?: (entries: number) => void;
+}
+
 export class StreamLedger {
-  /** Committed entries whose ack-delete failed. */
-  private unforgotten: string[] = [];
+  /** Committed entries whose ack-delete (or dead record) failed. */
+  private unforgotten: Forget[] = [];
   /** Deleted at their commit (forgetNow), not yet handed to forget. */
   private readonly forgotten = new Set<string>();
   private retryDueAt = 0;
@@ -34,6 +55,7 @@ export class StreamLedger {
     private readonly stream: string,
     private readonly group: string,
     private readonly log: Logger,
+    private readonly options: LedgerOptions,
   ) {}
 
   /**
@@ -68,38 +90,79 @@ export class StreamLedger {
     return entries.map(([id, fields]) => ({ id, fields }));
   }
 
-  /** Acks and deletes these committed entries (what fails is retried later: `retryDue`). */
-  async forget(ids: readonly string[]): Promise<void> {
-    const left = ids.filter((id) => !this.forgotten.delete(id));
-    await this.ackDelete(left);
+  /**
+   * Acks and deletes these committed entries (what fails is retried later:
+   * `retryDue`); `persistedAt`: when their events were stored, for the announcement.
+   */
+  async forget(entries: readonly Forget[], persistedAt?: Date): Promise<void> {
+    const left = entries.filter((entry) => !this.forgotten.delete(entry.id));
+    await this.ackDelete(left, persistedAt);
   }
 
   /**
    * Acks and deletes a whole commit's entries at once, under its grant (the
    * next grant finds the stream without them); `forget` then skips them.
    */
-  async forgetNow(ids: readonly string[]): Promise<void> {
-    await this.ackDelete(ids);
-    for (const id of ids) this.forgotten.add(id);
+  async forgetNow(entries: readonly Forget[], persistedAt?: Date): Promise<void> {
+    await this.ackDelete(entries, persistedAt);
+    for (const entry of entries) this.forgotten.add(entry.id);
   }
 
-  private async ackDelete(ids: readonly string[]): Promise<void> {
+  private async ackDelete(entries: readonly Forget[], persistedAt?: Date): Promise<void> {
+    const ready = await this.recordDead(entries);
+    const done: string[] = [];
     const chunks: Promise<void>[] = [];
-    for (let i = 0; i < ids.length; i += ACK_CHUNK) {
-      const chunk = ids.slice(i, i + ACK_CHUNK);
+    for (let i = 0; i < ready.length; i += ACK_CHUNK) {
+      const chunk = ready.slice(i, i + ACK_CHUNK);
+      const ids = chunk.map((entry) => entry.id);
       chunks.push(
-        this.scripts.ackDelete(this.stream, this.group, chunk).then(
-          () => undefined,
-          (error: unknown) => {
-            if (this.unforgotten.length === 0)
-              this.log.warn({ err: error }, 'could not delete committed entries; will retry');
-            this.unforgotten.push(...chunk);
-            this.retryDueAt = performance.now() + RETRY_AFTER_MS;
+        this.scripts.ackDelete(this.stream, this.group, ids).then(
+          (deleted) => {
+            done.push(...ids);
+            this.options.taken?.(deleted);
           },
+          (error: unknown) => this.later(chunk, error),
         ),
       );
     }
     await Promise.all(chunks);
+    this.announce(done, persistedAt);
+  }
+
+  /** Writes the dead letters' records; returns the entries that may be deleted now. */
+  private async recordDead(entries: readonly Forget[]): Promise<Forget[]> {
+    const dead = entries.filter((entry) => entry.dead !== undefined);
+    if (dead.length === 0) return [...entries];
+    try {
+      await Promise.all(
+        dead.map((entry) =>
+          this.scripts.deadRecord(
+            deadRecordKey(this.stream, entry.id),
+            entry.dead as string,
+            this.options.deadTtlMs,
+          ),
+        ),
+      );
+      return [...entries];
+    } catch (error) {
+      // Not deleted without its record: retried with it later.
+      this.later(dead, error);
+      return entries.filter((entry) => entry.dead === undefined);
+    }
+  }
+
+  private later(entries: readonly Forget[], error: unknown): void {
+    if (this.unforgotten.length === 0)
+      this.log.warn({ err: error }, 'could not delete committed entries; will retry');
+    this.unforgotten.push(...entries);
+    this.retryDueAt = performance.now() + RETRY_AFTER_MS;
+  }
+
+  /** One PUBLISH for what one forget took out of the stream (nobody may listen: fine). */
+  private announce(ids: readonly string[], persistedAt: Date | undefined): void {
+    if (ids.length === 0) return;
+    const text = announcementText({ ids: [...ids], persistedAt: persistedAt?.getTime() });
+    this.redis.publish(committedChannel(this.stream), text).catch(() => undefined);
   }
 
   /** Committed entries are still to be forgotten. */
@@ -115,9 +178,9 @@ export class StreamLedger {
   /** Retries the failed forgets, once due. */
   async retryDue(): Promise<void> {
     if (!this.behind || performance.now() < this.retryDueAt) return;
-    const ids = this.unforgotten;
+    const entries = this.unforgotten;
     this.unforgotten = [];
-    await this.forget(ids);
+    await this.forget(entries);
   }
 
   /**

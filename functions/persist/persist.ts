@@ -19,12 +19,14 @@ import { ClientError } from '../shared/http.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 import { CONFLICTS_COLLECTION, DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
 import { createRedis, requireRedisVersion, watchConnection } from '../shared/redis/client.js';
-import { writeBudgetKey } from '../shared/redis/keys.js';
+import { drainRateKey, writeBudgetKey } from '../shared/redis/keys.js';
+import { Scripts } from '../shared/redis/scripts.js';
 import { READY_CHECK_MS, within } from '../shared/time.js';
 import { limitsOf } from './command-size.js';
 import { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
-import { budgetGauges, createPersistMetrics, type PersistMetrics } from './metrics.js';
+import { DrainReport } from './drain.js';
+import { budgetGauges, createPersistMetrics, drainGauge, type PersistMetrics } from './metrics.js';
 import { PullIntake } from './pull.js';
 import { SharedBudget } from './shared-budget.js';
 
@@ -55,6 +57,9 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   const db = mongo.db(config.mongodbDb);
   const budget = sharedBudget(config, redis, metrics, log);
   budgetGauges(registry, budget);
+  const drainKey = drainRateKey(config.streamKey);
+  const drain = new DrainReport(new Scripts(redis), drainKey, () => committer.held > 0, log);
+  drainGauge(registry, drain);
   const committer = new Committer({
     events: db.collection<EventDocument>(EVENTS_COLLECTION),
     dead: db.collection<DeadDocument>(DEAD_COLLECTION),
@@ -69,6 +74,8 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
     deliveryDeadlineMs: config.deliveryDeadlineMs,
     maxCommitAttempts: config.maxCommitAttempts,
     parkMs: config.parkMs,
+    deadTtlMs: config.idempotencyTtlSec * 1000,
+    taken: (entries) => drain.add(entries),
     ping: () => db.command({ ping: 1 }),
     log,
     metrics,
@@ -77,6 +84,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   const pull = new PullIntake(redis, committer, config, metrics, log);
   committer.start();
   pull.start();
+  drain.start();
   void ensureCollections(db, committer, budget, metrics, log);
   logStart(config, log);
   return {
@@ -86,8 +94,9 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
     registry,
     log,
     ready: () => ready(redis, db, committer),
-    drain: () => drain(config, pull, committer),
+    drain: () => stopWork(config, pull, committer),
     async shutdown() {
+      drain.stop();
       // Closes the clients, without waiting on a database that does not answer.
       await within(budget.close(), 2000);
       await redis.quit().catch(() => redis.disconnect());
@@ -240,7 +249,11 @@ async function ready(redis: Redis, db: Db, committer: Committer): Promise<boolea
  * Stops pulling and taking deliveries, and commits and answers what is held
  * within SHUTDOWN_TIMEOUT_MS; what is not committed by then stays in the stream.
  */
-async function drain(config: PersistConfig, pull: PullIntake, committer: Committer): Promise<void> {
+async function stopWork(
+  config: PersistConfig,
+  pull: PullIntake,
+  committer: Committer,
+): Promise<void> {
   const deadline = performance.now() + config.shutdownTimeoutMs;
   await within(pull.stop(), config.shutdownTimeoutMs);
   await committer.stop(Math.max(0, deadline - performance.now()));

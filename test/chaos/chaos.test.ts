@@ -19,8 +19,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAM_KEY } from '../../functions/shared/names.js';
 import {
   ChaosServices,
+  falseClaims,
   PipelineRun,
   paceLoad,
+  pollReceipts,
+  type ReceiptAnswer,
   sampleWrites,
   sleep,
   verify,
@@ -87,13 +90,18 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
         const loadStarted = Date.now();
         const loadStartedEpoch = performance.timeOrigin + performance.now();
         const seconds = scenario.seconds ?? SECONDS;
+        const locations = new Map<string, string>();
         const load = paceLoad({
           url: pipeline.ingestUrl,
           ratePerSec: RATE,
           seconds,
           connections: 200,
           run: `${scenario.name}-${loadStarted}`,
+          ...(scenario.receipts ? { preferWaitEvery: 10, locations } : {}),
         });
+        const reads: Promise<ReceiptAnswer[]> = scenario.receipts
+          ? pollReceipts({ url: pipeline.ingestUrl, locations, stop: load, everyMs: 200, each: 20 })
+          : Promise.resolve([]);
         await sleep(FAULT_AT_MS);
         const faultStarted = Date.now() - loadStarted;
         await scenario.fault({
@@ -139,6 +147,10 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
           stream: STREAM_KEY,
           accepted: result.accepted,
         });
+        const receipts = receiptsVerdict(await reads, result, [
+          loadStarted + faultStarted,
+          loadStarted + faultEnded,
+        ]);
         const failureTimes = result.failures.map((f) => f.atMs);
         const report = {
           scenario: scenario.name,
@@ -162,6 +174,7 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
           maxWritesPerSec: budget.maxPerSecond,
           busiestSecondAtMs: Math.round(budget.busiestAtMs - loadStartedEpoch),
           budget: Number(scenario.env?.DB_WRITE_OPS_PER_SEC ?? BUDGET),
+          ...(scenario.receipts ? { receipts: receipts.report } : {}),
         };
         mkdirSync(services.dataDir, { recursive: true });
         appendFileSync(
@@ -191,6 +204,21 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
             `202s after the fault ended (at least ${scenario.acceptsAfter} s of the load)`,
           ).toBeGreaterThanOrEqual(RATE * scenario.acceptsAfter);
         expect(stop.code, `pipeline exit code\n${pipeline.output().slice(-3000)}`).toBe(0);
+        if (scenario.receipts) {
+          // The claims were there to check, and the fault was seen as such.
+          expect(receipts.report.claims, 'persisted or 201 answers').toBeGreaterThan(RATE);
+          expect(
+            receipts.report.duringFault.accepted ?? 0,
+            'accepted read during the fault',
+          ).toBeGreaterThan(0);
+          const wrong = await falseClaims({
+            mongo,
+            database,
+            accepted: result.accepted,
+            claims: receipts.claims,
+          });
+          expect(wrong, 'said committed before MongoDB held it').toEqual([]);
+        }
       } finally {
         if (!stopped) {
           await writes.stop();
@@ -202,3 +230,26 @@ describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).jo
     }, 600_000);
   }
 });
+
+/** What the clients were told of their events' status, counted by state (overall and during the fault). */
+function receiptsVerdict(
+  reads: ReceiptAnswer[],
+  result: { created: ReceiptAnswer[] },
+  fault: [number, number],
+) {
+  const count = (answers: ReceiptAnswer[]) => {
+    const out: Record<string, number> = {};
+    for (const a of answers) out[a.state] = (out[a.state] ?? 0) + 1;
+    return out;
+  };
+  const claims = [...reads.filter((a) => a.state === 'persisted'), ...result.created];
+  return {
+    claims,
+    report: {
+      reads: count(reads),
+      duringFault: count(reads.filter((a) => a.atMs >= fault[0] && a.atMs <= fault[1])),
+      created: result.created.length,
+      claims: claims.length,
+    },
+  };
+}

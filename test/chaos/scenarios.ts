@@ -33,6 +33,12 @@ export interface Scenario {
   seconds?: number;
   /** Ingest must answer 202 again after the fault, for at least this many seconds' worth of the load. */
   acceptsAfter?: number;
+  /**
+   * Clients that ask: every 10th request waits for the database (Prefer:
+   * wait=2), and receipts are read while the load runs; afterwards every
+   * `persisted` and every 201 is checked against MongoDB.
+   */
+  receipts?: boolean;
   /** Injects the fault; resolves once it is over (process back, disk fast again). */
   fault(ctx: FaultContext): Promise<void>;
 }
@@ -92,6 +98,17 @@ export const SCENARIOS: Scenario[] = [
     name: 'db-kill',
     what: 'database SIGKILL, restarted later',
     core: true,
+    async fault({ services, long }) {
+      await killAndWait(services.dbPid(), 'SIGKILL');
+      await sleep(long ? 20_000 : 8000);
+      services.up();
+    },
+  },
+  {
+    name: 'receipts-db-kill',
+    what: 'database SIGKILL, restarted later, while clients wait for it (every 10th request Prefer: wait=2) and read their receipts: every persisted and 201 checked against MongoDB',
+    core: false,
+    receipts: true,
     async fault({ services, long }) {
       await killAndWait(services.dbPid(), 'SIGKILL');
       await sleep(long ? 20_000 : 8000);

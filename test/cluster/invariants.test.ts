@@ -518,6 +518,7 @@ describe('no plaintext secret anywhere', () => {
   it('the example secrets file holds no credential', () => {
     expect(secretKeys.INGEST_API_KEYS).toBe('');
     expect(secretKeys.INGEST_REPLAY_KEYS).toBe('');
+    expect(secretKeys.RECEIPT_SECRET).toBe('');
     for (const url of [secretKeys.REDIS_URL, secretKeys.MONGODB_URL]) {
       const parsed = new URL(url as string);
       expect(parsed.username + parsed.password).toBe('');

@@ -157,6 +157,37 @@ describe('k6/spike-test.js iterations', () => {
     }
   });
 
+  it('asks to wait for the database with PREFER_WAIT, and counts 201 and 202 as accepted', () => {
+    for (const [status, committed] of [
+      [201, true],
+      [202, false],
+    ] as const) {
+      const { calls, error } = k6({ ...TARGET, PREFER_WAIT: '2' }, 2, 1, status);
+      expect(error).toBeUndefined();
+      expect(calls.map((c) => c.fn)).toEqual(Array(2).fill(['http.post', 'check', 'sleep']).flat());
+      for (const post of calls.filter((c) => c.fn === 'http.post'))
+        expect(post.params?.headers).toEqual({
+          'Content-Type': 'application/json',
+          Authorization: 'Bearer test-key',
+          Prefer: 'wait=2',
+        });
+      for (const c of calls.filter((c) => c.fn === 'check'))
+        expect(c.results).toEqual({
+          'accepted (201 or 202)': true,
+          'committed within the wait (201)': committed,
+        });
+    }
+    const refused = k6({ ...TARGET, PREFER_WAIT: '2' }, 1, 1, 503);
+    expect(refused.calls.find((c) => c.fn === 'check')?.results).toEqual({
+      'accepted (201 or 202)': false,
+      'committed within the wait (201)': false,
+    });
+    for (const bad of ['0', 'soon', '1.5', '-1'])
+      expect(k6({ ...TARGET, PREFER_WAIT: bad }, 1).error).toMatch(
+        new RegExp(`PREFER_WAIT=${bad.replace('.', '\\.')} is not a whole number of seconds`),
+      );
+  });
+
   it('refuses to start without INGEST_URL, or with a think time that is not a number', () => {
     expect(k6({}, 1).error).toMatch(/INGEST_URL is not set/);
     expect(k6({ ...TARGET, THINK_TIME_MS: 'soon' }, 1).error).toMatch(

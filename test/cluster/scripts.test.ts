@@ -1,5 +1,13 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -319,6 +327,7 @@ describe('cluster/up.sh --dry-run', () => {
     expect(fills.map((l) => /\^(\w+)=/.exec(l)?.[1])).toEqual([
       'INGEST_API_KEYS',
       'INGEST_REPLAY_KEYS',
+      'RECEIPT_SECRET',
     ]);
     for (const fill of fills) expect(fill).toContain('=<openssl rand -hex 32>');
     expect(lines.join('\n')).not.toMatch(/--from-literal/);
@@ -434,12 +443,15 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     networks?: string;
     uname?: string;
     env?: Record<string, string>;
+    /** The secrets file as it is before the run (none: up.sh makes it). */
+    secrets?: string;
   }
 
   function up(fake: Fake, args: string[] = [], script = 'cluster/up.sh') {
     rmSync(log, { force: true });
     const secrets = join(bin, 'secrets.env');
     rmSync(secrets, { force: true });
+    if (fake.secrets !== undefined) writeFileSync(secrets, fake.secrets, { mode: 0o600 });
     const flags = script === 'cluster/up.sh' ? ['--skip-sysctl'] : [];
     const result = spawnSync('bash', [script, ...flags, ...args], {
       cwd: ROOT,
@@ -461,8 +473,28 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     });
     const calls = readFileSync(log, 'utf8').trim().split('\n');
     const dockerRun = calls.find((c) => c.startsWith('docker run ')) ?? '';
-    return { ...result, calls, dockerRun };
+    const made = existsSync(secrets) ? readFileSync(secrets, 'utf8') : '';
+    return { ...result, calls, dockerRun, secrets: made };
   }
+
+  it('makes the secrets file with a random API key, replay key and receipt secret', () => {
+    const out = up({ cgroup: '2' });
+    expect(out.status, out.stderr).toBe(0);
+    for (const name of ['INGEST_API_KEYS', 'INGEST_REPLAY_KEYS', 'RECEIPT_SECRET'])
+      expect(out.secrets).toMatch(new RegExp(`^${name}=[0-9a-f]{64}$`, 'm'));
+    expect(out.stderr).not.toMatch(/[0-9a-f]{64}/);
+  });
+
+  it('adds a RECEIPT_SECRET to a secrets file made before receipts, and keeps the rest', () => {
+    const before = 'REDIS_URL=redis://r:6379\nINGEST_API_KEYS=mine\nINGEST_REPLAY_KEYS=theirs\n';
+    const out = up({ cgroup: '2', secrets: before });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.secrets.startsWith(before)).toBe(true);
+    expect(out.secrets.slice(before.length)).toMatch(/^RECEIPT_SECRET=[0-9a-f]{64}\n$/);
+    // and once it has one, it is left alone
+    const again = up({ cgroup: '2', secrets: out.secrets });
+    expect(again.secrets).toBe(out.secrets);
+  });
 
   it("limits the whole disk under Docker's data root, not its partition", () => {
     const out = up({ cgroup: '2' });

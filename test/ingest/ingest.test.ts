@@ -76,7 +76,7 @@ describe('ingest', () => {
     await redis.del(stream);
   });
 
-  it('answers 202 {id, source, seq} and appends a stream entry matching the stream entry contract field for field', async () => {
+  it('answers 202 {id, source, seq, receipt, status} with the receipt Location and appends a stream entry matching the stream entry contract field for field', async () => {
     const subject = unique('order');
     const key = unique('idem');
     const before = Date.now();
@@ -92,7 +92,10 @@ describe('ingest', () => {
       ),
       source: '/shop',
       seq: 1,
+      receipt: expect.stringMatching(/^[A-Za-z0-9_-]{44}$/),
+      status: 'accepted',
     });
+    expect(res.headers.get('location')).toBe(`/receipts/${res.body.receipt}`);
     const entries = await redis.xrange(stream, '-', '+');
     const [streamId, fields] = entries.at(-1) as [string, string[]];
     expect(streamId).toMatch(/^\d+-\d+$/);

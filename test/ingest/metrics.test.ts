@@ -29,10 +29,10 @@ describe('ingest metrics', () => {
         (s) => s.name === 'spillway_ingest_requests_total',
       );
       const statuses = new Map(requests.map((s) => [s.labels.status, s.value]));
-      for (const status of [202, 400, 401, 403, 404, 413, 415, 422, 429, 503, 500])
+      for (const status of [200, 201, 202, 400, 401, 403, 404, 413, 415, 422, 429, 503, 500])
         expect(statuses.get(String(status)), `status ${status}`).toBe(0);
-      // Nothing else: each series is one status of the catalogue, or the 202.
-      const known = new Set([202, ...Object.values(ERROR_STATUS)].map(String));
+      // Nothing else: each series is one status of the catalogue, or a success.
+      const known = new Set([200, 201, 202, ...Object.values(ERROR_STATUS)].map(String));
       expect([...statuses.keys()].filter((s) => !known.has(s as string))).toEqual([]);
     } finally {
       await ingest.shutdown?.();

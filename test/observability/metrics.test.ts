@@ -203,6 +203,10 @@ describe('the operators dashboard and alert rules', () => {
       'spillway_persist_deadline_misses_total',
       'spillway_persist_duplicates_total',
       'spillway_persist_refused_deliveries_total',
+      'spillway_ingest_status_reads_total',
+      'spillway_ingest_wait_outcomes_total',
+      'spillway_ingest_waiters',
+      'spillway_persist_drain_rate_per_sec',
     ])
       expect(uses.has(name), name).toBe(true);
     expect(

@@ -207,8 +207,12 @@ export interface PostedEvent {
 }
 
 export interface LoadResult {
-  /** Event id → what was posted, for every 202. */
+  /** Event id → what was posted, for every 202 (and 201, when it asked to wait). */
   accepted: Map<string, PostedEvent>;
+  /** Event id → its receipt's Location, for every 2xx that gave one. */
+  locations: Map<string, string>;
+  /** Every 201 (committed, said ingest to a request that asked to wait): the id and when it came. */
+  created: ReceiptAnswer[];
   statuses: Record<string, number>;
   /** Answers that were not 202, with when they came (ms since the load started). */
   failures: Array<{ atMs: number; status: string }>;
@@ -217,10 +221,20 @@ export interface LoadResult {
   sent: number;
 }
 
+/** What the pipeline said of one event's status, and when (ms since the epoch, on arrival). */
+export interface ReceiptAnswer {
+  id: string;
+  /** accepted, persisted, dead, or the HTTP status of anything else (404, 503, an error code). */
+  state: string;
+  atMs: number;
+}
+
 /**
  * Open-loop paced load: request i is due at i / ratePerSec, sent on one of
  * `connections` keep-alive connections (it waits for a free one). Every request
  * has its own Idempotency-Key; nothing is retried, so a failure stays a failure.
+ * With `preferWaitEvery` = k, every k-th request asks to wait for the database
+ * (`Prefer: wait=2`): a 201 is acknowledged too, and recorded.
  */
 export async function paceLoad(options: {
   url: string;
@@ -228,10 +242,15 @@ export async function paceLoad(options: {
   seconds: number;
   connections: number;
   run: string;
+  preferWaitEvery?: number;
+  /** Where the Locations go as they come (a status poller reads it while the load runs). */
+  locations?: Map<string, string>;
 }): Promise<LoadResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections });
   const result: LoadResult = {
     accepted: new Map(),
+    locations: options.locations ?? new Map(),
+    created: [],
     statuses: {},
     failures: [],
     acceptedAtMs: [],
@@ -250,12 +269,15 @@ export async function paceLoad(options: {
       data: { run: options.run, i, pad: 'x'.repeat(i % 64) },
     };
     const body = JSON.stringify(event);
+    const waits = options.preferWaitEvery !== undefined && i % options.preferWaitEvery === 0;
     return new Promise<void>((resolve) => {
-      const done = (status: string, id?: string) => {
+      const done = (status: string, id?: string, location?: string) => {
         result.statuses[status] = (result.statuses[status] ?? 0) + 1;
-        if (status === '202' && id) {
+        if ((status === '202' || status === '201') && id) {
           result.accepted.set(id, event);
           result.acceptedAtMs.push(performance.now() - started);
+          if (location) result.locations.set(id, location);
+          if (status === '201') result.created.push({ id, state: 'persisted', atMs: Date.now() });
         } else result.failures.push({ atMs: performance.now() - started, status });
         resolve();
       };
@@ -269,6 +291,7 @@ export async function paceLoad(options: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
             'idempotency-key': `${options.run}-${i}`,
+            ...(waits ? { prefer: 'wait=2' } : {}),
           },
         },
         (res) => {
@@ -282,7 +305,8 @@ export async function paceLoad(options: {
             } catch {
               // not JSON: counted by status
             }
-            done(String(res.statusCode), id);
+            const location = res.headers.location;
+            done(String(res.statusCode), id, typeof location === 'string' ? location : undefined);
           });
           res.on('error', () => done('response-error'));
         },
@@ -378,4 +402,83 @@ export async function verify(options: {
     streamExists: (await options.redis.exists(options.stream)) === 1,
     pendingMissing,
   };
+}
+
+/**
+ * Reads receipts while the load runs: every `everyMs`, the Location of `each`
+ * events acknowledged so far (the newest first, then at random), recording
+ * every answer, until `stop` resolves.
+ */
+export async function pollReceipts(options: {
+  url: string;
+  locations: Map<string, string>;
+  stop: Promise<unknown>;
+  everyMs: number;
+  each: number;
+}): Promise<ReceiptAnswer[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: options.each });
+  const answers: ReceiptAnswer[] = [];
+  let stopped = false;
+  void options.stop.finally(() => {
+    stopped = true;
+  });
+  const read = (id: string, location: string) =>
+    new Promise<void>((resolve) => {
+      const req = request(new URL(location, options.url), { agent, timeout: 10_000 }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => (text += chunk));
+        res.on('end', () => {
+          let state = String(res.statusCode);
+          if (res.statusCode === 200)
+            state = String((JSON.parse(text) as { status?: string }).status);
+          answers.push({ id, state, atMs: Date.now() });
+          resolve();
+        });
+        res.on('error', () => resolve());
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        answers.push({ id, state: error.code ?? 'error', atMs: Date.now() });
+        resolve();
+      });
+      req.end();
+    });
+  while (!stopped) {
+    const known = [...options.locations];
+    const picked = known.slice(-Math.ceil(options.each / 2));
+    for (let k = 0; k < options.each - picked.length && known.length > 0; k++)
+      picked.push(known[Math.floor(Math.random() * known.length)] as [string, string]);
+    await Promise.all(picked.map(([id, location]) => read(id, location)));
+    await sleep(options.everyMs);
+  }
+  agent.destroy();
+  return answers;
+}
+
+/**
+ * Every claim that an event was committed (a `persisted` status, a 201) held
+ * when it was made: the event is in `events`, stored (persistedAt) no later
+ * than the answer. Returns the claims that did not hold.
+ */
+export async function falseClaims(options: {
+  mongo: MongoClient;
+  database: string;
+  accepted: Map<string, PostedEvent>;
+  claims: ReceiptAnswer[];
+}): Promise<ReceiptAnswer[]> {
+  const events = options.mongo
+    .db(options.database)
+    .collection<{ _id: EventId; persistedAt?: Date }>(EVENTS_COLLECTION);
+  const ids = [...new Set(options.claims.map((c) => c.id))];
+  const storedAt = new Map<string, number>();
+  for (let i = 0; i < ids.length; i += 2000) {
+    const chunk = ids.slice(i, i + 2000).flatMap((id) => {
+      const posted = options.accepted.get(id);
+      return posted ? [eventId(posted.source, id)] : [];
+    });
+    for (const doc of await events.find({ _id: { $in: chunk } }).toArray())
+      storedAt.set(doc._id.id, doc.persistedAt?.getTime() ?? Number.NaN);
+  }
+  return options.claims.filter((c) => !((storedAt.get(c.id) ?? Number.NaN) <= c.atMs));
 }

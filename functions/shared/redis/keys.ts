@@ -3,9 +3,8 @@
  * configurable (STREAM_KEY); everything else hangs off the `spillway:` prefix.
  */
 
-/** Ingest's keys for one event (ingest-6.lua, in its KEYS order). */
-/** ingest-6.lua's keys, in its order. */
-export type IngestKeys = readonly [string, string, string, string, string, string];
+/** ingest-7.lua's keys for one event, in its KEYS order. */
+export type IngestKeys = readonly [string, string, string, string, string, string, string];
 
 export function ingestKeys(options: {
   stream: string;
@@ -24,6 +23,7 @@ export function ingestKeys(options: {
     sourceSettingsKey(options.source),
     countersKey(options.nowMs),
     sequenceKey(options.source, options.subject),
+    drainRateKey(options.stream),
   ];
 }
 
@@ -69,3 +69,28 @@ export const pullLeaseKey = (stream: string) => `spillway:persist:lease:${stream
 
 /** The shared write budget of one database (budget-*-1.lua): two databases never share one. */
 export const writeBudgetKey = (database: string) => `spillway:budget:${database}`;
+
+/**
+ * What the status monitor knows of a stream besides the stream itself
+ * (receipt-epoch-2.lua writes it, receipt-status-3.lua reads it): the Redis run
+ * it last saw, and the gaps of stream ids a restore of an older AOF lost. It
+ * expires IDEMPOTENCY_TTL_SEC after its last write, like every receipt.
+ */
+export const receiptLedgerKey = (stream: string) => `spillway:receipts:${stream}`;
+
+/**
+ * A dead letter's record for the status monitor: persist writes it before the
+ * entry leaves the stream, and it expires IDEMPOTENCY_TTL_SEC later.
+ */
+export const deadRecordKey = (stream: string, streamId: string) =>
+  `spillway:receipts:${stream}:dead:${streamId}`;
+
+/** Where persist announces the entries each batch took out of the stream (PUBLISH). */
+export const committedChannel = (stream: string) => `spillway:committed:${stream}`;
+
+/**
+ * The stream's measured drain: entries taken out of it per second of Redis's
+ * clock, over the last few seconds, added to by every persist replica
+ * (drain-report-1.lua); it expires when none reports.
+ */
+export const drainRateKey = (stream: string) => `spillway:drain:${stream}`;

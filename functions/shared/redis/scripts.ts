@@ -75,7 +75,7 @@ type Runner = (...args: Arg[]) => Promise<unknown>;
 /** Stream entries as XRANGE gives them. */
 export type Entries = Array<[string, string[]]>;
 
-/** ingest-6.lua's arguments (its header says what each is). */
+/** ingest-7.lua's arguments (its header says what each is). */
 export interface IngestArgs {
   hasIdempotencyKey: boolean;
   idempotencyTtlMs: number;
@@ -89,8 +89,30 @@ export interface IngestArgs {
   fingerprint: string;
   /** A replayed entry's own seq; 0 lets the script assign the next. */
   fixedSeq: number;
+  /** MAX_DRAIN_SEC: 0, none. */
+  maxDrainSec: number;
+  /** The drain's window (includes/drain.lua), s. */
+  drainWindowSec: number;
   fields: readonly string[];
 }
+
+/** receipt-epoch-2.lua's reply: the stream's marker ('' when there is no stream). */
+export interface ReceiptEpoch {
+  nonce: string;
+  epoch: string;
+  /** A restore was recorded (a gap of ids that never read "persisted"). */
+  restored: boolean;
+}
+
+/** receipt-status-3.lua's reply (its header gives the rule). */
+export type ReceiptState =
+  | { state: 'nostream' }
+  | { state: 'unmarked' }
+  | { state: 'expired'; nonce: string }
+  | { state: 'accepted'; nonce: string }
+  | { state: 'persisted'; nonce: string }
+  | { state: 'dead'; nonce: string; record: string }
+  | { state: 'unknown'; nonce: string; why: string };
 
 /** What every write-budget script is given about the database's budget. */
 export interface BudgetBounds {
@@ -159,7 +181,7 @@ export class Scripts {
     await Promise.all([...SCRIPT_FILES.values()].map((s) => this.redis.script('LOAD', s.lua)));
   }
 
-  /** ingest-6.lua: its reply, `[kind, …]`. */
+  /** ingest-7.lua: its reply, `[kind, …]`. */
   async ingest(keys: IngestKeys, a: IngestArgs): Promise<string[]> {
     const args = [
       a.hasIdempotencyKey ? '1' : '0',
@@ -173,9 +195,64 @@ export class Scripts {
       a.countersTtlMs,
       a.fingerprint,
       a.fixedSeq,
+      a.maxDrainSec,
+      a.drainWindowSec,
       ...a.fields,
     ];
     return (await this.run('ingest', keys, args)) as string[];
+  }
+
+  /** receipt-epoch-2.lua: the stream's marker, made (and the stream, with `create`) when missing. */
+  async receiptEpoch(
+    keys: { stream: string; ledger: string },
+    a: { prefix: string; nonce: string; ttlMs: number; create: boolean },
+  ): Promise<ReceiptEpoch> {
+    const args = [a.prefix, a.nonce, a.ttlMs, a.create ? '1' : '0'];
+    const reply = (await this.run('receipt-epoch', [keys.stream, keys.ledger], args)) as unknown[];
+    return { nonce: String(reply[0]), epoch: String(reply[1]), restored: reply[2] === 1 };
+  }
+
+  /** receipt-status-3.lua (read only): what became of one stream id. */
+  async receiptStatus(
+    keys: { stream: string; ledger: string; dead: string },
+    a: { prefix: string; streamId: string; ttlMs: number },
+  ): Promise<ReceiptState> {
+    const args = [a.prefix, a.streamId, a.ttlMs];
+    const reply = (await this.run(
+      'receipt-status',
+      [keys.stream, keys.ledger, keys.dead],
+      args,
+    )) as string[];
+    const [state = '', nonce = '', more = ''] = reply;
+    switch (state) {
+      case 'nostream':
+        return { state };
+      case 'unmarked':
+        return { state };
+      case 'expired':
+        return { state, nonce };
+      case 'accepted':
+        return { state, nonce };
+      case 'persisted':
+        return { state, nonce };
+      case 'dead':
+        return { state, nonce, record: more };
+      case 'unknown':
+        return { state, nonce, why: more };
+      default:
+        throw new Error(`receipt-status gave an unknown reply ${JSON.stringify(reply)}`);
+    }
+  }
+
+  /** drain-report-1.lua: adds `entries` to the stream's drain; the rate now (undefined: unknown). */
+  async drainReport(key: string, entries: number, windowSec: number): Promise<number | undefined> {
+    const reply = await this.run('drain-report', [key], [entries, windowSec]);
+    return reply === '' || reply === null ? undefined : Number(reply);
+  }
+
+  /** dead-record-1.lua: a dead letter's record for the status monitor. */
+  async deadRecord(key: string, record: string, ttlMs: number): Promise<void> {
+    await this.run('dead-record', [key], [record, ttlMs]);
   }
 
   /** ack-delete-1.lua: XACK then XDEL; the number deleted. */

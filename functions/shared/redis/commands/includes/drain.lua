@@ -1,0 +1,32 @@
+--[[
+  The stream's measured drain, as ingest reads it (ingest-7.lua) and persist
+  writes it (drain-report-1.lua): one hash per stream, field = a second of
+  Redis's clock (TIME, so every replica's reports land in the same buckets),
+  value = stream entries persist took out of the stream (committed or
+  dead-lettered) in that second, summed over every replica.
+
+  The rate is the sum over the complete seconds of the last `window` (the
+  current second is still filling), divided by the seconds they span from the
+  oldest bucket present: a drain that started 3 s ago is not diluted by 7 s
+  nobody measured. No complete bucket: no rate is known (''). A replica that
+  holds work but commits nothing reports 0, so a stalled drain reads 0, and a
+  drain nobody reports for a window expires with the key.
+]]
+local function drain_rate(key, window)
+  local now = tonumber(redis.call('TIME')[1])
+  local buckets = redis.call('HGETALL', key)
+  local sum, oldest = 0, nil
+  for i = 1, #buckets - 1, 2 do
+    local second = tonumber(buckets[i])
+    if second and second < now and second >= now - window then
+      sum = sum + (tonumber(buckets[i + 1]) or 0)
+      if not oldest or second < oldest then
+        oldest = second
+      end
+    end
+  end
+  if not oldest then
+    return ''
+  end
+  return tostring(sum / (now - oldest))
+end

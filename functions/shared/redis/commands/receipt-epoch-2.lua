@@ -1,0 +1,85 @@
+#!lua flags=allow-oom
+--[[
+  Makes the stream's receipts trustworthy on this Redis, before ingest appends
+  anything to it: ingest runs it on every (re)connect before its first XADD,
+  when its XADD finds no stream (ARGV[4] = "1": the stream is made here), and
+  when a status read finds a stream without its marker. The dead-letter
+  replay runs it too before appending. Atomic, so every id is on one side of
+  what it records.
+
+  Steps:
+    1. A restore (INFO server's run_id differs from the run recorded in
+       KEYS[2]: Redis restarted, perhaps from an older AOF, or the record
+       expired): the ids after the stream's last-generated id up to now may
+       have been acknowledged and lost with what the AOF did not hold. That
+       range is recorded as a gap (ids in a gap never read "persisted"), and
+       the stream's last id is moved to the end of the current millisecond
+       (XSETID), so every id generated from now on is past the gap. After a
+       clean restart the gap holds no acknowledged id: it costs nothing.
+    2. No marker (includes/receipts.lua says what it is): one is made, with the
+       nonce ARGV[2], at an epoch no earlier than the stream's last id nor the
+       end of the current millisecond, and the stream's last id moved there.
+       Ids up to the epoch are not this marker's to vouch for. Without a
+       stream, it is made only when ARGV[4] is "1" (XGROUP CREATE … MKSTREAM).
+    3. The run is recorded, gaps whose end is older than ARGV[3] ms are dropped
+       (their receipts have expired), and KEYS[2] expires ARGV[3] ms later.
+
+  Input:
+    KEYS[1] stream                 spillway:events
+    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps)
+    ARGV[1] the marker's name prefix
+    ARGV[2] a fresh nonce, used only when a marker is made
+    ARGV[3] how long receipts live, ms (IDEMPOTENCY_TTL_SEC)
+    ARGV[4] "1": make the stream when it does not exist
+
+  Output:
+    {nonce, epoch, restored}  the stream's marker ('' '' when there is no
+                              stream); restored 1 when step 1 recorded a gap
+]]
+--- @include "includes/receipts"
+local prefix, ttl = ARGV[1], tonumber(ARGV[3])
+local now = now_ms()
+local tail = end_of_ms(now)
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local gaps = cjson.decode(redis.call('HGET', KEYS[2], 'gaps') or '[]')
+local restored = 0
+
+if exists and redis.call('HGET', KEYS[2], 'run') ~= run then
+  local last = last_id(KEYS[1])
+  if id_less(last, tail) then
+    gaps[#gaps + 1] = {last, tail}
+    redis.call('XSETID', KEYS[1], tail)
+    restored = 1
+  end
+end
+
+local nonce, epoch = nil, nil
+if exists then
+  nonce, epoch = find_marker(KEYS[1], prefix)
+end
+if not nonce and (exists or ARGV[4] == '1') then
+  nonce, epoch = ARGV[2], tail
+  if exists then
+    local last = last_id(KEYS[1])
+    if id_less(epoch, last) then
+      epoch = last
+    end
+    redis.call('XGROUP', 'CREATE', KEYS[1], prefix .. nonce, epoch)
+  else
+    redis.call('XGROUP', 'CREATE', KEYS[1], prefix .. nonce, epoch, 'MKSTREAM')
+  end
+  if id_less(last_id(KEYS[1]), epoch) then
+    redis.call('XSETID', KEYS[1], epoch)
+  end
+end
+
+local kept = {}
+for _, gap in ipairs(gaps) do
+  if split_id(gap[2]) >= now - ttl then
+    kept[#kept + 1] = gap
+  end
+end
+redis.call('HSET', KEYS[2], 'run', run, 'gaps', cjson.encode(kept))
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {nonce or '', epoch or '', restored}
