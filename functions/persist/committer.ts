@@ -30,11 +30,11 @@ import { SETTINGS } from '../shared/settings.js';
 import { within } from '../shared/time.js';
 import type { CommandLimits } from './command-size.js';
 import { awaitDelivery, DeadlineError } from './deliveries.js';
+import { counted, Freshness } from './freshness.js';
 import { type Forget, StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
-import { type EventItem, HeldQueue, type Item, isDead, isEvent } from './queue.js';
+import { type EventItem, HeldQueue, type Item, isDead, isEvent, type Ticket } from './queue.js';
 import { Settler } from './settle.js';
-import type { Grant } from './spacer.js';
 import type { Work } from './work.js';
 import { asTaken, BatchWriter, type Settle, type WriterOptions } from './writes.js';
 
@@ -64,6 +64,7 @@ export class Committer {
   private readonly outcomes: Outcomes;
   private readonly writer: BatchWriter;
   private readonly settler: Settler;
+  private readonly freshness = new Freshness();
   private wake: (() => void) | undefined;
   private stopping = false;
   private abandoned = false;
@@ -80,8 +81,11 @@ export class Committer {
       taken: options.taken,
     });
     this.outcomes = new Outcomes({ ...options, queue: this.queue });
+    // Every grant is counted, whatever it writes: what was read before one may be stale.
+    const budget = counted(options.budget, this.freshness);
     this.writer = new BatchWriter({
       ...options,
+      budget,
       queue: this.queue,
       outcomes: this.outcomes,
       forgetCommitted: (items) => this.ledger.forgetNow(forgets(items), persistedAtOf(items)),
@@ -89,6 +93,8 @@ export class Committer {
     });
     this.settler = new Settler({
       ...options,
+      budget,
+      freshness: this.freshness,
       queue: this.queue,
       ledger: this.ledger,
       outcomes: this.outcomes,
@@ -151,10 +157,16 @@ export class Committer {
     );
   }
 
-  /** Pull: queues an entry read straight from the stream; nobody waits for it. */
-  enqueue(work: Work, streamId: string, bytes: number): void {
+  /** The stamp of a read of the stream that begins now (freshness.ts). */
+  stamp(): number {
+    return this.freshness.stamp();
+  }
+
+  /** Pull: queues an entry read straight from the stream (by a read stamped `readAt`); nobody waits for it. */
+  enqueue(work: Work, streamId: string, bytes: number, readAt?: number): void {
     if (this.stopping || this.queue.isBusy(streamId)) return;
-    this.add({ ticket: { streamId, intake: 'pull', deliveries: [], attempts: 0 }, work, bytes });
+    const ticket: Ticket = { streamId, intake: 'pull', deliveries: [], attempts: 0 };
+    this.add({ ticket, work, bytes, readAt });
   }
 
   private add(item: Item): void {
@@ -203,8 +215,7 @@ export class Committer {
       if (this.abandoned) return;
       this.inFlight = next.items;
       try {
-        const settle: Settle = next.fresh ? (taken, grant) => this.settle(taken, grant) : asTaken;
-        await this.attempt(next.items, settle);
+        await this.attempt(next.items, next.fresh ? (taken) => this.settle(taken) : asTaken);
       } catch (error) {
         // Nothing here is known to be committed: the whole group is tried again.
         const detail = `unexpected: ${String((error as Error)?.stack ?? error)}`;
@@ -229,7 +240,7 @@ export class Committer {
   /** One write attempt for a group: events first, then dead letters (another token). */
   private async attempt(group: Item[], settle: Settle): Promise<void> {
     const started = now();
-    const { ready, absent } = await this.ledger.open(group);
+    const { ready, absent } = await this.ledger.open(group, this.freshness.stamp());
     this.options.metrics.absentEntries.inc(absent.length);
     const committed: Item[] = [];
     let dead = ready.filter(isDead);
@@ -263,8 +274,8 @@ export class Committer {
   }
 
   /** A fresh batch at its grant (settle.ts); what joins it is in flight from then on. */
-  private settle(taken: EventItem[], grant: Grant): Promise<EventItem[]> {
-    return this.settler.settle(taken, this.batchLimit, grant, (joined) => {
+  private settle(taken: EventItem[]): Promise<EventItem[]> {
+    return this.settler.settle(taken, this.batchLimit, (joined) => {
       this.inFlight = [...this.inFlight, ...joined];
     });
   }

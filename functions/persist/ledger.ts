@@ -188,8 +188,9 @@ export class StreamLedger {
    * read in one round trip (the stream is the truth, a delivery only a doorbell).
    * An entry not in the stream (persisted and deleted already, or never there)
    * has nothing to write: its item is `absent`, answered without a write.
+   * `readAt`: the stamp of this read (freshness.ts), kept on the items it opens.
    */
-  async open(group: readonly Item[]): Promise<{ ready: Item[]; absent: Item[] }> {
+  async open(group: readonly Item[], readAt?: number): Promise<{ ready: Item[]; absent: Item[] }> {
     const doorbells = group.filter(isDoorbell);
     if (doorbells.length === 0) return { ready: [...group], absent: [] };
     const entries = await this.read(doorbells.map((item) => item.ticket.streamId));
@@ -205,6 +206,7 @@ export class StreamLedger {
           ticket: item.ticket,
           work: workOf(entry.id, entry.fields),
           bytes: entryBytes(entry.fields),
+          readAt,
         });
     }
     return { ready, absent };

@@ -172,6 +172,7 @@ export class PullIntake {
   /** Claims the next chunk past what any replica claimed, and queues it. */
   private async catchUp(cursor: string, room: number, grouped: boolean): Promise<void> {
     const { streamKey, catchupSkipEntries } = this.config;
+    const readAt = this.committer.stamp();
     const entries = await this.scripts.catchupClaim(
       { stream: streamKey, cursor: catchupCursorKey(streamKey) },
       {
@@ -182,11 +183,12 @@ export class PullIntake {
       },
     );
     this.catchingUp = entries.length > 0;
-    this.queue(entries);
+    this.queue(entries, readAt);
   }
 
   private async sweep(room: number): Promise<number> {
     const end = String(Math.max(0, Date.now() - this.config.staleAfterMs));
+    const readAt = this.committer.stamp();
     const entries = (await this.redis.xrange(
       this.config.streamKey,
       this.sweepFrom === undefined ? '-' : after(this.sweepFrom),
@@ -196,17 +198,18 @@ export class PullIntake {
     )) as Entries;
     // A full chunk: go on past it next time; else start from the oldest again.
     this.sweepFrom = entries.length >= room ? (entries.at(-1) as [string, string[]])[0] : undefined;
-    const queued = this.queue(entries);
+    const queued = this.queue(entries, readAt);
     if (queued > 0) this.log.info({ entries: queued }, 'sweeper found entries left behind');
     return entries.length;
   }
 
-  private queue(entries: Entries): number {
+  /** Queues what a read stamped `readAt` (Committer.stamp(), taken before it began) found. */
+  private queue(entries: Entries, readAt: number): number {
     let queued = 0;
     for (const [streamId, fields] of entries) {
       if (this.committer.isBusy(streamId)) continue;
       queued++;
-      this.committer.enqueue(workOf(streamId, fields), streamId, entryBytes(fields));
+      this.committer.enqueue(workOf(streamId, fields), streamId, entryBytes(fields), readAt);
     }
     return queued;
   }

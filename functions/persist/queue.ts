@@ -26,6 +26,8 @@ export interface Item<W extends Work = Work> {
   readonly work: W;
   /** Bytes it adds to a batch, roughly (MAX_BATCH_BYTES). */
   readonly bytes: number;
+  /** When its entry was read, as freshness.ts stamps it (undefined: not read from the stream, or not known). */
+  readonly readAt?: number;
 }
 
 export type EventItem = Item<EventWork>;

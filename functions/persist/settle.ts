@@ -4,8 +4,8 @@
  *   - then, up to the largest batch and MAX_BATCH_BYTES, the stream's oldest
  *     entries not held here that have waited longer than twice the latency
  *     target (DB_LATENCY_TARGET_MS), whoever got their deliveries: the fill;
- *   - unless the grant follows this process's own previous one, what of the
- *     batch is still in the stream: another replica's grant may have taken an
+ *   - what of the batch is still in the stream, for the entries read before
+ *     another replica last wrote (freshness.ts): its grant may have taken an
  *     entry meanwhile, and only a commit takes an entry out, so one gone is
  *     committed (its deliveries are answered, not counted here).
  * So while a backlog waits, each grant writes as much as the database takes in
@@ -17,22 +17,27 @@
  *
  * The fill is read ahead: while a write is in flight (`prefetch`), the next
  * grant's candidates are read and converted, so that the grant itself costs no
- * round trip when it follows this process's own (one replica, or a replica
- * that keeps the budget), and the database waits on nothing but the command.
- * What is held here when they are read (the write in flight among it) is left
- * out; what another replica commits meanwhile is caught by the check above,
- * and an entry written twice anyway is a duplicate, which counts as committed:
- * the check saves the database work, it is not what makes a write safe. The fill is only for a
+ * round trip when nothing it writes was read before another writer's write
+ * (one replica, or a replica that keeps the budget), and the database waits
+ * on nothing but the command. What is held here when they are read (the write
+ * in flight among it) is left out; what another replica commits meanwhile is
+ * caught by the check above. An entry written twice anyway is a duplicate,
+ * which counts as committed: the check is not what makes a write safe, but a
+ * duplicate costs the database (a write that meets one is checked for
+ * conflicts by a read, which a server without a usable index for it, such as
+ * FerretDB on SQLite, pays for with a scan of the collection). The fill is only for a
  * single flight (the shared budget while Redis answers): replicas writing side
  * by side on their local shares would all fill from the same front.
  * Only events join (a dead letter goes to the queue, for a grant of its own).
  * When the stream cannot be read, the batch is written as it was taken.
  */
+
+import type { Freshness } from './freshness.js';
 import type { StreamEntry, StreamLedger } from './ledger.js';
 import type { PersistMetrics } from './metrics.js';
 import type { Outcomes } from './outcomes.js';
 import { type EventItem, type HeldQueue, type Item, isEvent, type Ticket } from './queue.js';
-import type { Grant, WriteBudget } from './spacer.js';
+import type { WriteBudget } from './spacer.js';
 import { entryBytes, workOf } from './work.js';
 
 export interface SettlerOptions {
@@ -40,6 +45,7 @@ export interface SettlerOptions {
   ledger: StreamLedger;
   outcomes: Outcomes;
   budget: WriteBudget;
+  freshness: Freshness;
   metrics: PersistMetrics;
   maxBatchBytes: number;
   /** DB_LATENCY_TARGET_MS: entries that have waited twice this long fill a grant's write. */
@@ -70,7 +76,6 @@ export class Settler {
   async settle(
     taken: EventItem[],
     limit: number,
-    grant: Grant,
     joined: (items: Item[]) => void,
   ): Promise<EventItem[]> {
     const { queue, ledger, outcomes, metrics } = this.options;
@@ -78,7 +83,7 @@ export class Settler {
     joined(extra);
     let opened: { ready: Item[]; absent: Item[] };
     try {
-      opened = await ledger.open(extra);
+      opened = await ledger.open(extra, this.options.freshness.stamp());
     } catch {
       // The stream cannot be read now: what was taken is written as it is.
       queue.putBack(extra);
@@ -90,23 +95,26 @@ export class Settler {
     const batch = [...taken, ...opened.ready.filter(isEvent)];
     const filled = await this.fill(limit - batch.length, bytesOf(batch));
     joined(filled);
-    // Nobody else wrote since this process's previous grant: all of it is still there.
-    if (grant.followsOwn) return [...batch, ...filled];
+    const all = [...batch, ...filled];
     // A check that cannot be made costs nothing but a duplicate, which counts as committed.
-    return this.stillThere(batch, filled).catch(() => [...batch, ...filled]);
+    return this.stillThere(all).catch(() => all);
   }
 
-  /** What of the batch is still in the stream; what left it was committed elsewhere. */
-  private async stillThere(batch: EventItem[], filled: EventItem[]): Promise<EventItem[]> {
-    const all = [...batch, ...filled];
-    const present = await this.options.ledger.present(all.flatMap((i) => i.ticket.streamId ?? []));
-    const kept: EventItem[] = [];
-    const gone: EventItem[] = [];
-    let i = 0;
-    for (const item of all)
-      (item.ticket.streamId === null || present[i++] ? kept : gone).push(item);
-    this.options.outcomes.committedElsewhere(gone);
-    return kept;
+  /**
+   * What of the batch is still in the stream, asked only of what was read
+   * before another writer last wrote (freshness.ts); what left it was
+   * committed elsewhere.
+   */
+  private async stillThere(batch: EventItem[]): Promise<EventItem[]> {
+    const { freshness, ledger, outcomes } = this.options;
+    const unsure = batch.filter(
+      (item) => item.ticket.streamId !== null && !freshness.current(item.readAt),
+    );
+    if (unsure.length === 0) return batch;
+    const present = await ledger.present(unsure.map((item) => item.ticket.streamId as string));
+    const gone = new Set(unsure.filter((_, i) => !present[i]));
+    outcomes.committedElsewhere([...gone]);
+    return gone.size === 0 ? batch : batch.filter((item) => !gone.has(item));
   }
 
   /**
@@ -137,8 +145,9 @@ export class Settler {
 
   /** The stream's oldest entries that are behind, not held here, as items (none when unreadable). */
   private async front(room: number): Promise<Map<string, Item>> {
-    const { queue, ledger, latencyTargetMs } = this.options;
+    const { queue, ledger, latencyTargetMs, freshness } = this.options;
     const candidates = new Map<string, Item>();
+    const readAt = freshness.stamp();
     let entries: StreamEntry[];
     try {
       entries = await ledger.waited(2 * latencyTargetMs, room + queue.heldCount);
@@ -153,6 +162,7 @@ export class Settler {
         ticket,
         work: workOf(entry.id, entry.fields),
         bytes: entryBytes(entry.fields),
+        readAt,
       };
       candidates.set(entry.id, item);
     }

@@ -19,7 +19,7 @@ import type { PersistMetrics } from './metrics.js';
 import type { Outcomes } from './outcomes.js';
 import { type Plan, plan, suspect } from './plan.js';
 import type { DeadItem, EventItem, HeldQueue, Item } from './queue.js';
-import type { Grant, WriteBudget } from './spacer.js';
+import type { WriteBudget } from './spacer.js';
 import { type InsertVerdict, insertVerdict, WRITE_CONCERN } from './verdict.js';
 import { type DeadWork, deadDocument, type EventWork } from './work.js';
 
@@ -55,7 +55,7 @@ export interface WriterOptions {
  * to be written, and what joins them (a fresh batch: what arrived while it
  * waited, and the stream's oldest entries).
  */
-export type Settle = (taken: EventItem[], grant: Grant) => Promise<EventItem[]>;
+export type Settle = (taken: EventItem[]) => Promise<EventItem[]>;
 export const asTaken: Settle = async (taken) => taken;
 
 /** The events' write: committed, refused for their content (as dead letters), or rescheduled. */
@@ -133,8 +133,8 @@ export class BatchWriter {
   }
 
   async writeEvents(group: EventItem[], settle: Settle): Promise<EventsWritten> {
-    const form = async (taken: EventItem[], grant: Grant) => {
-      const items = await settle(taken, grant);
+    const form = async (taken: EventItem[]) => {
+      const items = await settle(taken);
       const persistedAt = new Date();
       for (const item of items) item.work.doc.persistedAt = persistedAt;
       return items;
@@ -178,17 +178,17 @@ export class BatchWriter {
   private async insert<W extends EventWork | DeadWork>(
     target: Target<W['doc']>,
     group: Item<W>[],
-    form: (taken: Item<W>[], grant: Grant) => Promise<Item<W>[]>,
+    form: (taken: Item<W>[]) => Promise<Item<W>[]>,
     whileSending?: () => void,
   ): Promise<{ items: Item<W>[]; verdict: InsertVerdict } | undefined> {
     const { metrics, budget, queue } = this.options;
     let items: Item<W>[] = [];
-    const sent = await budget.run(async (grant): Promise<Sent> => {
+    const sent = await budget.run(async (): Promise<Sent> => {
       const granted = performance.now();
       const limit = this.batchLimit;
       queue.putBack(group.slice(limit));
       const taken = group.slice(0, limit);
-      const formed = this.abandoned ? taken : await form(taken, grant);
+      const formed = this.abandoned ? taken : await form(taken);
       const sizes = formed.map((item) => cachedBsonSize(item.work.doc));
       const fit = oneCommand(sizes, this.commandLimits);
       queue.putBack(formed.slice(fit));
@@ -201,8 +201,11 @@ export class BatchWriter {
       whileSending?.();
       const sent = await sending;
       const { verdict } = sent;
-      if (verdict.kind === 'committed' && verdict.duplicates.length === 0 && !this.abandoned)
-        await this.options.forgetCommitted?.(items);
+      // What the database took is deleted now; duplicates wait for their conflict check.
+      if (verdict.kind === 'committed' && !this.abandoned) {
+        const duplicates = new Set(verdict.duplicates);
+        await this.options.forgetCommitted?.(items.filter((_, i) => !duplicates.has(i)));
+      }
       return sent;
     }, outcomeOf);
     return this.abandoned ? undefined : { items, verdict: sent.verdict };
@@ -249,5 +252,10 @@ function deadItemOf(item: EventItem, reason: string): DeadItem {
     item.ticket.streamId,
     JSON.stringify(item.work.fields),
   );
-  return { ticket: item.ticket, work: { kind: 'dead', doc }, bytes: item.bytes };
+  return {
+    ticket: item.ticket,
+    work: { kind: 'dead', doc },
+    bytes: item.bytes,
+    readAt: item.readAt,
+  };
 }
