@@ -12,7 +12,16 @@ export interface SpikeProfile {
   stages: { duration: string; target: number }[];
   thinkTimeMs: { mean: number; jitter: number };
   thresholds: Record<string, Record<string, string[]>>;
-  event: { type: string; source: string; subjectPrefix: string };
+  event: ProfileEvent;
+}
+
+/** The event every VU posts: its type and source, a subject per VU, and data of a given size. */
+export interface ProfileEvent {
+  type: string;
+  source: string;
+  subjectPrefix: string;
+  /** Characters of padding in the data (`payload`), for events of a realistic size; none when absent. */
+  payloadBytes?: number;
 }
 
 /** The repository root: the nearest ancestor of this file holding k6/spike-profile.json. */
@@ -38,6 +47,9 @@ export function loadProfile(root = repoRoot(), name: ProfileName = 'spike'): Spi
     throw new Error(`${file}: thinkTimeMs needs a positive mean and a jitter ≥ 0`);
   if (!profile.event?.type || !profile.event.source || profile.event.subjectPrefix === undefined)
     throw new Error(`${file}: event needs type, source and subjectPrefix`);
+  const { payloadBytes } = profile.event;
+  if (payloadBytes !== undefined && !(Number.isInteger(payloadBytes) && payloadBytes >= 0))
+    throw new Error(`${file}: event.payloadBytes must be an integer of at least 0`);
   if (!Array.isArray(profile.stages) || profile.stages.length === 0)
     throw new Error(`${file}: stages needs at least one stage`);
   return profile;

@@ -27,7 +27,7 @@
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
-import { firstThinkMs, thinkTimeMs } from './profile.js';
+import { firstThinkMs, type ProfileEvent, thinkTimeMs } from './profile.js';
 
 export interface RunnerConfig {
   mode: 'paced' | 'closed' | 'stages';
@@ -46,7 +46,7 @@ export interface RunnerConfig {
   measureSec: number;
   /** A request with no full answer after this long is an error (its socket is closed). */
   timeoutMs: number;
-  event: { type: string; source: string; subjectPrefix: string };
+  event: ProfileEvent;
   /** Unique per run: Idempotency-Key is `<keyPrefix>-<vu>-<iteration>`. */
   keyPrefix: string;
   path: string;
@@ -169,14 +169,16 @@ function buildVu(config: RunnerConfig, index: number): Vu {
   const { event } = config;
   const iterationSlot = ' '.repeat(ITER_WIDTH);
   const sentAtSlot = 'x'.repeat(SENT_AT_WIDTH);
-  // k6/spike-test.js's event: profile type/source, subject <prefix><vu>, data {vu, iteration, sentAt}.
+  // k6/spike-test.js's event: profile type/source, subject <prefix><vu>, data {vu, iteration,
+  // sentAt} and, with the profile's payloadBytes, a payload of that many characters.
   // The iteration is right-aligned in spaces (valid JSON whitespace) so its width never changes.
   const head = JSON.stringify({
     type: event.type,
     source: event.source,
     subject: `${event.subjectPrefix}${index}`,
   }).slice(0, -1);
-  const body = `${head},"data":{"vu":${index},"iteration":${iterationSlot},"sentAt":"${sentAtSlot}"}}`;
+  const payload = event.payloadBytes ? `,"payload":"${'x'.repeat(event.payloadBytes)}"` : '';
+  const body = `${head},"data":{"vu":${index},"iteration":${iterationSlot},"sentAt":"${sentAtSlot}"${payload}}}`;
   const key = `${config.keyPrefix}-${index}-`;
   const text =
     `POST ${config.path} HTTP/1.1\r\n` +

@@ -27,6 +27,10 @@ if (!PROFILES.includes(profileName)) {
   throw new Error(`PROFILE=${profileName} is not one of ${PROFILES.join(', ')}`);
 }
 const profile = JSON.parse(open(`./${profileName}-profile.json`));
+// Events of a realistic size: the profile's payloadBytes characters of padding in the data.
+const PADDING = profile.event.payloadBytes
+  ? { payload: 'x'.repeat(profile.event.payloadBytes) }
+  : {};
 
 const THRESHOLD_SETS = {
   reference: ['reference'],
@@ -110,7 +114,7 @@ export default function () {
     type: profile.event.type,
     source: profile.event.source,
     subject: `${profile.event.subjectPrefix}${__VU}`,
-    data: { vu: __VU, iteration: __ITER, sentAt: new Date().toISOString() },
+    data: { vu: __VU, iteration: __ITER, sentAt: new Date().toISOString(), ...PADDING },
   };
   const response = http.post(`${baseUrl}/events`, JSON.stringify(event), { headers });
   check(response, CHECKS);

@@ -42,7 +42,7 @@ import {
   tuneMachine,
 } from '../common.js';
 import { type CpuFrame, topSelfFrames } from '../cpu-profile.js';
-import { loadProfile, repoRoot } from '../profile.js';
+import { loadProfile, type ProfileEvent, repoRoot } from '../profile.js';
 import type { RunnerConfig, RunnerResult } from '../vu-runner.js';
 
 /** wait: the seconds every request asks to wait for the database (Prefer: wait); 0, none. */
@@ -130,7 +130,7 @@ export interface IngestResult {
   warnings: string[];
   profile: {
     thinkTimeMs: { mean: number; jitter: number };
-    event: { type: string; source: string; subjectPrefix: string };
+    event: ProfileEvent;
     offeredRps: number;
   };
   servers: Partial<Record<ServerId, ServerReport>>;

@@ -96,15 +96,23 @@ export function estimatePersistSec(opts: PersistOptions): number {
 
 export const LAG_RATE = 565;
 
+/** Characters of padding in a benchmark event's data by default: about the size of the spike's. */
+export const SAMPLE_PAYLOAD = 64;
+
 /** The stream entry the benchmarks fill the stream with: the i-th of a run. */
-export const sampleEntry = (i: number, prefix: string, time = new Date().toISOString()) => ({
+export const sampleEntry = (
+  i: number,
+  prefix: string,
+  time = new Date().toISOString(),
+  payloadBytes = SAMPLE_PAYLOAD,
+) => ({
   id: `${prefix}-${i}`,
   type: 'bench.event',
   source: '/bench',
   subject: `s-${i % 1000}`,
   time,
   seq: i + 1,
-  data: JSON.stringify({ i, payload: 'x'.repeat(64) }),
+  data: JSON.stringify({ i, payload: 'x'.repeat(payloadBytes) }),
 });
 
 /**
@@ -112,20 +120,24 @@ export const sampleEntry = (i: number, prefix: string, time = new Date().toISOSt
  * own conversion (entry fields to document), so that a ceiling measured with
  * it writes what persist writes, field for field.
  */
-export const sampleDoc = (i: number, prefix: string) =>
+export const sampleDoc = (i: number, prefix: string, payloadBytes = SAMPLE_PAYLOAD) =>
   toDocument(
-    parseEntryFields(entryFields(sampleEntry(i, prefix))),
+    parseEntryFields(entryFields(sampleEntry(i, prefix, undefined, payloadBytes))),
     `${Date.now()}-${i}`,
     new Date(),
   );
 
 /** The ceiling: maximal insertMany batches (10,000 documents) back to back; returns the documents. */
-export async function insertManyLoop(db: Db, seconds: number): Promise<number> {
+export async function insertManyLoop(
+  db: Db,
+  seconds: number,
+  payloadBytes = SAMPLE_PAYLOAD,
+): Promise<number> {
   const b = db.collection<EventDocument>('b_insert_many');
   let n = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
-    const batch = Array.from({ length: 10_000 }, (_, i) => sampleDoc(n + i, 'b'));
+    const batch = Array.from({ length: 10_000 }, (_, i) => sampleDoc(n + i, 'b', payloadBytes));
     await b.insertMany(batch, { ordered: false, writeConcern: { w: 1, j: true } });
     n += batch.length;
   }
@@ -133,9 +145,13 @@ export async function insertManyLoop(db: Db, seconds: number): Promise<number> {
 }
 
 /** The raw insertMany ceiling in docs/s, measured for `seconds`. */
-export async function rawInsertManyCeiling(db: Db, seconds: number): Promise<number> {
+export async function rawInsertManyCeiling(
+  db: Db,
+  seconds: number,
+  payloadBytes = SAMPLE_PAYLOAD,
+): Promise<number> {
   const t0 = performance.now();
-  const docs = await insertManyLoop(db, seconds);
+  const docs = await insertManyLoop(db, seconds, payloadBytes);
   return docs / ((performance.now() - t0) / 1000);
 }
 

@@ -49,7 +49,7 @@ import {
   startPrometheus,
 } from '../prometheus.js';
 import type { RunnerConfig, RunnerResult, SecondFigures } from '../vu-runner.js';
-import { rawInsertManyCeiling } from './persist.js';
+import { rawInsertManyCeiling, SAMPLE_PAYLOAD } from './persist.js';
 
 export interface SpikeOptions {
   /** The load's stages (the profile's, or tiny ones for a smoke run). */
@@ -307,21 +307,30 @@ async function prepare(opts: SpikeOptions, ui: ScenarioUi, startedAt: Date): Pro
   };
 }
 
-/** The ceiling of this run: the persist scenario's, or a raw insertMany loop of its own. */
+/**
+ * The ceiling of this run: the persist scenario's (its documents are the
+ * spike's size), or a raw insertMany loop of its own, of documents the size of
+ * the profile's events (their data padded as the VUs pad theirs).
+ */
 async function runCeiling(
   run: SpikeRun,
   opts: SpikeOptions,
   ui: ScenarioUi,
   given: number | undefined,
 ): Promise<SpikeResult['ceiling']> {
-  if (given !== undefined)
+  const padding = run.profile.event.payloadBytes ?? 0;
+  if (given !== undefined && padding === 0)
     return { docsPerSec: given, from: "the persist scenario's row (b), same run" };
   ui.phase(`raw insertMany ceiling, ${opts.ceilingSec} s`);
   const db = run.mongo.db(`${run.dbName}_ceiling`);
-  const docsPerSec = await rawInsertManyCeiling(db, opts.ceilingSec);
+  const docsPerSec = await rawInsertManyCeiling(db, opts.ceilingSec, SAMPLE_PAYLOAD + padding);
   await db.dropDatabase();
   ui.log(`raw insertMany ceiling: ${Math.round(docsPerSec)} docs/s`);
-  return { docsPerSec, from: `a raw insertMany loop of ${opts.ceilingSec} s before the spike` };
+  const size = padding === 0 ? '' : ` of events with ${padding} more characters of data`;
+  return {
+    docsPerSec,
+    from: `a raw insertMany loop of ${opts.ceilingSec} s${size} before the load`,
+  };
 }
 
 /** `npm start`'s pipeline on free ports, up once its STATUS_FILE says it is ready. */

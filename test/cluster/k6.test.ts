@@ -97,6 +97,12 @@ describe('k6/spike-test.js PROFILE', () => {
     expect(Math.max(...flood.stages.map((s: { target: number }) => s.target))).toBe(10_000);
     const event = JSON.parse(calls.find((c) => c.fn === 'http.post')?.body as string);
     expect(event).toMatchObject({ type: flood.event.type, source: flood.event.source });
+    // The flood's events are padded to the profile's size; the spike's are not.
+    expect(flood.event.payloadBytes).toBeGreaterThan(0);
+    expect(event.data.payload).toBe('x'.repeat(flood.event.payloadBytes));
+    const spikeCalls = k6({ ...TARGET, PROFILE: 'spike' }, 1).calls;
+    const spikeEvent = JSON.parse(spikeCalls.find((c) => c.fn === 'http.post')?.body as string);
+    expect(spikeEvent.data).not.toHaveProperty('payload');
     const { mean, jitter } = flood.thinkTimeMs;
     for (const c of calls.filter((c) => c.fn === 'sleep')) {
       expect(c.seconds).toBeGreaterThanOrEqual((mean * (1 - jitter)) / 1000);
