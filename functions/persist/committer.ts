@@ -34,6 +34,7 @@ import { counted, Freshness } from './freshness.js';
 import { type Forget, StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
 import { type EventItem, HeldQueue, type Item, isDead, isEvent, type Ticket } from './queue.js';
+import { ReadSize } from './read-size.js';
 import { Settler } from './settle.js';
 import type { Work } from './work.js';
 import { asTaken, BatchWriter, type Settle, type WriterOptions } from './writes.js';
@@ -65,6 +66,8 @@ export class Committer {
   private readonly writer: BatchWriter;
   private readonly settler: Settler;
   private readonly freshness = new Freshness();
+  /** How many entries one read of the stream asks for (read-size.ts). */
+  readonly reads = new ReadSize();
   private wake: (() => void) | undefined;
   private stopping = false;
   private abandoned = false;
@@ -79,6 +82,7 @@ export class Committer {
     this.ledger = new StreamLedger(redis, new Scripts(redis), streamKey, consumerGroup, log, {
       deadTtlMs: options.deadTtlMs ?? SETTINGS.IDEMPOTENCY_TTL_SEC.fallback * 1000,
       taken: options.taken,
+      reads: this.reads,
     });
     this.outcomes = new Outcomes({ ...options, queue: this.queue });
     // Every grant is counted, whatever it writes: what was read before one may be stale.

@@ -18,6 +18,7 @@ import { announcementText } from '../shared/receipts.js';
 import { committedChannel, deadRecordKey } from '../shared/redis/keys.js';
 import type { Scripts } from '../shared/redis/scripts.js';
 import { type Item, isDoorbell } from './queue.js';
+import type { ReadSize } from './read-size.js';
 import { entryBytes, workOf } from './work.js';
 
 const ACK_CHUNK = 1000;
@@ -40,6 +41,8 @@ export interface LedgerOptions {
   deadTtlMs: number;
   /** Entries taken out of the stream (the measured drain). */
   taken?: (entries: number) => void;
+  /** How many entries one read asks for (read-size.ts). */
+  reads: ReadSize;
 }
 
 export class StreamLedger {
@@ -80,14 +83,31 @@ export class StreamLedger {
    * Whether each of these entries is still in the stream (one round trip). Only
    * persist deletes, and only what is committed: one gone was committed.
    */
-  present(ids: readonly string[]): Promise<boolean[]> {
-    return this.scripts.streamPresent(this.stream, ids);
+  async present(ids: readonly string[]): Promise<boolean[]> {
+    // Redis copies each entry it looks at: a few hundred KiB of them a command.
+    const chunk = Math.max(1, this.options.reads.count(ids.length));
+    const parts: Promise<boolean[]>[] = [];
+    for (let i = 0; i < ids.length; i += chunk)
+      parts.push(this.scripts.streamPresent(this.stream, ids.slice(i, i + chunk)));
+    return (await Promise.all(parts)).flat();
   }
 
-  /** The oldest `count` entries of the stream that have waited longer than `waitedMs` (Redis's clock). */
-  async waited(waitedMs: number, count: number): Promise<StreamEntry[]> {
-    const entries = await this.scripts.streamBehind(this.stream, waitedMs, count);
-    return entries.map(([id, fields]) => ({ id, fields }));
+  /**
+   * The oldest entries of the stream that have waited longer than `waitedMs`
+   * (Redis's clock), after `after` when given, at most `most` and no more than
+   * one read's worth (read-size.ts): a read that returns fewer than it asked
+   * for reached the last of them.
+   */
+  async waited(
+    waitedMs: number,
+    most: number,
+    after?: string,
+  ): Promise<{ entries: StreamEntry[]; last: boolean }> {
+    const { reads } = this.options;
+    const count = reads.count(most);
+    const read = await this.scripts.streamBehind(this.stream, waitedMs, count, after);
+    reads.observe(read.map(([, fields]) => fields));
+    return { entries: read.map(([id, fields]) => ({ id, fields })), last: read.length < count };
   }
 
   /**

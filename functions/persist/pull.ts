@@ -120,9 +120,9 @@ export class PullIntake {
     if (this.full) return;
     let room = Math.min(this.config.pullChunkEntries, batch * 2 - this.committer.queued);
     if (Date.now() >= this.nextSweep && (await this.lease())) {
-      const found = await this.sweep(room);
+      const { found, more } = await this.sweep(room);
       // A full chunk means there is more: come back at once.
-      this.nextSweep = found >= room ? 0 : Date.now() + this.config.sweepIntervalMs;
+      this.nextSweep = more ? 0 : Date.now() + this.config.sweepIntervalMs;
       room -= found;
       if (room <= 0) return;
     }
@@ -140,9 +140,13 @@ export class PullIntake {
    * The group's last-delivered id and the backlog past it (all of it when there
    * is no group). Redis 7 gives that backlog as the group's `lag`, but not once
    * entries past the cursor were deleted (catch-up deletes them): then it is
-   * counted, up to just past CATCHUP_BACKLOG, which is all the decision needs.
-   * Entries behind the cursor (delivered and dropped by the source) are not in
-   * it: they are the sweeper's.
+   * the stream's length less what the group has in flight (its pending
+   * entries), which also counts the entries behind the cursor that the source
+   * acknowledged without a commit. Those are the sweeper's, whose turn comes
+   * first in every round; catch-up past the cursor finds what is really there.
+   * Counting the entries past the cursor instead read them all into Redis's
+   * memory every round: with 4 KiB events, 10,000 of them held Redis for 1 to
+   * 2 s a time, and ingest's scripts timed out behind it.
    */
   private async beyondCursor(
     backlog: number,
@@ -159,11 +163,8 @@ export class PullIntake {
       if (get('name') !== this.config.consumerGroup) continue;
       const cursor = String(get('last-delivered-id'));
       const lag = get('lag');
-      const { streamKey, catchupBacklog } = this.config;
-      const count =
-        typeof lag === 'number'
-          ? lag
-          : await this.scripts.streamCountAfter(streamKey, cursor, catchupBacklog + 1);
+      const pending = Number(get('pending'));
+      const count = typeof lag === 'number' ? lag : Math.max(0, backlog - (pending || 0));
       return { cursor, count, grouped: true };
     }
     return { cursor: '0-0', count: backlog, grouped: false };
@@ -178,29 +179,34 @@ export class PullIntake {
       {
         groupCursor: cursor,
         leftToSource: grouped ? catchupSkipEntries : 0,
-        most: room,
+        most: this.committer.reads.count(room),
         cursorTtlMs: 60_000,
       },
     );
+    this.committer.reads.observe(entries.map(([, fields]) => fields));
     this.catchingUp = entries.length > 0;
     this.queue(entries, readAt);
   }
 
-  private async sweep(room: number): Promise<number> {
+  /** One chunk of what is stale: how many entries it found, and whether there may be more. */
+  private async sweep(room: number): Promise<{ found: number; more: boolean }> {
     const end = String(Math.max(0, Date.now() - this.config.staleAfterMs));
     const readAt = this.committer.stamp();
+    const count = this.committer.reads.count(room);
     const entries = (await this.redis.xrange(
       this.config.streamKey,
       this.sweepFrom === undefined ? '-' : after(this.sweepFrom),
       end,
       'COUNT',
-      room,
+      count,
     )) as Entries;
+    this.committer.reads.observe(entries.map(([, fields]) => fields));
     // A full chunk: go on past it next time; else start from the oldest again.
-    this.sweepFrom = entries.length >= room ? (entries.at(-1) as [string, string[]])[0] : undefined;
+    const more = entries.length >= count;
+    this.sweepFrom = more ? (entries.at(-1) as [string, string[]])[0] : undefined;
     const queued = this.queue(entries, readAt);
     if (queued > 0) this.log.info({ entries: queued }, 'sweeper found entries left behind');
-    return entries.length;
+    return { found: entries.length, more };
   }
 
   /** Queues what a read stamped `readAt` (Committer.stamp(), taken before it began) found. */

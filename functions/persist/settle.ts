@@ -52,6 +52,9 @@ export interface SettlerOptions {
   latencyTargetMs: number;
 }
 
+/** The most reads one fill makes (of a few hundred KiB each: read-size.ts). */
+const MAX_FILL_READS = 64;
+
 const bytesOf = (items: readonly Item[]) => items.reduce((sum, item) => sum + item.bytes, 0);
 
 export class Settler {
@@ -148,12 +151,34 @@ export class Settler {
     const { queue, ledger, latencyTargetMs, freshness } = this.options;
     const candidates = new Map<string, Item>();
     const readAt = freshness.stamp();
-    let entries: StreamEntry[];
-    try {
-      entries = await ledger.waited(2 * latencyTargetMs, room + queue.heldCount);
-    } catch {
-      return candidates;
+    // Read by reads of a few hundred KiB, past what is held here, until `room` are found.
+    let after: string | undefined;
+    for (let reads = 0; candidates.size < room && reads < MAX_FILL_READS; reads++) {
+      let read: { entries: StreamEntry[]; last: boolean };
+      try {
+        read = await ledger.waited(
+          2 * latencyTargetMs,
+          room - candidates.size + queue.heldCount,
+          after,
+        );
+      } catch {
+        return candidates;
+      }
+      this.addCandidates(read.entries, room, readAt, candidates);
+      if (read.last || read.entries.length === 0) break;
+      after = read.entries.at(-1)?.id;
     }
+    return candidates;
+  }
+
+  /** Entries not held here, converted, into `candidates` (up to `room`). */
+  private addCandidates(
+    entries: StreamEntry[],
+    room: number,
+    readAt: number,
+    candidates: Map<string, Item>,
+  ): void {
+    const { queue } = this.options;
     for (const entry of entries) {
       if (candidates.size >= room) break;
       if (queue.isBusy(entry.id)) continue;
@@ -166,6 +191,5 @@ export class Settler {
       };
       candidates.set(entry.id, item);
     }
-    return candidates;
   }
 }

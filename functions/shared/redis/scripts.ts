@@ -270,11 +270,6 @@ export class Scripts {
     return (await this.run('catchup-claim', [keys.stream, keys.cursor], args)) as Entries;
   }
 
-  /** stream-count-after-1.lua: entries after `id`, at most `most`. */
-  async streamCountAfter(stream: string, id: string, most: number): Promise<number> {
-    return Number(await this.run('stream-count-after', [stream], [id, most]));
-  }
-
   /** stream-present-1.lua: for each id, whether its entry is still in the stream. */
   async streamPresent(stream: string, ids: readonly string[]): Promise<boolean[]> {
     if (ids.length === 0) return [];
@@ -283,8 +278,14 @@ export class Scripts {
   }
 
   /** stream-behind-1.lua: the oldest `count` entries added more than `waitedMs` ago (Redis's clock). */
-  async streamBehind(stream: string, waitedMs: number, count: number): Promise<Entries> {
-    return (await this.run('stream-behind', [stream], [Math.round(waitedMs), count])) as Entries;
+  async streamBehind(
+    stream: string,
+    waitedMs: number,
+    count: number,
+    after?: string,
+  ): Promise<Entries> {
+    const args: Arg[] = [Math.round(waitedMs), count, ...(after === undefined ? [] : [after])];
+    return (await this.run('stream-behind', [stream], args)) as Entries;
   }
 
   /** lease-take-1.lua: true when the caller now holds the lease. */

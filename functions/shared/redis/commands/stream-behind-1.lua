@@ -10,6 +10,7 @@
     KEYS[1] stream                 spillway:events
     ARGV[1] waited longer than, ms
     ARGV[2] at most this many entries
+    ARGV[3] after this id (exclusive; optional: from the stream's first entry)
 
   Output:
     XRANGE's reply: {{id, {field, value, ...}}, ...}, oldest first
@@ -18,4 +19,5 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local before = now - tonumber(ARGV[1])
 if before < 0 then return {} end
-return redis.call('XRANGE', KEYS[1], '-', string.format('%d', before), 'COUNT', tonumber(ARGV[2]))
+local from = ARGV[3] and ('(' .. ARGV[3]) or '-'
+return redis.call('XRANGE', KEYS[1], from, string.format('%d', before), 'COUNT', tonumber(ARGV[2]))
