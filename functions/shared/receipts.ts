@@ -2,7 +2,8 @@
  * What ingest and persist agree on for receipts (docs/architecture.md,
  * "Receipts"): the name of the stream's marker, the dead record persist
  * leaves for the status monitor, the announcement of what a batch took out of
- * the stream (one PUBLISH per batch), and the window of the measured drain.
+ * the stream (one PUBLISH per batch), and the window of the measured drain
+ * rate.
  */
 
 /**
@@ -11,8 +12,8 @@
  */
 export const RECEIPT_MARKER_PREFIX = 'spillway-receipts:';
 
-/** Seconds of the drain persist measures and ingest reads (redis/commands/includes/drain.lua). */
-export const DRAIN_WINDOW_SEC = 10;
+/** Seconds of the drain rate persist measures and ingest reads (redis/commands/includes/drain-rate.lua). */
+export const DRAIN_RATE_WINDOW_SEC = 10;
 
 /** The longest reason a dead record keeps (the dead letter in MongoDB keeps all of it). */
 const MAX_REASON_CHARS = 500;

@@ -91,8 +91,8 @@ export interface IngestArgs {
   fixedSeq: number;
   /** MAX_DRAIN_SEC: 0, none. */
   maxDrainSec: number;
-  /** The drain's window (includes/drain.lua), s. */
-  drainWindowSec: number;
+  /** The drain rate's window (includes/drain-rate.lua), s. */
+  drainRateWindowSec: number;
   fields: readonly string[];
 }
 
@@ -196,7 +196,7 @@ export class Scripts {
       a.fingerprint,
       a.fixedSeq,
       a.maxDrainSec,
-      a.drainWindowSec,
+      a.drainRateWindowSec,
       ...a.fields,
     ];
     return (await this.run('ingest', keys, args)) as string[];
@@ -244,9 +244,13 @@ export class Scripts {
     }
   }
 
-  /** drain-report-1.lua: adds `entries` to the stream's drain; the rate now (undefined: unknown). */
-  async drainReport(key: string, entries: number, windowSec: number): Promise<number | undefined> {
-    const reply = await this.run('drain-report', [key], [entries, windowSec]);
+  /** drain-rate-report-1.lua: adds `entries` to the stream's drain rate; the rate now (undefined: unknown). */
+  async drainRateReport(
+    key: string,
+    entries: number,
+    windowSec: number,
+  ): Promise<number | undefined> {
+    const reply = await this.run('drain-rate-report', [key], [entries, windowSec]);
     return reply === '' || reply === null ? undefined : Number(reply);
   }
 
