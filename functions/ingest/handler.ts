@@ -24,7 +24,7 @@ import type { IngestConfig } from './config.js';
 import { MemoryGauge } from './memory.js';
 import { receiptMetrics, requestMetrics } from './metrics.js';
 import { answerAccepted, monitor, type Parts, RECEIPT_PATH } from './monitor.js';
-import { Receipts } from './receipts.js';
+import { Receipts, receiptSecrets } from './receipts.js';
 import { type EventDraft, parseEvent } from './request.js';
 import { type AcceptOutcome, type Caller, EventStore } from './store.js';
 import { Waiters } from './waiters.js';
@@ -107,8 +107,9 @@ export function createIngestHandler(
     sequenceTtlMs: config.seqTtlSec * 1000,
     countersTtlMs: config.countersTtlSec * 1000,
   });
-  const { streamKey, receiptSecret: secret, maxWaiters } = config;
-  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secret, log });
+  const { streamKey, maxWaiters } = config;
+  const secrets = receiptSecrets(config.receiptSecret);
+  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secrets, log });
   const waiters = new Waiters(redis, { streamKey, maxWaiters, log });
   waiters.start();
   const keys = new ApiKeys(config.ingestApiKeys, config.ingestReplayKeys);

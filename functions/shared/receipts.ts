@@ -7,7 +7,7 @@
  */
 
 /**
- * The stream's marker is a consumer group named this plus a nonce
+ * The stream's marker is a consumer group named this plus a random name
  * (redis/commands/includes/receipts.lua says why a group).
  */
 export const RECEIPT_MARKER_PREFIX = 'spillway-receipts:';

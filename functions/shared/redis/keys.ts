@@ -79,6 +79,14 @@ export const writeBudgetKey = (database: string) => `spillway:budget:${database}
 export const receiptLedgerKey = (stream: string) => `spillway:receipts:${stream}`;
 
 /**
+ * The receipts' MAC key when RECEIPT_SECRET is not set: made once (SET NX) by
+ * the first ingest that needs it, shared by every ingest on this Redis. The
+ * one key Spillway writes that never expires: every receipt depends on it, so
+ * deleting it turns every receipt given so far into a 404 (a rotation).
+ */
+export const RECEIPT_SECRET_KEY = 'spillway:receipt-secret';
+
+/**
  * A dead letter's record for the status monitor: persist writes it before the
  * entry leaves the stream, and it expires IDEMPOTENCY_TTL_SEC later.
  */
