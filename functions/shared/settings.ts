@@ -187,7 +187,7 @@ export const SETTINGS = {
     86_400,
     's',
     ['ingest', 'persist'],
-    "how long an Idempotency-Key is remembered, and a receipt answers (persist keeps a dead letter's status as long)",
+    "how long an Idempotency-Key is remembered, and a receipt answers (persist keeps a dead letter's status as long, or as long as ingest's when that is longer)",
   ),
   RECEIPT_SECRET: setting(
     text,

@@ -10,6 +10,7 @@
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReceipt } from '../../functions/ingest/receipts.js';
+import { deadRecordKey, receiptLedgerKey } from '../../functions/shared/redis/keys.js';
 import {
   type FunctionProcess,
   metricsOf,
@@ -18,6 +19,7 @@ import {
   redisClient,
   startFunction,
   unique,
+  waitFor,
 } from '../support/helpers.js';
 import {
   databasePid,
@@ -164,12 +166,13 @@ describe('receipts', () => {
     }
   });
 
-  it('reads dead, with its reason, for an event the database refused', async () => {
+  it("reads dead, with its reason, for an event the database refused, as long as ingest's receipts live", async () => {
     // A body ingest takes (MAX_BODY_BYTES raised) whose document is over MongoDB's
     // 16 MiB: 1.4 million numbers are 2.8 MB of JSON and 17.1 MB of BSON.
     const env = pipelineEnv('dead', { MAX_BODY_BYTES: String(4 * 1024 * 1024) });
-    const ingest = await start('ingest', env);
-    const persist = await start('persist', env);
+    const ingest = await start('ingest', { ...env, IDEMPOTENCY_TTL_SEC: '600' });
+    // Persist told a shorter time than ingest (set for ingest alone, say): the record outlives it.
+    const persist = await start('persist', { ...env, IDEMPOTENCY_TTL_SEC: '2' });
     try {
       const data = `[${new Array(1_400_000).fill('0').join(',')}]`;
       const fine = await postJson(`${ingest.url}/events`, { type: 'fine', data: 1 });
@@ -199,6 +202,11 @@ describe('receipts', () => {
       expect(await metricsOf(ingest)).toMatch(
         /spillway_ingest_wait_outcomes_total\{outcome="dead"\} 1/,
       );
+      // Past persist's 2 s, still dead (never persisted), its record kept for ingest's 600 s.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await readReceipt(ingest.url, location)).body.status).toBe('dead');
+      const left = await redis.pttl(deadRecordKey(env.STREAM_KEY, streamId as string));
+      expect(left).toBeGreaterThan(590_000);
     } finally {
       await stop(persist);
       await stop(ingest);
@@ -393,6 +401,30 @@ describe('receipts', () => {
       expect(metrics).toMatch(/spillway_ingest_wait_outcomes_total\{outcome="refused"\} 1/);
       expect(metrics).toMatch(/spillway_ingest_wait_outcomes_total\{outcome="timeout"\} 1/);
       expect(metrics).toMatch(/spillway_ingest_waiters 0/);
+    } finally {
+      await stop(ingest);
+      await cleanUp(env);
+    }
+  });
+  it("keeps the receipts' ledger while it appends (for the dead records' time), and lets it expire after", async () => {
+    // Receipts live 2 s: the ledger is checked again at least every second and lives 4 s after.
+    const env = pipelineEnv('ledger', { IDEMPOTENCY_TTL_SEC: '2' });
+    const ingest = await start('ingest', env);
+    const ledger = receiptLedgerKey(env.STREAM_KEY);
+    try {
+      const until = Date.now() + 7000;
+      while (Date.now() < until) {
+        expect((await postJson(`${ingest.url}/events`, { type: 't', data: 1 })).status).toBe(202);
+        expect(await redis.hget(ledger, 'ttl')).toBe('2000');
+        expect(await redis.pttl(ledger)).toBeGreaterThan(0);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      // Nothing appended any more: gone within twice the receipts' life.
+      await waitFor(
+        async () => (await redis.exists(ledger)) === 0,
+        10_000,
+        () => 'still there',
+      );
     } finally {
       await stop(ingest);
       await cleanUp(env);

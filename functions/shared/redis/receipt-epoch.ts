@@ -37,15 +37,22 @@ export interface EpochCheckOptions {
   log: Logger;
 }
 
+/** At most this long between two checks while appending: the ledger outlives every receipt. */
+const MAX_REFRESH_MS = 60_000;
+
 export class EpochCheck {
   /** This connection's check (undefined: not run since it connected, or it failed). */
   private checked: Promise<void> | undefined;
+  private checkedAt = Number.NEGATIVE_INFINITY;
+  private refreshing: Promise<void> | undefined;
+  private readonly refreshMs: number;
 
   constructor(
     redis: Redis,
     private readonly scripts: Scripts,
     private readonly options: EpochCheckOptions,
   ) {
+    this.refreshMs = Math.min(MAX_REFRESH_MS, options.ttlMs / 2);
     // A new connection may be to a restored Redis: checked again before the next append.
     redis.on('close', () => {
       this.checked = undefined;
@@ -57,7 +64,12 @@ export class EpochCheck {
     });
   }
 
-  /** Resolves once this connection's check ran (rejects when it could not: nothing may be appended then). */
+  /**
+   * Resolves once this connection's check ran (rejects when it could not:
+   * nothing may be appended then). While appending, the check runs again in
+   * the background at least every half of the receipts' life (the ledger it
+   * keeps expires twice that life after the last one).
+   */
   ready(): Promise<void> {
     if (!this.checked) {
       const check: Promise<void> = this.run(false).then(
@@ -68,6 +80,12 @@ export class EpochCheck {
         },
       );
       this.checked = check;
+    } else if (performance.now() - this.checkedAt > this.refreshMs && !this.refreshing) {
+      this.refreshing = this.run(false)
+        .catch((error: unknown) => this.options.log.debug({ err: error }, 'epoch refresh failed'))
+        .finally(() => {
+          this.refreshing = undefined;
+        });
     }
     return this.checked;
   }
@@ -93,6 +111,7 @@ export class EpochCheck {
         create,
       },
     );
+    this.checkedAt = performance.now();
     if (reply.restored)
       log.warn(
         { stream: streamKey, epoch: reply.epoch },

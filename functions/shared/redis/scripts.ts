@@ -247,9 +247,13 @@ export class Scripts {
     return reply === '' || reply === null ? undefined : Number(reply);
   }
 
-  /** dead-record-1.lua: a dead letter's record for the status monitor. */
-  async deadRecord(key: string, record: string, ttlMs: number): Promise<void> {
-    await this.run('dead-record', [key], [record, ttlMs]);
+  /** dead-record-2.lua: a dead letter's record for the status monitor; the time to live it got, ms. */
+  async deadRecord(
+    keys: { record: string; ledger: string },
+    record: string,
+    ttlMs: number,
+  ): Promise<number> {
+    return Number(await this.run('dead-record', [keys.record, keys.ledger], [record, ttlMs]));
   }
 
   /** ack-delete-1.lua: XACK then XDEL; the number deleted. */

@@ -5,7 +5,9 @@
   runs it on every (re)connect before its first XADD (shared/redis/
   receipt-epoch.ts), when its XADD finds no stream (ARGV[4] = "1": the stream
   is made here), and ingest when a status read finds a stream without its
-  marker. Atomic, so every id is on one side of what it records.
+  marker, and again at least every half ARGV[3] while it appends (so that the
+  ledger outlives every receipt). Atomic, so every id is on one side of what
+  it records.
 
   Steps:
     1. A restore (INFO server's run_id differs from the run recorded in
@@ -23,12 +25,13 @@
        deleted and made again: every id of the old one). Without a stream, it
        is made only when ARGV[4] is "1" (XGROUP CREATE … MKSTREAM).
     3. The run is recorded, gaps whose end is older than ARGV[3] ms are
-       dropped (their receipts have expired), and KEYS[2] expires ARGV[3] ms
-       later.
+       dropped (their receipts have expired), the ledger's `ttl` (what
+       dead-record-2.lua keeps a dead letter's record for) is raised to
+       ARGV[3] if lower, and KEYS[2] expires twice its `ttl` later.
 
   Input:
     KEYS[1] stream                 spillway:events
-    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps)
+    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps, ttl)
     ARGV[1] the marker's name prefix
     ARGV[2] a fresh random name for a marker made here
     ARGV[3] how long receipts live, ms (IDEMPOTENCY_TTL_SEC)
@@ -82,6 +85,7 @@ for _, gap in ipairs(gaps) do
     kept[#kept + 1] = gap
   end
 end
-redis.call('HSET', KEYS[2], 'run', run, 'gaps', cjson.encode(kept))
-redis.call('PEXPIRE', KEYS[2], ttl)
+local longest = math.max(ttl, tonumber(redis.call('HGET', KEYS[2], 'ttl') or '0') or 0)
+redis.call('HSET', KEYS[2], 'run', run, 'gaps', cjson.encode(kept), 'ttl', string.format('%.0f', longest))
+redis.call('PEXPIRE', KEYS[2], string.format('%.0f', 2 * longest))
 return {epoch or '', restored}

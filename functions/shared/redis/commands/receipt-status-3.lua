@@ -20,7 +20,7 @@
 
   Input:
     KEYS[1] stream                 spillway:events
-    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps)
+    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps, ttl)
     KEYS[3] the id's dead record   spillway:receipts:<stream>:dead:<stream id>
     ARGV[1] the marker's name prefix
     ARGV[2] the stream id
