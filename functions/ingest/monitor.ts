@@ -212,7 +212,9 @@ function answerStatus(
       return;
     default: {
       const cache = { ...headers, 'cache-control': finalCache(status.streamId, ttlSec) };
-      send(res, 200, { receipt, ...statusBody(status), ...at(persistedAt) }, cache);
+      // When it was stored is said of a stored event only, never of a dead letter.
+      const stored = status.state === 'persisted' ? at(persistedAt) : {};
+      send(res, 200, { receipt, ...statusBody(status), ...stored }, cache);
     }
   }
 }

@@ -4,13 +4,18 @@
  * `accepted` to `persisted`; a dead letter reads `dead` with its reason; a
  * forged receipt, or another tenant's, reads 404; `Prefer: wait` gets 201 for
  * an event committed in time and 202 while the database is stopped; no answer
- * ever claims `persisted` for an event MongoDB does not hold; and a status
- * read sends the database no command at all.
+ * ever claims `persisted` for an event MongoDB does not hold (nor when a dead
+ * letter was stored); and a status read sends the database no command at all.
  */
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReceipt } from '../../functions/ingest/receipts.js';
-import { deadRecordKey, receiptLedgerKey } from '../../functions/shared/redis/keys.js';
+import { announcementText, deadRecordText } from '../../functions/shared/receipts.js';
+import {
+  committedChannel,
+  deadRecordKey,
+  receiptLedgerKey,
+} from '../../functions/shared/redis/keys.js';
 import {
   type FunctionProcess,
   metricsOf,
@@ -427,6 +432,39 @@ describe('receipts', () => {
       expect(metrics).toMatch(/spillway_ingest_waiters 0/);
     } finally {
       await stop(ingest);
+      await cleanUp(env);
+    }
+  });
+
+  it('never says when a dead letter was stored, even when the batch that took it out held events', async () => {
+    const env = pipelineEnv('dead-at');
+    const ingest = await start('ingest', env);
+    let record = '';
+    try {
+      const posted = await postJson(`${ingest.url}/events`, { type: 't', data: 1 });
+      const location = posted.headers.get('location') as string;
+      const streamId = parseReceipt(posted.body.receipt as string)?.streamId as string;
+      record = deadRecordKey(env.STREAM_KEY, streamId);
+      const read = readReceipt(ingest.url, location, { prefer: 'wait=10' });
+      await waiting(ingest, 1);
+      // What persist does for a batch of events and this dead letter: the record, the
+      // delete, and one announcement with the time the batch's events were stored.
+      const deadAt = new Date();
+      await redis.set(record, deadRecordText('refused', deadAt), 'PX', 60_000);
+      await redis.xdel(env.STREAM_KEY, streamId);
+      const announcement = announcementText({ ids: [streamId], persistedAt: Date.now() });
+      await redis.publish(committedChannel(env.STREAM_KEY), announcement);
+      const answer = await read;
+      expect(answer.headers.get('preference-applied')).toBe('wait=10');
+      expect(answer.body).toEqual({
+        receipt: posted.body.receipt,
+        status: 'dead',
+        reason: 'refused',
+        deadAt: deadAt.toISOString(),
+      });
+    } finally {
+      await stop(ingest);
+      if (record) await redis.del(record);
       await cleanUp(env);
     }
   });
