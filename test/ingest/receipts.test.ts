@@ -5,7 +5,9 @@
  * forged receipt, or another tenant's, reads 404; `Prefer: wait` gets 201 for
  * an event committed in time and 202 while the database is stopped; no answer
  * ever claims `persisted` for an event MongoDB does not hold (nor when a dead
- * letter was stored); and a status read sends the database no command at all.
+ * letter was stored); a status read sends the database no command at all;
+ * and a process subscribes to persist's announcements only while requests
+ * wait.
  */
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -430,6 +432,36 @@ describe('receipts', () => {
       expect(metrics).toMatch(/spillway_ingest_wait_outcomes_total\{outcome="refused"\} 1/);
       expect(metrics).toMatch(/spillway_ingest_wait_outcomes_total\{outcome="timeout"\} 1/);
       expect(metrics).toMatch(/spillway_ingest_waiters 0/);
+    } finally {
+      await stop(ingest);
+      await cleanUp(env);
+    }
+  });
+
+  it('subscribes to the announcements only while requests wait (and a few seconds after)', async () => {
+    const env = pipelineEnv('subscribed');
+    const ingest = await start('ingest', env);
+    const subscribers = async () => {
+      const [, count] = (await redis.pubsub('NUMSUB', committedChannel(env.STREAM_KEY))) as [
+        string,
+        number,
+      ];
+      return Number(count);
+    };
+    try {
+      // Events posted without a wait: nothing subscribed.
+      expect((await postJson(`${ingest.url}/events`, { type: 't', data: 0 })).status).toBe(202);
+      expect(await subscribers()).toBe(0);
+      const waited = postJson(`${ingest.url}/events`, { type: 't', data: 1 }, { prefer: 'wait=2' });
+      await waiting(ingest, 1);
+      expect(await subscribers()).toBe(1);
+      expect((await waited).status).toBe(202);
+      // Unsubscribed once nobody has waited for a while (LINGER_MS, 5 s).
+      await waitFor(
+        async () => (await subscribers()) === 0,
+        15_000,
+        () => 'still subscribed',
+      );
     } finally {
       await stop(ingest);
       await cleanUp(env);
