@@ -82,6 +82,9 @@ function replayed(
   return kept;
 }
 
+/** The script's outcome once the stream exists (append() makes it when it does not). */
+type Appended = Exclude<AcceptOutcome, { kind: 'nostream' }>;
+
 /** What admission found: who posts which event, under which key. */
 interface Admitted {
   key: Key | undefined;
@@ -186,7 +189,7 @@ async function append(
   caller: Caller,
   now: number,
   request: { idempotencyKey: string | undefined; seq: number | undefined },
-): Promise<AcceptOutcome> {
+): Promise<Appended> {
   const { store, receipts, log } = parts;
   try {
     await receipts.ready();
@@ -263,7 +266,7 @@ async function answer(
   parts: Parts,
   req: RawRequest,
   res: ServerResponse,
-  outcome: AcceptOutcome,
+  outcome: Appended,
   source: string,
   scope: string,
 ): Promise<void> {
@@ -297,8 +300,10 @@ async function answer(
       throw backlogFull(outcome.backlog, outcome.rate, config);
     case 'drain':
       throw drainTooLong(outcome.backlog, outcome.rate ?? 0, config);
-    case 'nostream':
-      throw new Error('no stream after making it');
+    default: {
+      const unhandled: never = outcome;
+      throw new Error(`no answer for the outcome ${JSON.stringify(unhandled)}`);
+    }
   }
 }
 

@@ -83,9 +83,10 @@ export function parseAnnouncement(text: string): Announcement | undefined {
   for (const part of text.slice(space + 1).split(',')) {
     if (part === '') continue;
     const dash = part.indexOf('-');
+    if (dash < 1) return undefined;
     const delta = parseBase36(part.slice(0, dash));
     const seq = parseBase36(part.slice(dash + 1));
-    if (dash < 1 || delta === undefined || seq === undefined) return undefined;
+    if (delta === undefined || seq === undefined) return undefined;
     ms += Number(delta);
     if (!Number.isSafeInteger(ms)) return undefined;
     ids.push(`${ms}-${seq}`);

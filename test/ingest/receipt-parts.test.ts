@@ -105,7 +105,7 @@ describe("persist's announcement of a batch", () => {
   });
 
   it('is ignored when it is not one', () => {
-    for (const bad of ['', 'x', '12', 'x 1-0', ' -1', ' z!-0'])
+    for (const bad of ['', 'x', '12', 'x 1-0', ' -1', ' z!-0', ' 5', ' 1-0,5', ' 1-', ' 1--1'])
       expect(parseAnnouncement(bad), bad).toBeUndefined();
   });
 });
