@@ -310,9 +310,28 @@ fill_token() {
   fi
 }
 
+# A secrets file made before receipts has no RECEIPT_SECRET line (it is
+# added, after a line break when the file's last line has none) or an empty
+# one: either way it gets a fresh token (ingest reads it from the Secret). A
+# RECEIPT_SECRET with a value is left alone.
+add_receipt_secret() {
+  grep -q '^RECEIPT_SECRET=.' "${SECRETS_ENV}" && return 0
+  if ! grep -q '^RECEIPT_SECRET=$' "${SECRETS_ENV}"; then
+    if [[ ${DRY_RUN} -eq 1 ]]; then
+      print_cmd "append RECEIPT_SECRET= to ${SECRETS_ENV}"
+    else
+      if [[ -s ${SECRETS_ENV} && -n $(tail -c 1 "${SECRETS_ENV}") ]]; then
+        printf '\n' >>"${SECRETS_ENV}"
+      fi
+      printf 'RECEIPT_SECRET=\n' >>"${SECRETS_ENV}"
+    fi
+  fi
+  fill_token RECEIPT_SECRET
+}
+
 # The Secret comes from a file outside git. A missing file is made from the
-# example with a fresh API key, replay key and receipt secret. A file made
-# before receipts gets its RECEIPT_SECRET added (ingest reads it from the Secret).
+# example with a fresh API key, replay key and receipt secret; an existing one
+# gets a receipt secret when it has none (add_receipt_secret).
 create_secrets() {
   local name
   if [[ ! -f ${SECRETS_ENV} ]]; then
@@ -320,13 +339,8 @@ create_secrets() {
     for name in INGEST_API_KEYS INGEST_REPLAY_KEYS RECEIPT_SECRET; do
       fill_token "${name}"
     done
-  elif ! grep -q '^RECEIPT_SECRET=' "${SECRETS_ENV}"; then
-    if [[ ${DRY_RUN} -eq 1 ]]; then
-      print_cmd "append RECEIPT_SECRET= to ${SECRETS_ENV}"
-    else
-      printf 'RECEIPT_SECRET=\n' >>"${SECRETS_ENV}"
-    fi
-    fill_token RECEIPT_SECRET
+  else
+    add_receipt_secret
   fi
   run kubectl -n "${NAMESPACE}" delete secret spillway-secrets --ignore-not-found
   run kubectl -n "${NAMESPACE}" create secret generic spillway-secrets \

@@ -9,24 +9,30 @@
  * CloudEvent that never was one) cannot be replayed and is listed. Without
  * --apply nothing is changed: the run only says what it would do.
  *
- * Like ingest, it runs receipt-epoch-2.lua before its first XADD (a Redis
- * restored from an older AOF is recorded first; a missing stream is made with
- * its marker). A replayed entry is a new stream entry: the receipt of the one
- * that died keeps answering `dead` (its record stays until it expires).
+ * Like ingest, it appends through a client that never resends a command
+ * across a reconnect, and runs the receipts' epoch check on every connection
+ * before its first XADD there (functions/shared/redis/receipt-epoch.ts, the
+ * helper ingest uses): a Redis restored from an older AOF is recorded first,
+ * and a missing stream is made with its marker. A replayed entry is a new
+ * stream entry: the receipt of the one that died keeps answering `dead` (its
+ * record stays until it expires).
  */
-import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import type { DeadDocument } from '../functions/shared/document.js';
 import { EntryError, entryFields, parseEntryFields } from '../functions/shared/entry.js';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
+import { createLogger } from '../functions/shared/logger.js';
 import { DEAD_COLLECTION } from '../functions/shared/names.js';
-import { RECEIPT_MARKER_PREFIX } from '../functions/shared/receipts.js';
-import { receiptLedgerKey } from '../functions/shared/redis/keys.js';
+import { createRedis, waitReady } from '../functions/shared/redis/client.js';
+import { APPENDER_OPTIONS, EpochCheck } from '../functions/shared/redis/receipt-epoch.js';
 import { Scripts } from '../functions/shared/redis/scripts.js';
 import { readPart } from '../functions/shared/settings.js';
 import { ensureServices } from './services-env.js';
+
+/** How long one Redis command may take before the run fails. */
+const COMMAND_TIMEOUT_MS = 10_000;
 
 type DeadLetter = DeadDocument;
 
@@ -42,6 +48,17 @@ function entryOf(letter: Pick<DeadLetter, 'raw'>): string[] | undefined {
   }
 }
 
+/** A stream that does not exist is made (with its marker) before the entry goes in. */
+async function append(redis: Redis, epoch: EpochCheck, stream: string, fields: string[]) {
+  await epoch.ready();
+  let streamId = await redis.xadd(stream, 'NOMKSTREAM', '*', ...fields);
+  if (streamId === null) {
+    await epoch.create();
+    streamId = await redis.xadd(stream, 'NOMKSTREAM', '*', ...fields);
+  }
+  return streamId;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -51,15 +68,24 @@ async function main(): Promise<void> {
     },
   });
   const settings = readPart('persist', { ...process.env, ...ensureServices() });
-  const redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 2 });
+  const log = createLogger('replay-dead', settings.logLevel);
+  const redis = createRedis(settings.redisUrl, {
+    ...APPENDER_OPTIONS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+  });
   redis.on('error', () => undefined); // a failed command fails the run
+  const epoch = new EpochCheck(redis, new Scripts(redis), {
+    streamKey: settings.streamKey,
+    ttlMs: settings.idempotencyTtlSec * 1000,
+    log,
+  });
   const mongo = await new MongoClient(settings.mongodbUrl).connect();
   const dead = mongo.db(settings.mongodbDb).collection<DeadLetter>(DEAD_COLLECTION);
   const filter = values.reason ? { reason: { $regex: values.reason } } : {};
   let replayed = 0;
   let kept = 0;
-  let epoch: Promise<unknown> | undefined;
   try {
+    await waitReady(redis, COMMAND_TIMEOUT_MS);
     const letters = await dead
       .find(filter)
       .sort({ deadAt: 1 })
@@ -78,17 +104,7 @@ async function main(): Promise<void> {
         );
         continue;
       }
-      epoch ??= new Scripts(redis).receiptEpoch(
-        { stream: settings.streamKey, ledger: receiptLedgerKey(settings.streamKey) },
-        {
-          prefix: RECEIPT_MARKER_PREFIX,
-          nonce: randomBytes(16).toString('hex'),
-          ttlMs: settings.idempotencyTtlSec * 1000,
-          create: true,
-        },
-      );
-      await epoch;
-      const streamId = await redis.xadd(settings.streamKey, '*', ...fields);
+      const streamId = await append(redis, epoch, settings.streamKey, fields);
       if (!streamId) throw new Error(`XADD of ${letter._id} gave no id; stopping`);
       await dead.deleteOne({ _id: letter._id });
       replayed++;

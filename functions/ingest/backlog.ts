@@ -1,9 +1,12 @@
 /**
  * The backlog's 503s and a `Retry-After` that tells the truth: persist
  * measures how fast the stream drains (entries taken out per second, over the
- * last few seconds, every replica together: redis/commands/includes/drain.lua)
- * and ingest's script reads it where it refuses, so the answer says when the
- * backlog will be back under the limit at that rate, not a constant.
+ * last few seconds, every replica together:
+ * redis/commands/includes/drain-rate.lua) and ingest's script reads it where
+ * it refuses, so the answer says when the backlog will be back under the
+ * limit at that rate, not a constant. A drain just started, or measured for
+ * less than 3 s, has no rate yet (the fallback); 0 is a drain that took
+ * nothing out for a whole window.
  */
 import { HttpError } from '../shared/http.js';
 
@@ -12,8 +15,8 @@ export const MAX_RETRY_AFTER_SEC = 300;
 
 /**
  * Seconds for `excess` entries to drain at `rate` entries/s, at least 1 and at
- * most MAX_RETRY_AFTER_SEC (a drain measured at 0: the most); `fallback` when no
- * rate is measured (BACKLOG_RETRY_AFTER_SEC).
+ * most MAX_RETRY_AFTER_SEC (a drain stalled for a whole window, rate 0: the
+ * most); `fallback` when no rate is known (BACKLOG_RETRY_AFTER_SEC).
  */
 export function drainSeconds(excess: number, rate: number | undefined, fallback: number): number {
   if (rate === undefined || !Number.isFinite(rate)) return fallback;
@@ -22,7 +25,7 @@ export function drainSeconds(excess: number, rate: number | undefined, fallback:
 }
 
 const rateText = (rate: number | undefined) =>
-  rate === undefined ? 'no drain rate is measured' : `it drains at ${rate.toFixed(1)} events/s`;
+  rate === undefined ? 'no drain rate is known yet' : `it drains at ${rate.toFixed(1)} events/s`;
 
 /** The stream holds MAX_BACKLOG entries or more: retry once it is back under. */
 export function backlogFull(

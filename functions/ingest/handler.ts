@@ -24,7 +24,7 @@ import type { IngestConfig } from './config.js';
 import { MemoryGauge } from './memory.js';
 import { receiptMetrics, requestMetrics } from './metrics.js';
 import { answerAccepted, monitor, type Parts, RECEIPT_PATH } from './monitor.js';
-import { Receipts } from './receipts.js';
+import { Receipts, receiptSecrets } from './receipts.js';
 import { type EventDraft, parseEvent } from './request.js';
 import { type AcceptOutcome, type Caller, EventStore } from './store.js';
 import { Waiters } from './waiters.js';
@@ -82,6 +82,9 @@ function replayed(
   return kept;
 }
 
+/** The script's outcome once the stream exists (append() makes it when it does not). */
+type Appended = Exclude<AcceptOutcome, { kind: 'nostream' }>;
+
 /** What admission found: who posts which event, under which key. */
 interface Admitted {
   key: Key | undefined;
@@ -107,8 +110,9 @@ export function createIngestHandler(
     sequenceTtlMs: config.seqTtlSec * 1000,
     countersTtlMs: config.countersTtlSec * 1000,
   });
-  const { streamKey, receiptSecret: secret, maxWaiters } = config;
-  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secret, log });
+  const { streamKey, maxWaiters } = config;
+  const secrets = receiptSecrets(config.receiptSecret);
+  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secrets, log });
   const waiters = new Waiters(redis, { streamKey, maxWaiters, log });
   waiters.start();
   const keys = new ApiKeys(config.ingestApiKeys, config.ingestReplayKeys);
@@ -185,7 +189,7 @@ async function append(
   caller: Caller,
   now: number,
   request: { idempotencyKey: string | undefined; seq: number | undefined },
-): Promise<AcceptOutcome> {
+): Promise<Appended> {
   const { store, receipts, log } = parts;
   try {
     await receipts.ready();
@@ -262,7 +266,7 @@ async function answer(
   parts: Parts,
   req: RawRequest,
   res: ServerResponse,
-  outcome: AcceptOutcome,
+  outcome: Appended,
   source: string,
   scope: string,
 ): Promise<void> {
@@ -296,8 +300,10 @@ async function answer(
       throw backlogFull(outcome.backlog, outcome.rate, config);
     case 'drain':
       throw drainTooLong(outcome.backlog, outcome.rate ?? 0, config);
-    case 'nostream':
-      throw new Error('no stream after making it');
+    default: {
+      const unhandled: never = outcome;
+      throw new Error(`no answer for the outcome ${JSON.stringify(unhandled)}`);
+    }
   }
 }
 

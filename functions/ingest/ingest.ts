@@ -15,6 +15,8 @@ import {
   waitReady,
   watchConnection,
 } from '../shared/redis/client.js';
+import { RECEIPT_SECRET_KEY } from '../shared/redis/keys.js';
+import { APPENDER_OPTIONS } from '../shared/redis/receipt-epoch.js';
 import type { IngestConfig } from './config.js';
 import { createIngestHandler } from './handler.js';
 
@@ -30,14 +32,16 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
   const registry = deps.registry ?? new Registry();
   const redis = deps.redis ?? connectRedis(config, log);
   const app = createIngestHandler(config, redis, registry, log);
-  // On every (re)connect: the scripts are loaded (a restarted Redis has forgotten
-  // them), and the receipts' epoch is checked before anything is appended.
+  // On every (re)connect the scripts are loaded (a restarted Redis has forgotten
+  // them); the receipts check the stream's epoch on it themselves (receipts.ts).
   redis.on('ready', () => {
     app.store.preload().catch((error) => log.warn({ err: error }, 'could not preload the scripts'));
-    app.receipts
-      .ready()
-      .catch((error) => log.warn({ err: error }, "could not check the stream's receipts"));
   });
+  if (config.receiptSecret.trim() === '')
+    log.warn(
+      { key: RECEIPT_SECRET_KEY },
+      'RECEIPT_SECRET is not set: receipts are keyed with a secret kept in Redis, so whoever can read Redis can mint them; set RECEIPT_SECRET',
+    );
   return {
     signature: 'http',
     handler: (req, res) => app.handle(req, res),
@@ -61,15 +65,16 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
 }
 
 /**
- * Ingest's client never sends a command again across a reconnect (ioredis
- * would, by default): a command in flight when the connection drops gets its
- * 503 at REDIS_TIMEOUT_MS instead, and nothing this process sends reaches a
- * restarted Redis before the receipts' epoch check (receipts.ts).
+ * Ingest's client appends to the stream (APPENDER_OPTIONS): it never sends a
+ * command again across a reconnect (ioredis would, by default), so a command
+ * in flight when the connection drops gets its 503 at REDIS_TIMEOUT_MS
+ * instead, and nothing this process sends reaches a restarted Redis before
+ * the receipts' epoch check (shared/redis/receipt-epoch.ts).
  */
 function connectRedis(config: IngestConfig, log: Logger): Redis {
   const redis = createRedis(config.redisUrl, {
+    ...APPENDER_OPTIONS,
     commandTimeout: config.redisTimeoutMs,
-    autoResendUnfulfilledCommands: false,
   });
   watchConnection(redis, log);
   requireRedisVersion(redis, log);

@@ -60,12 +60,12 @@ export async function answerAccepted(
   headers: Record<string, string>,
 ): Promise<void> {
   const body = { id: event.id, source: event.source, seq: event.seq };
-  if (event.streamId === undefined) {
+  const { streamId } = event;
+  const receipt = streamId === undefined ? undefined : mint(parts, scope, streamId);
+  if (streamId === undefined || receipt === undefined) {
     send(res, 202, body, headers);
     return;
   }
-  const streamId = event.streamId;
-  const receipt = await parts.receipts.mint(scope, streamId);
   const location = { ...headers, location: `${RECEIPT_PATH}${receipt}` };
   const accepted = { ...body, receipt, status: 'accepted' };
   const wait = preferredWait(req.headers.prefer, parts.config.maxWaitSec);
@@ -84,6 +84,19 @@ export async function answerAccepted(
   else if (status.state === 'dead')
     send(res, 202, { ...body, receipt, ...statusBody(status) }, applied);
   else send(res, 202, accepted, applied);
+}
+
+/**
+ * The receipt of an appended entry; undefined (logged) when none can be given:
+ * the 202 then has no receipt rather than one no monitor would vouch for.
+ */
+function mint(parts: Parts, scope: string, streamId: string): string | undefined {
+  try {
+    return parts.receipts.mint(scope, streamId);
+  } catch (error) {
+    parts.log.warn({ err: error, streamId }, 'could not mint a receipt; answered 202 without one');
+    return undefined;
+  }
 }
 
 /** GET or HEAD /receipts/<receipt>: the event's status, from Redis alone. */
@@ -199,7 +212,9 @@ function answerStatus(
       return;
     default: {
       const cache = { ...headers, 'cache-control': finalCache(status.streamId, ttlSec) };
-      send(res, 200, { receipt, ...statusBody(status), ...at(persistedAt) }, cache);
+      // When it was stored is said of a stored event only, never of a dead letter.
+      const stored = status.state === 'persisted' ? at(persistedAt) : {};
+      send(res, 200, { receipt, ...statusBody(status), ...stored }, cache);
     }
   }
 }

@@ -4,25 +4,29 @@
  *
  * A receipt is the stream id with a MAC over (the client's idempotency scope,
  * the stream, the stream id), so it cannot be guessed or forged, and one
- * tenant's receipt is nobody else's (the scope is the API key's). The MAC's key
- * is derived from RECEIPT_SECRET and the stream's nonce, kept in the stream's
- * marker (receipt-epoch-2.lua): a stream deleted and made again has another,
- * and every receipt of the old one reads 404. Without RECEIPT_SECRET the nonce
- * alone keys it: every ingest on that Redis shares it, and whoever reads Redis
- * could mint receipts (set RECEIPT_SECRET where that matters; the cluster does).
+ * tenant's receipt is nobody else's (the scope is the API key's). The MAC's
+ * key is RECEIPT_SECRET (a comma-separated list: the first mints, any
+ * verifies, so a secret can be rotated without turning live receipts into
+ * 404s); without it, a secret made once in Redis (RECEIPT_SECRET_KEY, SET NX)
+ * and shared by every ingest on that Redis, read again on every connection.
+ * Nothing of the stream's own state keys the MAC, so every ingest process
+ * mints the same receipt for the same entry whatever happened to the stream;
+ * what a deleted stream's receipts may no longer claim, the stream's epoch
+ * says (ids at or before it read 404).
  *
- * Before this process appends to the stream on a connection, it runs
- * receipt-epoch-2.lua once on it (`ready`): a Redis restored from an older AOF
- * is recorded as such before any new id can be taken for one it lost.
+ * Before this process appends to the stream on a connection, the epoch check
+ * has run on it (shared/redis/receipt-epoch.ts), and the secret is read.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 import { parseDeadRecord, RECEIPT_MARKER_PREFIX, splitStreamId } from '../shared/receipts.js';
-import { deadRecordKey, receiptLedgerKey } from '../shared/redis/keys.js';
+import { deadRecordKey, RECEIPT_SECRET_KEY, receiptLedgerKey } from '../shared/redis/keys.js';
+import { EpochCheck } from '../shared/redis/receipt-epoch.js';
 import type { ReceiptState, Scripts } from '../shared/redis/scripts.js';
 
-const VERSION = 1;
+/** 2: the MAC keyed by the secret alone (1 also keyed it with the stream's marker). */
+const VERSION = 2;
 const MAC_BYTES = 16;
 /** version, the id's millisecond and sequence (8 bytes each), the MAC: 44 characters of base64url. */
 const RECEIPT_BYTES = 1 + 8 + 8 + MAC_BYTES;
@@ -50,17 +54,25 @@ export function parseReceipt(text: string): { streamId: string; mac: Buffer } | 
   return { streamId: `${ms}-${bytes.readBigUInt64BE(9)}`, mac: bytes.subarray(17) };
 }
 
-/** The MAC key of a stream's receipts: RECEIPT_SECRET ('' when unset) and the stream's nonce. */
-export function receiptKey(secret: string, nonce: string): Buffer {
-  return createHmac('sha256', secret).update(`spillway-receipt\n${nonce}`).digest();
-}
-
-/** HMAC-SHA256 over (scope, stream, stream id), 128 bits kept. */
-export function receiptMac(key: Buffer, scope: string, stream: string, streamId: string): Buffer {
-  return createHmac('sha256', key)
-    .update(`${scope}\n${stream}\n${streamId}`)
+/** HMAC-SHA256 keyed by the secret over (scope, stream, stream id), 128 bits kept. */
+export function receiptMac(
+  secret: Buffer,
+  scope: string,
+  stream: string,
+  streamId: string,
+): Buffer {
+  return createHmac('sha256', secret)
+    .update(`spillway-receipt\n${scope}\n${stream}\n${streamId}`)
     .digest()
     .subarray(0, MAC_BYTES);
+}
+
+/** RECEIPT_SECRET's secrets, in order (the first mints); [] when it is unset. */
+export function receiptSecrets(setting: string): string[] {
+  return setting
+    .split(',')
+    .map((secret) => secret.trim())
+    .filter((secret) => secret !== '');
 }
 
 /** What the monitor answers: a state, or unknown (404) with why; `invalid`: no receipt of this client's. */
@@ -75,71 +87,98 @@ export interface ReceiptOptions {
   streamKey: string;
   /** IDEMPOTENCY_TTL_SEC, ms: how long a receipt answers. */
   ttlMs: number;
-  /** RECEIPT_SECRET. */
-  secret: string;
+  /** RECEIPT_SECRET's secrets ([]: the one made in Redis). */
+  secrets: readonly string[];
   log: Logger;
 }
 
 export class Receipts {
-  /** The stream's nonce as last seen (undefined: not yet, or no stream). */
-  private nonce: string | undefined;
-  private key: { nonce: string; key: Buffer } | undefined;
-  /** This connection's epoch check (undefined: not run since it connected). */
-  private checked: Promise<void> | undefined;
+  private readonly epoch: EpochCheck;
+  /** The MAC keys: the first mints, any verifies (undefined: the one in Redis not read yet). */
+  private keys: Buffer[] | undefined;
+  /** Reading the secret made in Redis on this connection (undefined: not yet, or it failed). */
+  private secretRead: Promise<void> | undefined;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly scripts: Scripts,
     private readonly options: ReceiptOptions,
   ) {
-    // A new connection may be to a restored Redis: checked again before the next append.
+    this.epoch = new EpochCheck(redis, scripts, options);
+    if (options.secrets.length > 0) {
+      this.keys = options.secrets.map((secret) => Buffer.from(secret));
+      return;
+    }
+    // Read again on every connection: a Redis that lost it has another by then.
     redis.on('close', () => {
-      this.checked = undefined;
+      this.secretRead = undefined;
+    });
+    redis.on('ready', () => {
+      this.secret().catch((error: unknown) =>
+        options.log.warn({ err: error }, "could not read the receipts' secret"),
+      );
     });
   }
 
-  /** Resolves once this connection's epoch check ran (rejects when it could not: no append then). */
-  ready(): Promise<void> {
-    if (!this.checked) {
-      const check: Promise<void> = this.epoch(false).then(
-        () => undefined,
-        (error: unknown) => {
-          if (this.checked === check) this.checked = undefined;
-          throw error;
-        },
-      );
-      this.checked = check;
-    }
-    return this.checked;
+  /** Resolves once this connection's epoch check ran and the secret is known (else no append). */
+  async ready(): Promise<void> {
+    await Promise.all([this.epoch.ready(), this.secret()]);
   }
 
   /** The stream is missing: makes it, with its marker. */
-  async create(): Promise<void> {
-    await this.epoch(true);
+  create(): Promise<void> {
+    return this.epoch.create();
   }
 
-  /** The receipt of an appended entry, for this client's scope. */
-  async mint(scope: string, streamId: string): Promise<string> {
-    // A stream someone else made (XGROUP CREATE … MKSTREAM) has no marker yet: one is made.
-    if (this.nonce === undefined) await this.epoch(false).catch(() => undefined);
-    return receiptText(streamId, this.mac(scope, streamId, this.nonce ?? ''));
+  /** The receipt of an appended entry, for this client's scope (throws when no secret is known). */
+  mint(scope: string, streamId: string): string {
+    const key = this.keys?.[0];
+    if (!key) throw new Error("the receipts' secret has not been read from Redis");
+    return receiptText(streamId, receiptMac(key, scope, this.options.streamKey, streamId));
   }
 
   /** What became of the entry a receipt names, for this client's scope. */
   async read(scope: string, receipt: string): Promise<ReceiptStatus> {
     const parsed = parseReceipt(receipt);
     if (!parsed) return { state: 'invalid' };
+    // The MAC first: a receipt that is not this client's costs Redis nothing.
+    if (!this.keys) await this.secret();
+    if (!this.verifies(scope, parsed.streamId, parsed.mac)) return { state: 'invalid' };
     const { streamId } = parsed;
     let reply = await this.status(streamId);
     if (reply.state === 'unmarked') {
-      await this.epoch(false);
+      // A stream someone else made (XGROUP CREATE … MKSTREAM): marked now, past every id it holds.
+      await this.epoch.mark();
       reply = await this.status(streamId);
     }
-    if (reply.state === 'nostream' || reply.state === 'unmarked') return { state: 'invalid' };
-    this.nonce = reply.nonce;
-    if (!timingSafeEqual(parsed.mac, this.mac(scope, streamId, reply.nonce)))
-      return { state: 'invalid' };
     return statusOf(streamId, reply);
+  }
+
+  private verifies(scope: string, streamId: string, mac: Buffer): boolean {
+    const { streamKey } = this.options;
+    return (this.keys ?? []).some((key) =>
+      timingSafeEqual(mac, receiptMac(key, scope, streamKey, streamId)),
+    );
+  }
+
+  /** The secret is known (RECEIPT_SECRET), or read on this connection. */
+  private secret(): Promise<void> {
+    if (this.options.secrets.length > 0) return Promise.resolve();
+    if (!this.secretRead) {
+      const read: Promise<void> = this.readSecret().catch((error: unknown) => {
+        if (this.secretRead === read) this.secretRead = undefined;
+        throw error;
+      });
+      this.secretRead = read;
+    }
+    return this.secretRead;
+  }
+
+  /** The secret made in Redis: this one when none was there (SET NX GET: one round trip). */
+  private async readSecret(): Promise<void> {
+    const fresh = randomBytes(32).toString('base64url');
+    const kept = await this.redis.call('SET', RECEIPT_SECRET_KEY, fresh, 'NX', 'GET');
+    this.keys = [Buffer.from(typeof kept === 'string' ? kept : fresh)];
   }
 
   private status(streamId: string): Promise<ReceiptState> {
@@ -153,41 +192,22 @@ export class Receipts {
       { prefix: RECEIPT_MARKER_PREFIX, streamId, ttlMs },
     );
   }
-
-  private async epoch(create: boolean): Promise<void> {
-    const { streamKey, ttlMs, log } = this.options;
-    const reply = await this.scripts.receiptEpoch(
-      { stream: streamKey, ledger: receiptLedgerKey(streamKey) },
-      { prefix: RECEIPT_MARKER_PREFIX, nonce: randomBytes(16).toString('hex'), ttlMs, create },
-    );
-    if (reply.nonce !== '') this.nonce = reply.nonce;
-    if (reply.restored)
-      log.warn(
-        { stream: streamKey, epoch: reply.epoch },
-        "Redis restarted: the ids after the stream's last one up to now are recorded as a gap (their receipts answer 404 unknown)",
-      );
-  }
-
-  private mac(scope: string, streamId: string, nonce: string): Buffer {
-    if (this.key?.nonce !== nonce)
-      this.key = { nonce, key: receiptKey(this.options.secret, nonce) };
-    return receiptMac(this.key.key, scope, this.options.streamKey, streamId);
-  }
 }
 
 function statusOf(streamId: string, reply: ReceiptState): ReceiptStatus {
   switch (reply.state) {
     case 'accepted':
-      return { state: 'accepted', streamId };
     case 'persisted':
-      return { state: 'persisted', streamId };
+      return { state: reply.state, streamId };
     case 'dead':
       return { state: 'dead', streamId, ...parseDeadRecord(reply.record) };
     case 'unknown':
       return { state: 'unknown', streamId, why: reply.why };
     case 'expired':
       return { state: 'unknown', streamId, why: 'older than IDEMPOTENCY_TTL_SEC' };
-    default:
-      return { state: 'invalid' };
+    case 'nostream':
+      return { state: 'unknown', streamId, why: 'its stream does not exist any more' };
+    case 'unmarked':
+      return { state: 'unknown', streamId, why: 'its stream could not be marked' };
   }
 }

@@ -4,7 +4,7 @@
  * typed outcome.
  */
 import { entryFields, type StreamEntry } from '../shared/entry.js';
-import { DRAIN_WINDOW_SEC } from '../shared/receipts.js';
+import { DRAIN_RATE_WINDOW_SEC } from '../shared/receipts.js';
 import { ingestKeys } from '../shared/redis/keys.js';
 import type { Scripts } from '../shared/redis/scripts.js';
 
@@ -92,7 +92,7 @@ export class EventStore {
       fingerprint: caller.fingerprint,
       fixedSeq: request.seq ?? 0,
       maxDrainSec: this.limits.maxDrainSec,
-      drainWindowSec: DRAIN_WINDOW_SEC,
+      drainRateWindowSec: DRAIN_RATE_WINDOW_SEC,
       fields,
     });
     return outcomeOf(reply);

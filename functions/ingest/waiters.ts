@@ -3,17 +3,20 @@
  *
  * Persist announces what each batch took out of the stream: one PUBLISH per
  * batch on the stream's channel (functions/shared/receipts.ts). This process
- * holds one subscriber connection and wakes the waiters of the ids announced;
- * a woken waiter asks the status monitor, which is the truth: an announcement
- * only wakes. So a lost one (the subscriber reconnecting, a persist that died
- * between its delete and its PUBLISH) only delays an answer to its deadline,
- * where the monitor is asked once more. A waiter is registered before its
- * first question to the monitor, so a batch announced in between is not missed.
+ * holds one subscriber connection, subscribed to that channel only while
+ * requests wait (and LINGER_MS after the last), and wakes the waiters of the
+ * ids announced; a woken waiter asks the status monitor, which is the truth:
+ * an announcement only wakes. So a lost one (the subscriber reconnecting, a
+ * persist that died between its delete and its PUBLISH) only delays an answer
+ * to its deadline, where the monitor is asked once more. A waiter is
+ * registered, and the subscription confirmed by Redis, before its first
+ * question to the monitor, so a batch announced after that question is
+ * delivered and one announced before it is in its answer.
  *
  * Bounded: at most MAX_WAITERS at once in this process; beyond that a request
  * is answered at once, as if it had not asked. A request that does not ask
- * costs nothing: no waiter, and announcements are not even read while nobody
- * waits.
+ * costs nothing: no waiter, and while nobody waits, no announcement reaches
+ * this process at all.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
@@ -21,6 +24,11 @@ import { parseAnnouncement } from '../shared/receipts.js';
 import { watchConnection } from '../shared/redis/client.js';
 import { committedChannel } from '../shared/redis/keys.js';
 import { within } from '../shared/time.js';
+
+/** How long the subscription outlives the last waiter (waits that come and go keep one). */
+const LINGER_MS = 5000;
+/** The longest a waiter waits for Redis to confirm the subscription (else it relies on its deadline). */
+const SUBSCRIBE_WAIT_MS = 1000;
 
 /** How a wait ended: the monitor said it is settled, its time ran out, or ingest is stopping. */
 export type WaitEnd = 'settled' | 'timeout' | 'shutdown' | 'gone';
@@ -79,6 +87,9 @@ export class Waiters {
   private count = 0;
   private stopping = false;
   private subscriber: Redis | undefined;
+  /** The subscription to the announcements: true once Redis confirmed it (undefined: none). */
+  private subscription: Promise<boolean> | undefined;
+  private linger: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -90,7 +101,7 @@ export class Waiters {
     return this.count;
   }
 
-  /** Opens the subscriber connection (it subscribes again after every reconnect). */
+  /** Opens the subscriber connection (subscribed while requests wait; again after every reconnect). */
   start(): void {
     if (this.subscriber || this.options.maxWaiters === 0) return;
     const channel = committedChannel(this.options.streamKey);
@@ -103,9 +114,6 @@ export class Waiters {
     watchConnection(subscriber, this.options.log, 'redis (announcements)');
     subscriber.on('message', (from: string, text: string) => {
       if (from === channel && this.count > 0) this.announced(text);
-    });
-    subscriber.subscribe(channel).catch((error: unknown) => {
-      this.options.log.warn({ err: error }, 'could not subscribe to announcements');
     });
     this.subscriber = subscriber;
   }
@@ -123,11 +131,12 @@ export class Waiters {
     signal?: AbortSignal,
   ): Promise<WaitResult<S> | undefined> {
     if (this.stopping || this.count >= this.options.maxWaiters) return undefined;
+    const deadline = performance.now() + ms;
     const waiter = this.add(streamId);
     const gone = () => waiter.wake('gone');
     signal?.addEventListener('abort', gone, { once: true });
     try {
-      const deadline = performance.now() + ms;
+      await this.subscribed();
       let status = await check();
       let why: Why = 'woken';
       while (!settled(status) && why === 'woken') {
@@ -151,12 +160,54 @@ export class Waiters {
 
   async stop(): Promise<void> {
     this.drain();
+    clearTimeout(this.linger);
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     if (!subscriber) return;
     // Its commands queue while Redis is away: a stop never waits on them.
     if (subscriber.status === 'ready') await within(subscriber.quit(), 1000).catch(() => false);
     subscriber.disconnect();
+  }
+
+  /**
+   * Resolves once Redis confirmed the subscription (at once when it stands),
+   * or after SUBSCRIBE_WAIT_MS: a waiter never waits on Redis for it.
+   */
+  private async subscribed(): Promise<void> {
+    clearTimeout(this.linger);
+    this.linger = undefined;
+    const subscriber = this.subscriber;
+    if (!subscriber) return;
+    if (!this.subscription) {
+      const subscription: Promise<boolean> = subscriber
+        .subscribe(committedChannel(this.options.streamKey))
+        .then(
+          () => true,
+          (error: unknown) => {
+            if (this.subscription === subscription) this.subscription = undefined;
+            this.options.log.warn({ err: error }, 'could not subscribe to announcements');
+            return false;
+          },
+        );
+      this.subscription = subscription;
+    }
+    await within(this.subscription, SUBSCRIBE_WAIT_MS).catch(() => false);
+  }
+
+  /** Nobody waits: the subscription ends after LINGER_MS unless a waiter comes. */
+  private idle(): void {
+    clearTimeout(this.linger);
+    this.linger = setTimeout(() => {
+      this.linger = undefined;
+      if (this.count > 0 || !this.subscription) return;
+      this.subscription = undefined;
+      this.subscriber
+        ?.unsubscribe(committedChannel(this.options.streamKey))
+        .catch((error: unknown) =>
+          this.options.log.debug({ err: error }, 'could not unsubscribe from announcements'),
+        );
+    }, LINGER_MS);
+    this.linger.unref();
   }
 
   private announced(text: string): void {
@@ -186,5 +237,6 @@ export class Waiters {
     if (!set?.delete(waiter)) return;
     this.count--;
     if (set.size === 0) this.byId.delete(waiter.streamId);
+    if (this.count === 0 && !this.stopping) this.idle();
   }
 }

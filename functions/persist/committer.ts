@@ -26,7 +26,6 @@
 import type { Redis } from 'ioredis';
 import { deadRecordText } from '../shared/receipts.js';
 import { Scripts } from '../shared/redis/scripts.js';
-import { SETTINGS } from '../shared/settings.js';
 import { within } from '../shared/time.js';
 import type { CommandLimits } from './command-size.js';
 import { awaitDelivery, DeadlineError } from './deliveries.js';
@@ -51,8 +50,12 @@ export interface CommitterOptions extends Omit<WriterOptions, 'queue' | 'outcome
   deliveryDeadlineMs: number;
   maxCommitAttempts: number;
   parkMs: number;
-  /** How long a dead letter's record for the status monitor lives (IDEMPOTENCY_TTL_SEC's default when not given), ms. */
-  deadTtlMs?: number;
+  /**
+   * How long a dead letter's record for the status monitor lives at least
+   * (persist's IDEMPOTENCY_TTL_SEC), ms: longer when ingest's receipts live
+   * longer (dead-record-2.lua).
+   */
+  deadTtlMs: number;
   /** Entries taken out of the stream (the measured drain). */
   taken?: (entries: number) => void;
 }
@@ -80,7 +83,7 @@ export class Committer {
     const { redis, streamKey, consumerGroup, log } = options;
     this.queue = new HeldQueue(options.maxBatchBytes);
     this.ledger = new StreamLedger(redis, new Scripts(redis), streamKey, consumerGroup, log, {
-      deadTtlMs: options.deadTtlMs ?? SETTINGS.IDEMPOTENCY_TTL_SEC.fallback * 1000,
+      deadTtlMs: options.deadTtlMs,
       taken: options.taken,
       reads: this.reads,
     });
@@ -292,7 +295,7 @@ function forgets(items: readonly Item[]): Forget[] {
     if (id === null) return [];
     if (!isDead(item)) return [{ id }];
     const { reason, deadAt } = item.work.doc;
-    return [{ id, dead: deadRecordText(reason, deadAt) }];
+    return [{ id, deadRecord: deadRecordText(reason, deadAt) }];
   });
 }
 

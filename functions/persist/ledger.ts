@@ -15,7 +15,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../shared/logger.js';
 import { announcementText } from '../shared/receipts.js';
-import { committedChannel, deadRecordKey } from '../shared/redis/keys.js';
+import { committedChannel, deadRecordKey, receiptLedgerKey } from '../shared/redis/keys.js';
 import type { Scripts } from '../shared/redis/scripts.js';
 import { type Item, isDoorbell } from './queue.js';
 import type { ReadSize } from './read-size.js';
@@ -33,11 +33,15 @@ export interface StreamEntry {
 /** A committed entry to forget; a dead letter's carries its record (functions/shared/receipts.ts). */
 export interface Forget {
   id: string;
-  dead?: string;
+  deadRecord?: string;
 }
 
 export interface LedgerOptions {
-  /** How long a dead letter's record lives (IDEMPOTENCY_TTL_SEC), ms. */
+  /**
+   * How long a dead letter's record lives at least (persist's
+   * IDEMPOTENCY_TTL_SEC), ms; dead-record-2.lua keeps it as long as ingest's
+   * receipts live when that is longer.
+   */
   deadTtlMs: number;
   /** Entries taken out of the stream (the measured drain). */
   taken?: (entries: number) => void;
@@ -151,14 +155,15 @@ export class StreamLedger {
 
   /** Writes the dead letters' records; returns the entries that may be deleted now. */
   private async recordDead(entries: readonly Forget[]): Promise<Forget[]> {
-    const dead = entries.filter((entry) => entry.dead !== undefined);
+    const dead = entries.filter((entry) => entry.deadRecord !== undefined);
     if (dead.length === 0) return [...entries];
+    const ledger = receiptLedgerKey(this.stream);
     try {
       await Promise.all(
         dead.map((entry) =>
           this.scripts.deadRecord(
-            deadRecordKey(this.stream, entry.id),
-            entry.dead as string,
+            { record: deadRecordKey(this.stream, entry.id), ledger },
+            entry.deadRecord as string,
             this.options.deadTtlMs,
           ),
         ),
@@ -167,7 +172,7 @@ export class StreamLedger {
     } catch (error) {
       // Not deleted without its record: retried with it later.
       this.later(dead, error);
-      return entries.filter((entry) => entry.dead === undefined);
+      return entries.filter((entry) => entry.deadRecord === undefined);
     }
   }
 

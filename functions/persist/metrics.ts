@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { CONFLICTS_COLLECTION, DEAD_COLLECTION, EVENTS_COLLECTION } from '../shared/names.js';
-import type { DrainReport } from './drain.js';
+import type { DrainRate } from './drain-rate.js';
 import type { SharedBudget } from './shared-budget.js';
 
 function writeCounters(registers: Registry[]) {
@@ -184,15 +184,15 @@ export function budgetGauges(registry: Registry, budget: SharedBudget): void {
   });
 }
 
-/** The stream's measured drain, as this replica's last report read it back (0: idle, or not known). */
-export function drainGauge(registry: Registry, drain: DrainReport): void {
+/** The stream's measured drain rate, as this replica's last report read it back (0: idle, or not known). */
+export function drainRateGauge(registry: Registry, drainRate: DrainRate): void {
   new Gauge({
     name: 'spillway_persist_drain_rate_per_sec',
     help: "Entries persist takes out of the stream per second, every replica together, over the last 10 s (what ingest's Retry-After divides by)",
     aggregator: 'max',
     registers: [registry],
     collect() {
-      this.set(drain.rate ?? 0);
+      this.set(drainRate.rate ?? 0);
     },
   });
 }

@@ -25,8 +25,13 @@ import { READY_CHECK_MS, within } from '../shared/time.js';
 import { limitsOf } from './command-size.js';
 import { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
-import { DrainReport } from './drain.js';
-import { budgetGauges, createPersistMetrics, drainGauge, type PersistMetrics } from './metrics.js';
+import { DrainRate } from './drain-rate.js';
+import {
+  budgetGauges,
+  createPersistMetrics,
+  drainRateGauge,
+  type PersistMetrics,
+} from './metrics.js';
 import { PullIntake } from './pull.js';
 import { SharedBudget } from './shared-budget.js';
 
@@ -57,9 +62,8 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   const db = mongo.db(config.mongodbDb);
   const budget = sharedBudget(config, redis, metrics, log);
   budgetGauges(registry, budget);
-  const drainKey = drainRateKey(config.streamKey);
-  const drain = new DrainReport(new Scripts(redis), drainKey, () => committer.held > 0, log);
-  drainGauge(registry, drain);
+  const drainRate = new DrainRate(new Scripts(redis), drainRateKey(config.streamKey), log);
+  drainRateGauge(registry, drainRate);
   const committer = new Committer({
     events: db.collection<EventDocument>(EVENTS_COLLECTION),
     dead: db.collection<DeadDocument>(DEAD_COLLECTION),
@@ -75,7 +79,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
     maxCommitAttempts: config.maxCommitAttempts,
     parkMs: config.parkMs,
     deadTtlMs: config.idempotencyTtlSec * 1000,
-    taken: (entries) => drain.add(entries),
+    taken: (entries) => drainRate.add(entries),
     ping: () => db.command({ ping: 1 }),
     log,
     metrics,
@@ -84,7 +88,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   const pull = new PullIntake(redis, committer, config, metrics, log);
   committer.start();
   pull.start();
-  drain.start();
+  drainRate.start(() => committer.held > 0);
   void ensureCollections(db, committer, budget, metrics, log);
   logStart(config, log);
   return {
@@ -96,7 +100,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
     ready: () => ready(redis, db, committer),
     drain: () => stopWork(config, pull, committer),
     async shutdown() {
-      drain.stop();
+      drainRate.stop();
       // Closes the clients, without waiting on a database that does not answer.
       await within(budget.close(), 2000);
       await redis.quit().catch(() => redis.disconnect());

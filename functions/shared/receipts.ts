@@ -2,17 +2,18 @@
  * What ingest and persist agree on for receipts (docs/architecture.md,
  * "Receipts"): the name of the stream's marker, the dead record persist
  * leaves for the status monitor, the announcement of what a batch took out of
- * the stream (one PUBLISH per batch), and the window of the measured drain.
+ * the stream (one PUBLISH per batch), and the window of the measured drain
+ * rate.
  */
 
 /**
- * The stream's marker is a consumer group named this plus a nonce
+ * The stream's marker is a consumer group named this plus a random name
  * (redis/commands/includes/receipts.lua says why a group).
  */
 export const RECEIPT_MARKER_PREFIX = 'spillway-receipts:';
 
-/** Seconds of the drain persist measures and ingest reads (redis/commands/includes/drain.lua). */
-export const DRAIN_WINDOW_SEC = 10;
+/** Seconds of the drain rate persist measures and ingest reads (redis/commands/includes/drain-rate.lua). */
+export const DRAIN_RATE_WINDOW_SEC = 10;
 
 /** The longest reason a dead record keeps (the dead letter in MongoDB keeps all of it). */
 const MAX_REASON_CHARS = 500;
@@ -82,9 +83,10 @@ export function parseAnnouncement(text: string): Announcement | undefined {
   for (const part of text.slice(space + 1).split(',')) {
     if (part === '') continue;
     const dash = part.indexOf('-');
+    if (dash < 1) return undefined;
     const delta = parseBase36(part.slice(0, dash));
     const seq = parseBase36(part.slice(dash + 1));
-    if (dash < 1 || delta === undefined || seq === undefined) return undefined;
+    if (delta === undefined || seq === undefined) return undefined;
     ms += Number(delta);
     if (!Number.isSafeInteger(ms)) return undefined;
     ids.push(`${ms}-${seq}`);

@@ -187,14 +187,14 @@ export const SETTINGS = {
     86_400,
     's',
     ['ingest', 'persist'],
-    "how long an Idempotency-Key is remembered, and a receipt answers (persist keeps a dead letter's status as long)",
+    "how long an Idempotency-Key is remembered, and a receipt answers (persist keeps a dead letter's status as long, or as long as ingest's when that is longer)",
   ),
   RECEIPT_SECRET: setting(
     text,
     '',
     '—',
     ['ingest'],
-    "key of the receipts' MAC (with the stream's nonce); empty = the nonce alone, kept in the stream and shared by every ingest on that Redis, so whoever reads Redis could mint receipts (a secret)",
+    "key of the receipts' MAC; a comma-separated list rotates it (the first mints, any verifies); empty = a key made once in Redis (`spillway:receipt-secret`, never expires) and shared by every ingest on it, so whoever reads Redis could mint receipts (a secret)",
   ),
   MAX_WAIT_SEC: setting(
     int(0, 3600),

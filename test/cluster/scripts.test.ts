@@ -496,6 +496,22 @@ describe('cluster/up.sh against fake docker, k3d and kubectl', () => {
     expect(again.secrets).toBe(out.secrets);
   });
 
+  it('fills an empty RECEIPT_SECRET line, and adds one on a line of its own to a file whose last line has no line break', () => {
+    const empty = 'INGEST_API_KEYS=mine\nRECEIPT_SECRET=\nINGEST_REPLAY_KEYS=theirs\n';
+    const filled = up({ cgroup: '2', secrets: empty });
+    expect(filled.status, filled.stderr).toBe(0);
+    expect(filled.secrets).toMatch(
+      /^INGEST_API_KEYS=mine\nRECEIPT_SECRET=[0-9a-f]{64}\nINGEST_REPLAY_KEYS=theirs\n$/,
+    );
+    const unended = 'INGEST_API_KEYS=mine\nINGEST_REPLAY_KEYS=theirs';
+    const added = up({ cgroup: '2', secrets: unended });
+    expect(added.status, added.stderr).toBe(0);
+    expect(added.secrets).toMatch(
+      /^INGEST_API_KEYS=mine\nINGEST_REPLAY_KEYS=theirs\nRECEIPT_SECRET=[0-9a-f]{64}\n$/,
+    );
+    expect(`${filled.stderr}${added.stderr}`).not.toMatch(/[0-9a-f]{64}/);
+  });
+
   it("limits the whole disk under Docker's data root, not its partition", () => {
     const out = up({ cgroup: '2' });
     expect(out.status, out.stderr).toBe(0);

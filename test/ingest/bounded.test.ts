@@ -1,9 +1,11 @@
 /**
  * Redis state is bounded: 100,000 events, each with its own subject, source and
  * Idempotency-Key, leave Redis as it was once they are persisted and the time to
- * live of what ingest wrote has passed (shortened here): the stream (empty) and
+ * live of what ingest wrote has passed (shortened here): the stream (empty),
  * persist's own few keys (lease, catch-up cursor, write budget), which expire
- * too, holding a few hundred bytes between them.
+ * too, and the receipts' secret ingest made in Redis (RECEIPT_SECRET is not
+ * set here), the one key that never expires: every receipt given depends on
+ * it (docs/architecture.md, "The secret"). A few hundred bytes between them.
  */
 import { Agent, request } from 'node:http';
 import { MongoClient } from 'mongodb';
@@ -11,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   catchupCursorKey,
   pullLeaseKey,
+  RECEIPT_SECRET_KEY,
   writeBudgetKey,
 } from '../../functions/shared/redis/keys.js';
 import {
@@ -42,6 +45,7 @@ beforeAll(async () => {
     COUNTERS_TTL_SEC: '3',
     IDEMPOTENCY_TTL_SEC: '2',
     STALE_AFTER_MS: '0',
+    RECEIPT_SECRET: '',
   };
   ingest = await startFunction('ingest', env);
   persist = await startFunction('persist', env);
@@ -125,17 +129,21 @@ describe('bounded Redis state', () => {
       async () => `stream ${await redis.xlen(stream)}`,
     );
     // Once persisted and past the time to live of everything ingest wrote: the
-    // stream (empty, kept) and persist's own few keys, each of which expires.
+    // stream (empty, kept), the receipts' secret (kept), and persist's own few
+    // keys, each of which expires.
+    const kept = [stream, RECEIPT_SECRET_KEY];
     const persistKeys = [pullLeaseKey(stream), catchupCursorKey(stream), writeBudgetKey(database)];
     await waitFor(
-      async () => (await redis.dbsize()) <= 1 + persistKeys.length,
+      async () => (await redis.dbsize()) <= kept.length + persistKeys.length,
       30_000,
       async () =>
         `${await redis.dbsize()} keys: ${(await redis.keys('*')).slice(0, 10).join(', ')}`,
     );
     const left = (await redis.keys('*')).sort();
-    expect(left.filter((key) => key !== stream && !persistKeys.includes(key))).toEqual([]);
-    for (const key of left.filter((k) => k !== stream))
+    expect(left.filter((key) => !kept.includes(key) && !persistKeys.includes(key))).toEqual([]);
+    expect(left).toEqual(expect.arrayContaining(kept));
+    expect(await redis.pttl(RECEIPT_SECRET_KEY), 'the secret never expires').toBe(-1);
+    for (const key of left.filter((k) => !kept.includes(k)))
       expect(await redis.pttl(key), `${key} expires`).toBeGreaterThan(0);
     expect(await redis.xlen(stream)).toBe(0);
     // What is left is small: the keys' own memory, measured key by key (the

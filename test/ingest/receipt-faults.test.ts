@@ -2,20 +2,28 @@
  * The status monitor under the faults that make its rule false ("not in the
  * stream, and not after its last id, is committed"), on real processes: the
  * stream key deleted (and made again, by ingest or by someone else, as the
- * event source does with XGROUP CREATE … MKSTREAM), and Redis restarted from
- * a copy of an older AOF. Events acknowledged and then lost with Redis's
- * memory are not in MongoDB; none of them may ever read `persisted`, however
- * far the stream's ids move past them, and every `persisted` is checked
- * against MongoDB.
+ * event source does with XGROUP CREATE … MKSTREAM; with two ingest processes
+ * on it, each finding out in its own time), and Redis restarted from a copy
+ * of an older AOF (with a request in flight across it). Events acknowledged
+ * and then lost with Redis's memory are not in MongoDB; none of them may ever
+ * read `persisted`, however far the stream's ids move past them, and every
+ * `persisted` is checked against MongoDB.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../bench/common.js';
+import { createLogger } from '../../functions/shared/logger.js';
 import { CONSUMER_GROUP } from '../../functions/shared/names.js';
+import { createRedis, waitReady } from '../../functions/shared/redis/client.js';
+import { receiptLedgerKey } from '../../functions/shared/redis/keys.js';
+import { APPENDER_OPTIONS, EpochCheck } from '../../functions/shared/redis/receipt-epoch.js';
+import { Scripts } from '../../functions/shared/redis/scripts.js';
 import {
   type FunctionProcess,
   mongoUrl,
@@ -23,8 +31,10 @@ import {
   redisClient,
   startFunction,
   unique,
+  waitFor,
 } from '../support/helpers.js';
 import { readReceipt, statusBecomes, storedEvent } from '../support/receipts.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 
 let mongo: MongoClient;
 const procs: FunctionProcess[] = [];
@@ -117,9 +127,10 @@ describe('the status monitor when the stream key is deleted', () => {
         const answers = await readAll(ingest.url, env.MONGODB_DB, { before, lost, during, after });
         for (const { id } of lost)
           expect(await storedEvent(mongo, env.MONGODB_DB, '/spillway/ingest', id)).toBeNull();
-        // The old stream's receipts are keyed to its marker, gone with it: 404.
-        expect(answers.before).toEqual(all(5, '404 no such receipt'));
-        expect(answers.lost).toEqual(all(5, '404 no such receipt'));
+        // The old stream's ids are at or before the new stream's epoch: 404.
+        const old = '404 no status for this receipt: generated before the stream was made again';
+        expect(answers.before).toEqual(all(5, old));
+        expect(answers.lost).toEqual(all(5, old));
         expect(answers.after).toEqual(all(5, 'persisted'));
         if (remade === 'by ingest') expect(answers.during).toEqual(all(5, 'persisted'));
         // Appended to a stream someone else made, before ingest marked it: not vouched for.
@@ -134,9 +145,76 @@ describe('the status monitor when the stream key is deleted', () => {
     });
 });
 
+describe('receipts of two ingest processes when one of them makes the stream again', () => {
+  it('are vouched for by both: every receipt of the new stream reads persisted through either, and a replay on the other answers the same receipt', async () => {
+    const redis = redisClient();
+    const env = {
+      STREAM_KEY: unique('test:two-ingest'),
+      MONGODB_DB: unique('t_two_ingest').replace(/-/g, '_'),
+      STALE_AFTER_MS: '0',
+      SWEEP_INTERVAL_MS: '100',
+    };
+    const a = await start('ingest', env);
+    const b = await start('ingest', env);
+    let persist: FunctionProcess | undefined;
+    try {
+      // Both have appended to the stream before it goes.
+      const before = [...(await post(a.url, 2)), ...(await post(b.url, 2))];
+      await redis.del(env.STREAM_KEY);
+      // a finds it gone and makes it again; b then appends to the new one as it finds it.
+      const viaA = await post(a.url, 3);
+      const viaB = await post(b.url, 3);
+      const replays = await replayedOnTheOther(a.url, b.url);
+      persist = await start('persist', env);
+      for (const { location } of [...viaA, ...viaB, ...replays])
+        for (const url of [a.url, b.url]) await statusBecomes(url, location, 'persisted', 30_000);
+      const fromA = await readAll(a.url, env.MONGODB_DB, { viaA, viaB, before });
+      const fromB = await readAll(b.url, env.MONGODB_DB, { viaA, viaB, before });
+      const old = '404 no status for this receipt: generated before the stream was made again';
+      for (const answers of [fromA, fromB])
+        expect(answers).toEqual({
+          viaA: all(3, 'persisted'),
+          viaB: all(3, 'persisted'),
+          before: all(4, old),
+        });
+    } finally {
+      if (persist) await kill(persist);
+      await kill(a);
+      await kill(b);
+      await redis.del(env.STREAM_KEY);
+      redis.disconnect();
+      await mongo.db(env.MONGODB_DB).dropDatabase();
+    }
+  });
+});
+
+/**
+ * An Idempotency-Key posted to each process and replayed on the other: the
+ * replay answers the first answer, the same receipt with it. Returns the two.
+ */
+async function replayedOnTheOther(first: string, second: string): Promise<Posted[]> {
+  const out: Posted[] = [];
+  for (const [to, again] of [
+    [first, second],
+    [second, first],
+  ] as const) {
+    const key = { 'idempotency-key': unique('k') };
+    const event = { type: 't', data: `keyed ${out.length}` };
+    const res = await postJson(`${to}/events`, event, key);
+    const replay = await postJson(`${again}/events`, event, key);
+    expect([res.status, replay.status]).toEqual([202, 202]);
+    expect(replay.headers.get('idempotent-replay')).toBe('true');
+    expect(replay.headers.get('location')).toBe(res.headers.get('location'));
+    expect(replay.body.receipt).toBe(res.body.receipt);
+    out.push({ id: res.body.id as string, location: res.headers.get('location') as string });
+  }
+  return out;
+}
+
 /** A redis-server of the test's own with AOF (appendfsync always), restartable on its port and dir. */
 class AofRedis {
-  readonly port = 22_000 + (process.pid % 2000);
+  /** A free port, taken at the first start and kept across restarts. */
+  port = 0;
   readonly dir = mkdtempSync(join(tmpdir(), 'spillway-aof-'));
   private proc: ChildProcess | undefined;
 
@@ -145,6 +223,7 @@ class AofRedis {
   }
 
   async start(): Promise<void> {
+    if (this.port === 0) this.port = await freePort();
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir];
     args.push('--appendonly', 'yes', '--appendfsync', 'always', '--save', '');
     this.proc = spawn('redis-server', args, { stdio: 'ignore' });
@@ -231,6 +310,146 @@ describe('the status monitor when Redis restarts from an older AOF', () => {
       rmSync(redis.dir, { recursive: true, force: true });
       if (copy) rmSync(copy, { recursive: true, force: true });
       await mongo.db(env.MONGODB_DB).dropDatabase();
+    }
+  });
+});
+
+describe('the status monitor when a request is in flight across a restore of Redis', () => {
+  it('sends the restored Redis nothing it had in flight: the epoch check comes first, and what was lost never reads persisted', async () => {
+    const redis = new AofRedis();
+    await redis.start();
+    // Ingest reaches Redis through a relay that accepts its reconnection at once, as a platform's proxy does.
+    const proxy = new TcpProxy({ host: '127.0.0.1', port: redis.port });
+    await proxy.listen();
+    const direct = new Redis(redis.url, { maxRetriesPerRequest: 2, lazyConnect: true });
+    direct.on('error', () => undefined);
+    const env = {
+      REDIS_URL: proxy.url,
+      STREAM_KEY: unique('test:in-flight'),
+      MONGODB_DB: unique('t_in_flight').replace(/-/g, '_'),
+    };
+    const ingest = await start('ingest', env);
+    let copy = '';
+    try {
+      const kept = await post(ingest.url, 3);
+      copy = redis.snapshot();
+      const lost = await post(ingest.url, 5);
+      // One event in flight: its script sent, never answered (503 at REDIS_TIMEOUT_MS).
+      const inFlight = async () => {
+        const res = await postJson(`${ingest.url}/events`, { type: 't', data: 'in flight' });
+        expect([res.status, res.body.error]).toEqual([503, 'unavailable']);
+      };
+      // Both of ingest's connections (commands, announcements) come back and wait.
+      await restoreWithOneInFlight(redis, proxy, copy, { inFlight, connections: 2 });
+      await waitFor(
+        async () => (await fetch(`${ingest.url}/readyz`)).ok,
+        10_000,
+        () => 'ingest not ready after the restore',
+      );
+      // No command this process had sent before reached the restored Redis: its stream
+      // is the copy's, and what comes after the check.
+      const after = await post(ingest.url, 3);
+      const entries = await direct.xrange(env.STREAM_KEY, '-', '+');
+      const data = entries.map(([, fields]) => fields[fields.indexOf('data') + 1]);
+      expect(data).toEqual(['0', '1', '2', '0', '1', '2']);
+      const answers = await readAll(ingest.url, env.MONGODB_DB, { kept, lost, after });
+      expect(answers.kept).toEqual(all(3, 'accepted'));
+      expect(answers.lost).toEqual(
+        all(5, '404 no status for this receipt: in a range a restore of Redis may have lost'),
+      );
+      expect(answers.after).toEqual(all(3, 'accepted'));
+    } finally {
+      await kill(ingest);
+      direct.disconnect();
+      await proxy.close();
+      await redis.kill();
+      rmSync(redis.dir, { recursive: true, force: true });
+      if (copy) rmSync(copy, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * Holds what the client sends, has it send one command that is never answered
+ * (`inFlight`, which must fail), cuts its connections, restarts Redis from
+ * `copy` while its reconnections (`connections` of them) wait in the relay,
+ * then lets them through.
+ */
+async function restoreWithOneInFlight(
+  redis: AofRedis,
+  proxy: TcpProxy,
+  copy: string,
+  client: { inFlight: () => Promise<void>; connections: number },
+) {
+  proxy.hold();
+  await client.inFlight();
+  proxy.cutAndClose();
+  await waitFor(
+    async () => proxy.waiting >= client.connections,
+    10_000,
+    () => `${proxy.waiting} waiting`,
+  );
+  await redis.kill();
+  redis.restore(copy);
+  await redis.start();
+  proxy.reopen();
+}
+
+/** a < b, as stream ids order. */
+function idLess(a: string, b: string): boolean {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am < bm || (am === bm && as < bs);
+}
+
+describe("the dead-letter replay's client (the helper ingest uses) across a restore of Redis", () => {
+  it('resends nothing, and checks the epoch on the new connection before its next append', async () => {
+    const redis = new AofRedis();
+    await redis.start();
+    const proxy = new TcpProxy({ host: '127.0.0.1', port: redis.port });
+    await proxy.listen();
+    const stream = unique('test:appender');
+    const client = createRedis(proxy.url, { ...APPENDER_OPTIONS, commandTimeout: 1000 });
+    client.on('error', () => undefined);
+    const direct = new Redis(redis.url, { maxRetriesPerRequest: 2, lazyConnect: true });
+    direct.on('error', () => undefined);
+    const log = createLogger('test', 'silent');
+    const epoch = new EpochCheck(client, new Scripts(client), {
+      streamKey: stream,
+      ttlMs: 60_000,
+      log,
+    });
+    const append = async (data: string) => {
+      await epoch.ready();
+      return (await client.xadd(stream, 'NOMKSTREAM', '*', 'data', data)) as string;
+    };
+    let copy = '';
+    try {
+      await waitReady(client, 10_000);
+      await epoch.create();
+      await append('kept');
+      copy = redis.snapshot();
+      const lost = await append('lost');
+      const inFlight = async () => {
+        await expect(append('in flight')).rejects.toThrow(/timed out/);
+      };
+      await restoreWithOneInFlight(redis, proxy, copy, { inFlight, connections: 1 });
+      await waitReady(client, 10_000);
+      await append('after');
+      const entries = await direct.xrange(stream, '-', '+');
+      expect(entries.map(([, fields]) => fields[1])).toEqual(['kept', 'after']);
+      // The restore is recorded before the append: the lost id is in a gap.
+      const gaps = JSON.parse((await direct.hget(receiptLedgerKey(stream), 'gaps')) ?? '[]');
+      expect(gaps).toHaveLength(1);
+      const [from, to] = gaps[0] as [string, string];
+      expect(idLess(from, lost) && !idLess(to, lost), `${lost} in (${from}, ${to}]`).toBe(true);
+    } finally {
+      client.disconnect();
+      direct.disconnect();
+      await proxy.close();
+      await redis.kill();
+      rmSync(redis.dir, { recursive: true, force: true });
+      if (copy) rmSync(copy, { recursive: true, force: true });
     }
   });
 });

@@ -7,8 +7,8 @@ import { drainSeconds, MAX_RETRY_AFTER_SEC } from '../../functions/ingest/backlo
 import { preferredWait } from '../../functions/ingest/prefer.js';
 import {
   parseReceipt,
-  receiptKey,
   receiptMac,
+  receiptSecrets,
   receiptText,
 } from '../../functions/ingest/receipts.js';
 import { announcementText, parseAnnouncement } from '../../functions/shared/receipts.js';
@@ -43,8 +43,8 @@ describe('Prefer: wait', () => {
 });
 
 describe('a receipt', () => {
-  const key = receiptKey('secret', 'nonce-1');
-  const mac = receiptMac(key, 'anon', 'spillway:events', '1732770000000-7');
+  const secret = Buffer.from('secret');
+  const mac = receiptMac(secret, 'anon', 'spillway:events', '1732770000000-7');
 
   it('holds its stream id and its MAC, opaque and of a fixed length', () => {
     const text = receiptText('1732770000000-7', mac);
@@ -57,16 +57,23 @@ describe('a receipt', () => {
     expect(parseReceipt(max)?.streamId).toBe('1732770000000-18446744073709551615');
   });
 
-  it('is keyed by the secret, the nonce, the scope, the stream and the id', () => {
+  it('is keyed by the secret, the scope, the stream and the id, and by nothing else', () => {
     const others = [
-      receiptMac(receiptKey('other', 'nonce-1'), 'anon', 'spillway:events', '1732770000000-7'),
-      receiptMac(receiptKey('secret', 'nonce-2'), 'anon', 'spillway:events', '1732770000000-7'),
-      receiptMac(key, 'key:0011223344556677', 'spillway:events', '1732770000000-7'),
-      receiptMac(key, 'anon', 'other:events', '1732770000000-7'),
-      receiptMac(key, 'anon', 'spillway:events', '1732770000000-8'),
+      receiptMac(Buffer.from('other'), 'anon', 'spillway:events', '1732770000000-7'),
+      receiptMac(secret, 'key:0011223344556677', 'spillway:events', '1732770000000-7'),
+      receiptMac(secret, 'anon', 'other:events', '1732770000000-7'),
+      receiptMac(secret, 'anon', 'spillway:events', '1732770000000-8'),
     ];
     for (const other of others) expect(other.equals(mac)).toBe(false);
-    expect(receiptMac(key, 'anon', 'spillway:events', '1732770000000-7').equals(mac)).toBe(true);
+    // the same inputs, the same MAC: any ingest process mints the same receipt
+    expect(receiptMac(secret, 'anon', 'spillway:events', '1732770000000-7').equals(mac)).toBe(true);
+  });
+
+  it('reads RECEIPT_SECRET as a list: the first mints, and none is empty', () => {
+    expect(receiptSecrets('')).toEqual([]);
+    expect(receiptSecrets(' , ')).toEqual([]);
+    expect(receiptSecrets('one')).toEqual(['one']);
+    expect(receiptSecrets('new, old,')).toEqual(['new', 'old']);
   });
 
   it('is refused when it is not one', () => {
@@ -98,7 +105,7 @@ describe("persist's announcement of a batch", () => {
   });
 
   it('is ignored when it is not one', () => {
-    for (const bad of ['', 'x', '12', 'x 1-0', ' -1', ' z!-0'])
+    for (const bad of ['', 'x', '12', 'x 1-0', ' -1', ' z!-0', ' 5', ' 1-0,5', ' 1-', ' 1--1'])
       expect(parseAnnouncement(bad), bad).toBeUndefined();
   });
 });

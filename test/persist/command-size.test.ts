@@ -107,6 +107,7 @@ describe('the committer writes one command per grant', () => {
         deliveryDeadlineMs: 120_000,
         maxCommitAttempts: 3,
         parkMs: 60_000,
+        deadTtlMs: 60_000,
         ping: () => db.command({ ping: 1 }),
         log: createLogger('test', 'silent'),
         metrics: createPersistMetrics(new Registry()),

@@ -60,6 +60,7 @@ function committerFor(
     deliveryDeadlineMs: 20_000,
     maxCommitAttempts: 2,
     parkMs: 60_000,
+    deadTtlMs: 60_000,
     ping: () => db.command({ ping: 1 }),
     log: createLogger('test', 'silent'),
     metrics: createPersistMetrics(registry),

@@ -1,12 +1,15 @@
 /**
  * `npm run replay:dead`: dead letters that hold a stream entry go back into the
  * stream unchanged (and leave events_dead only once Redis took them); the rest
- * stay. Without --apply nothing changes.
+ * stay. Without --apply nothing changes. A missing stream is made with its
+ * receipts' marker (the epoch check ran before the append), as ingest makes it.
  */
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deadDocument } from '../../functions/persist/work.js';
 import { entryFields } from '../../functions/shared/entry.js';
+import { RECEIPT_MARKER_PREFIX } from '../../functions/shared/receipts.js';
+import { receiptLedgerKey } from '../../functions/shared/redis/keys.js';
 import { spawnEntry } from '../../scripts/processes.js';
 import { mongoUrl, redisClient, unique } from '../support/helpers.js';
 
@@ -19,7 +22,7 @@ beforeAll(async () => {
   mongo = await new MongoClient(mongoUrl()).connect();
 });
 afterAll(async () => {
-  await redis.del(stream);
+  await redis.del(stream, receiptLedgerKey(stream));
   await mongo.db(database).dropDatabase();
   await mongo.close();
   redis.disconnect();
@@ -73,5 +76,10 @@ describe('replay of events_dead', () => {
     expect(entries[0]?.[1]).toEqual(fields);
     expect(await dead.countDocuments()).toBe(1);
     expect(await dead.findOne({})).toMatchObject({ streamId: null });
+    // The stream was made with its marker, at an epoch before the replayed entry.
+    const groups = (await redis.xinfo('GROUPS', stream)) as string[][];
+    const marker = groups.find((g) => String(g[1]).startsWith(RECEIPT_MARKER_PREFIX));
+    expect(marker, JSON.stringify(groups)).toBeDefined();
+    expect(await redis.hget(receiptLedgerKey(stream), 'run')).toMatch(/^[0-9a-f]{40}$/);
   });
 });

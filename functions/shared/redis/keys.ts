@@ -72,15 +72,25 @@ export const writeBudgetKey = (database: string) => `spillway:budget:${database}
 
 /**
  * What the status monitor knows of a stream besides the stream itself
- * (receipt-epoch-2.lua writes it, receipt-status-3.lua reads it): the Redis run
- * it last saw, and the gaps of stream ids a restore of an older AOF lost. It
- * expires IDEMPOTENCY_TTL_SEC after its last write, like every receipt.
+ * (receipt-epoch-2.lua writes it, receipt-status-3.lua and dead-record-2.lua
+ * read it): the Redis run it last saw, the gaps of stream ids a restore of an
+ * older AOF lost, and the longest time a receipt answers (ingest's
+ * IDEMPOTENCY_TTL_SEC). Ingest refreshes it while it appends; it expires twice
+ * that time after the last refresh.
  */
 export const receiptLedgerKey = (stream: string) => `spillway:receipts:${stream}`;
 
 /**
+ * The receipts' MAC key when RECEIPT_SECRET is not set: made once (SET NX) by
+ * the first ingest that needs it, shared by every ingest on this Redis. The
+ * one key Spillway writes that never expires: every receipt depends on it, so
+ * deleting it turns every receipt given so far into a 404 (a rotation).
+ */
+export const RECEIPT_SECRET_KEY = 'spillway:receipt-secret';
+
+/**
  * A dead letter's record for the status monitor: persist writes it before the
- * entry leaves the stream, and it expires IDEMPOTENCY_TTL_SEC later.
+ * entry leaves the stream, and it expires with the receipts (dead-record-2.lua).
  */
 export const deadRecordKey = (stream: string, streamId: string) =>
   `spillway:receipts:${stream}:dead:${streamId}`;

@@ -91,14 +91,14 @@ export interface IngestArgs {
   fixedSeq: number;
   /** MAX_DRAIN_SEC: 0, none. */
   maxDrainSec: number;
-  /** The drain's window (includes/drain.lua), s. */
-  drainWindowSec: number;
+  /** The drain rate's window (includes/drain-rate.lua), s. */
+  drainRateWindowSec: number;
   fields: readonly string[];
 }
 
-/** receipt-epoch-2.lua's reply: the stream's marker ('' when there is no stream). */
+/** receipt-epoch-2.lua's reply. */
 export interface ReceiptEpoch {
-  nonce: string;
+  /** The stream's epoch ('' when there is no stream). */
   epoch: string;
   /** A restore was recorded (a gap of ids that never read "persisted"). */
   restored: boolean;
@@ -106,13 +106,20 @@ export interface ReceiptEpoch {
 
 /** receipt-status-3.lua's reply (its header gives the rule). */
 export type ReceiptState =
-  | { state: 'nostream' }
-  | { state: 'unmarked' }
-  | { state: 'expired'; nonce: string }
-  | { state: 'accepted'; nonce: string }
-  | { state: 'persisted'; nonce: string }
-  | { state: 'dead'; nonce: string; record: string }
-  | { state: 'unknown'; nonce: string; why: string };
+  | { state: 'nostream' | 'unmarked' | 'expired' | 'accepted' | 'persisted' }
+  | { state: 'dead'; record: string }
+  | { state: 'unknown'; why: string };
+
+/** Each state receipt-status-3.lua answers, and the name of the one value it carries, if any. */
+const RECEIPT_STATE_VALUES: Record<ReceiptState['state'], 'record' | 'why' | undefined> = {
+  nostream: undefined,
+  unmarked: undefined,
+  expired: undefined,
+  accepted: undefined,
+  persisted: undefined,
+  dead: 'record',
+  unknown: 'why',
+};
 
 /** What every write-budget script is given about the database's budget. */
 export interface BudgetBounds {
@@ -196,20 +203,20 @@ export class Scripts {
       a.fingerprint,
       a.fixedSeq,
       a.maxDrainSec,
-      a.drainWindowSec,
+      a.drainRateWindowSec,
       ...a.fields,
     ];
     return (await this.run('ingest', keys, args)) as string[];
   }
 
-  /** receipt-epoch-2.lua: the stream's marker, made (and the stream, with `create`) when missing. */
+  /** receipt-epoch-2.lua: the stream's epoch, its marker made (and the stream, with `create`) when missing. */
   async receiptEpoch(
     keys: { stream: string; ledger: string },
-    a: { prefix: string; nonce: string; ttlMs: number; create: boolean },
+    a: { prefix: string; markerName: string; ttlMs: number; create: boolean },
   ): Promise<ReceiptEpoch> {
-    const args = [a.prefix, a.nonce, a.ttlMs, a.create ? '1' : '0'];
+    const args = [a.prefix, a.markerName, a.ttlMs, a.create ? '1' : '0'];
     const reply = (await this.run('receipt-epoch', [keys.stream, keys.ledger], args)) as unknown[];
-    return { nonce: String(reply[0]), epoch: String(reply[1]), restored: reply[2] === 1 };
+    return { epoch: String(reply[0]), restored: reply[1] === 1 };
   }
 
   /** receipt-status-3.lua (read only): what became of one stream id. */
@@ -222,37 +229,31 @@ export class Scripts {
       'receipt-status',
       [keys.stream, keys.ledger, keys.dead],
       args,
-    )) as string[];
-    const [state = '', nonce = '', more = ''] = reply;
-    switch (state) {
-      case 'nostream':
-        return { state };
-      case 'unmarked':
-        return { state };
-      case 'expired':
-        return { state, nonce };
-      case 'accepted':
-        return { state, nonce };
-      case 'persisted':
-        return { state, nonce };
-      case 'dead':
-        return { state, nonce, record: more };
-      case 'unknown':
-        return { state, nonce, why: more };
-      default:
-        throw new Error(`receipt-status gave an unknown reply ${JSON.stringify(reply)}`);
-    }
+    )) as unknown[];
+    const state = String(reply[0]);
+    if (!Object.hasOwn(RECEIPT_STATE_VALUES, state))
+      throw new Error(`receipt-status gave an unknown reply ${JSON.stringify(reply)}`);
+    const value = RECEIPT_STATE_VALUES[state as ReceiptState['state']];
+    return (value ? { state, [value]: String(reply[1] ?? '') } : { state }) as ReceiptState;
   }
 
-  /** drain-report-1.lua: adds `entries` to the stream's drain; the rate now (undefined: unknown). */
-  async drainReport(key: string, entries: number, windowSec: number): Promise<number | undefined> {
-    const reply = await this.run('drain-report', [key], [entries, windowSec]);
+  /** drain-rate-report-1.lua: adds `entries` to the stream's drain rate; the rate now (undefined: unknown). */
+  async drainRateReport(
+    key: string,
+    entries: number,
+    windowSec: number,
+  ): Promise<number | undefined> {
+    const reply = await this.run('drain-rate-report', [key], [entries, windowSec]);
     return reply === '' || reply === null ? undefined : Number(reply);
   }
 
-  /** dead-record-1.lua: a dead letter's record for the status monitor. */
-  async deadRecord(key: string, record: string, ttlMs: number): Promise<void> {
-    await this.run('dead-record', [key], [record, ttlMs]);
+  /** dead-record-2.lua: a dead letter's record for the status monitor; the time to live it got, ms. */
+  async deadRecord(
+    keys: { record: string; ledger: string },
+    record: string,
+    ttlMs: number,
+  ): Promise<number> {
+    return Number(await this.run('dead-record', [keys.record, keys.ledger], [record, ttlMs]));
   }
 
   /** ack-delete-1.lua: XACK then XDEL; the number deleted. */

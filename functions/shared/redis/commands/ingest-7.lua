@@ -15,11 +15,12 @@
       4. XLEN   the stream (KEYS[3]): the backlog not yet persisted; at ARGV[5] or
                 above the request is refused and nothing is written.
       5. GET    the sequence of the event's (source, subject) (KEYS[6]).
-    Only where needed, the stream's measured drain (KEYS[7], includes/drain.lua:
-    HGETALL and TIME): when the backlog refuses the request (its Retry-After),
-    and on every request only when ARGV[12] (MAX_DRAIN_SEC) is set, which
-    refuses the request when the backlog would take longer than that to drain
-    at the measured rate. Nothing is written then either.
+    Only where needed, the stream's measured drain rate (KEYS[7],
+    includes/drain-rate.lua: HGETALL and TIME): when the backlog refuses the
+    request (its Retry-After), and on every request only when ARGV[12]
+    (MAX_DRAIN_SEC) is set, which refuses the request when the backlog would
+    take longer than that to drain at the measured rate (no rate known: it
+    does not judge). Nothing is written then either.
     Writes (only when accepted); every key written expires or is bounded:
       6. XADD   NOMKSTREAM the stream entry (docs/architecture.md, "The three
                 contracts"), the value of its `seq` field filled in here. Persist
@@ -45,7 +46,7 @@
     KEYS[4] per-source settings    spillway:source:<source>:settings (hash, set by operators)
     KEYS[5] today's counters       spillway:stats:<YYYY-MM-DD> (hash: source → accepted)
     KEYS[6] subject's sequence     spillway:seq:<length of source>:<source>:<subject>
-    KEYS[7] the stream's drain     spillway:drain:<stream> (hash: second → entries; persist's)
+    KEYS[7] the stream's drain rate spillway:drain:<stream> (hash: second → entries; persist's)
 
     ARGV[1] "1" when the client sent an Idempotency-Key, else "0"
     ARGV[2] idempotency record time to live, ms
@@ -59,7 +60,7 @@
     ARGV[10] request fingerprint (method, path, media type, CloudEvent headers, body)
     ARGV[11] a replayed entry's own seq, else "0"
     ARGV[12] max drain time, s (MAX_DRAIN_SEC), 0 = none
-    ARGV[13] the drain's window, s
+    ARGV[13] the drain rate's window, s
     ARGV[14..] the stream entry's field/value strings; the value of the field named
             `seq` is replaced by the sequence this script assigns (or ARGV[11])
 
@@ -77,7 +78,7 @@
                                 drain at rate
     {"nostream"}                the stream does not exist: nothing written
 ]]
---- @include "includes/drain"
+--- @include "includes/drain-rate"
 local idem = redis.call('GET', KEYS[1])
 local settings = redis.call('HMGET', KEYS[4], 'disabled', 'rateLimitPerSec')
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')

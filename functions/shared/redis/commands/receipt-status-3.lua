@@ -1,7 +1,8 @@
 #!lua flags=no-writes,allow-oom
 --[[
   The status monitor's read (docs/architecture.md, "Receipts"): what became of
-  the stream entry a receipt names, from Redis alone, in one round trip.
+  the stream entry a receipt names, from Redis alone, in one round trip. The
+  caller has checked the receipt's MAC before.
 
   The rule rests on two facts: only persist takes an entry out of the stream,
   and only once MongoDB holds it (events) or holds its dead letter, whose record
@@ -16,50 +17,48 @@
     5. in the stream                         → accepted
     6. at or before the epoch, after the stream's last id, or in a gap → unknown
     7. otherwise                             → persisted
-  The caller checks the receipt's MAC with the nonce returned.
 
   Input:
     KEYS[1] stream                 spillway:events
-    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps)
+    KEYS[2] receipt ledger         spillway:receipts:<stream> (hash: run, gaps, ttl)
     KEYS[3] the id's dead record   spillway:receipts:<stream>:dead:<stream id>
     ARGV[1] the marker's name prefix
     ARGV[2] the stream id
     ARGV[3] how long receipts live, ms (IDEMPOTENCY_TTL_SEC)
 
   Output:
-    {state}                        nostream, unmarked
-    {state, nonce}                 expired, accepted, persisted
-    {"dead", nonce, record}        the record: JSON {reason, deadAt}
-    {"unknown", nonce, why}
+    {state}            nostream, unmarked, expired, accepted, persisted
+    {"dead", record}   the record: JSON {reason, deadAt}
+    {"unknown", why}
 ]]
 --- @include "includes/receipts"
 local prefix, id, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'nostream'}
 end
-local nonce, epoch = find_marker(KEYS[1], prefix)
-if not nonce then
+local epoch = find_marker(KEYS[1], prefix)
+if not epoch then
   return {'unmarked'}
 end
 if split_id(id) < now_ms() - ttl then
-  return {'expired', nonce}
+  return {'expired'}
 end
 local dead = redis.call('GET', KEYS[3])
 if dead then
-  return {'dead', nonce, dead}
+  return {'dead', dead}
 end
 if #redis.call('XRANGE', KEYS[1], id, id) > 0 then
-  return {'accepted', nonce}
+  return {'accepted'}
 end
 if not id_less(epoch, id) then
-  return {'unknown', nonce, 'generated before the stream was made again'}
+  return {'unknown', 'generated before the stream was made again'}
 end
 if id_less(last_id(KEYS[1]), id) then
-  return {'unknown', nonce, "after the stream's last id: lost with what Redis forgot"}
+  return {'unknown', "after the stream's last id: lost with what Redis forgot"}
 end
 for _, gap in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'gaps') or '[]')) do
   if id_less(gap[1], id) and not id_less(gap[2], id) then
-    return {'unknown', nonce, 'in a range a restore of Redis may have lost'}
+    return {'unknown', 'in a range a restore of Redis may have lost'}
   end
 end
-return {'persisted', nonce}
+return {'persisted'}

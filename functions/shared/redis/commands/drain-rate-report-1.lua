@@ -1,21 +1,21 @@
 #!lua flags=allow-oom
 --[[
   Adds what one persist replica took out of the stream since its last report
-  to the stream's drain (includes/drain.lua says how it is kept and read):
-  at most once a second per replica, and 0 while it holds work that does not
-  commit, so a stalled drain reads as one. Buckets older than the window are
+  to the stream's drain rate (includes/drain-rate.lua says how it is kept and
+  read): at most once a second per replica, and 0 while it holds work that
+  does not commit, so a drain stalled for a whole window reads 0. Buckets older than the window are
   dropped, and the key expires a window after the last report: a drain nobody
   reports (persist stopped, or idle) claims no rate.
 
   Input:
-    KEYS[1] the stream's drain     spillway:drain:<stream>
+    KEYS[1] the stream's drain rate spillway:drain:<stream>
     ARGV[1] entries taken out of the stream since the last report
     ARGV[2] the window, s
 
   Output:
     the drain rate now, entries/s, as text ('' unknown)
 ]]
---- @include "includes/drain"
+--- @include "includes/drain-rate"
 local window = tonumber(ARGV[2])
 local now = tonumber(redis.call('TIME')[1])
 redis.call('HINCRBY', KEYS[1], now, ARGV[1])
