@@ -607,9 +607,15 @@ export async function runIngestScenario(
 
 // --- text -------------------------------------------------------------------------
 
-/** The scenario's table and details, as plain text. */
-export function ingestText(result: IngestResult): string {
-  const { options: opts, servers: reports, ratios } = result;
+/** CPU during a window, % of one core: the server, and Redis where the row has one. */
+function cpuCell(phase?: PhaseResult): string {
+  return phase
+    ? `${fmt(phase.serverCpuPercent, 0)}%${phase.redisCpuPercent === null ? '' : `/${fmt(phase.redisCpuPercent, 0)}%`}`
+    : '—';
+}
+
+/** One row per server: saturation, then the reference load, then CPU in both. */
+function serverRows(result: IngestResult): string[][] {
   const rows: string[][] = [
     [
       'server',
@@ -626,12 +632,8 @@ export function ingestText(result: IngestResult): string {
       'cpu srv/redis',
     ],
   ];
-  const cpu = (phase?: PhaseResult) =>
-    phase
-      ? `${fmt(phase.serverCpuPercent, 0)}%${phase.redisCpuPercent === null ? '' : `/${fmt(phase.redisCpuPercent, 0)}%`}`
-      : '—';
-  for (const id of opts.only) {
-    const r = reports[id];
+  for (const id of result.options.only) {
+    const r = result.servers[id];
     if (!r) continue;
     const s = r.saturation;
     const p = r.paced;
@@ -647,60 +649,63 @@ export function ingestText(result: IngestResult): string {
       fmt(p?.latencyMs.max),
       fmt(p?.rps, 1),
       int(p?.errors.total),
-      `${cpu(s)} | ${cpu(p)}`,
+      `${cpuCell(s)} | ${cpuCell(p)}`,
     ]);
   }
-  const lines: string[] = [];
-  lines.push(
+  return rows;
+}
+
+/** What the two loads were, so the table's figures can be read. */
+function loadLines(result: IngestResult): string[] {
+  const { options: opts, profile } = result;
+  return [
     `Saturation: ${opts.connections} keep-alive connections, closed loop, ${opts.saturationSec} s (latency = queueing, ms).`,
-  );
-  lines.push(
-    `Reference load: ${opts.vus} paced VUs, think ${result.profile.thinkTimeMs.mean} ms ± ${result.profile.thinkTimeMs.jitter * 100}%, ≈${result.profile.offeredRps.toFixed(0)} req/s offered, ${opts.pacedSec} s steady state (latency ms, write → last byte).`,
-  );
-  lines.push(
+    `Reference load: ${opts.vus} paced VUs, think ${profile.thinkTimeMs.mean} ms ± ${profile.thinkTimeMs.jitter * 100}%, ≈${profile.offeredRps.toFixed(0)} req/s offered, ${opts.pacedSec} s steady state (latency ms, write → last byte).`,
     'cpu: % of one core during the window, saturation | reference (server process / Redis).',
-  );
-  lines.push('');
-  lines.push(table(rows));
-  lines.push('');
-  lines.push('Saturated throughput ratios:');
-  lines.push(`  (c)/(a)  = ${fmt(ratios.cOverA, 3)}   ingest, lean host / bare node:http`);
-  lines.push(
+  ];
+}
+
+function ratioLines(ratios: IngestResult['ratios']): string[] {
+  return [
+    'Saturated throughput ratios:',
+    `  (c)/(a)  = ${fmt(ratios.cOverA, 3)}   ingest, lean host / bare node:http`,
     `  (c)/(b)  = ${fmt(ratios.cOverB, 3)}   ingest, lean host / Functions Framework no-op`,
-  );
-  lines.push(`  (c')/(a) = ${fmt(ratios.c2OverA, 3)}   ingest, FF server / bare node:http`);
-  lines.push(
+    `  (c')/(a) = ${fmt(ratios.c2OverA, 3)}   ingest, FF server / bare node:http`,
     `  (c')/(b) = ${fmt(ratios.c2OverB, 3)}   ingest, FF server / Functions Framework no-op`,
-  );
-  lines.push(`  (b)/(a)  = ${fmt(ratios.bOverA, 3)}   the framework's share of the machine`);
-  const d = reports.d;
-  if (d) {
-    const c = reports.c;
-    lines.push('');
-    lines.push(
-      'The cost of appendfsync always (nothing acknowledged lost even on a machine crash):',
-    );
-    lines.push(`  (d)/(c) saturated = ${fmt(ratios.dOverC, 3)}`);
-    lines.push(
-      `  reference p50 / p95 / p99: (c) ${fmt(c?.paced?.latencyMs.p50)} / ${fmt(c?.paced?.latencyMs.p95)} / ${fmt(c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
-    );
-  }
-  const w = reports.w?.paced;
-  if (w) {
-    const c = reports.c?.paced;
-    const committed = w.statuses['201'] ?? 0;
-    lines.push('');
-    lines.push(
-      `Waiting for the database (Prefer: wait=2, persist and the relay behind ingest): ${committed} of ${w.completed} answered 201 (committed within 2 s), ${w.statuses['202'] ?? 0} 202.`,
-    );
-    lines.push(
-      `  reference p50 / p95 / p99: (w) ${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p95)} / ${fmt(w.latencyMs.p99)} ms, (c) ${fmt(c?.latencyMs.p50)} / ${fmt(c?.latencyMs.p95)} / ${fmt(c?.latencyMs.p99)} ms`,
-    );
-  }
-  lines.push('');
-  lines.push('Details (errors over the whole phase: ramp, warm-up and window):');
-  for (const id of opts.only) {
-    const r = reports[id];
+    `  (b)/(a)  = ${fmt(ratios.bOverA, 3)}   the framework's share of the machine`,
+  ];
+}
+
+/** (d) beside (c): what fsyncing every write costs; nothing when (d) did not run. */
+function aofAlwaysLines(result: IngestResult): string[] {
+  const { c, d } = result.servers;
+  if (!d) return [];
+  return [
+    '',
+    'The cost of appendfsync always (nothing acknowledged lost even on a machine crash):',
+    `  (d)/(c) saturated = ${fmt(result.ratios.dOverC, 3)}`,
+    `  reference p50 / p95 / p99: (c) ${fmt(c?.paced?.latencyMs.p50)} / ${fmt(c?.paced?.latencyMs.p95)} / ${fmt(c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
+  ];
+}
+
+/** (w) beside (c): how many requests that waited saw their commit; nothing when (w) did not run. */
+function waitLines(result: IngestResult): string[] {
+  const w = result.servers.w?.paced;
+  if (!w) return [];
+  const c = result.servers.c?.paced;
+  const committed = w.statuses['201'] ?? 0;
+  return [
+    '',
+    `Waiting for the database (Prefer: wait=2, persist and the relay behind ingest): ${committed} of ${w.completed} answered 201 (committed within 2 s), ${w.statuses['202'] ?? 0} 202.`,
+    `  reference p50 / p95 / p99: (w) ${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p95)} / ${fmt(w.latencyMs.p99)} ms, (c) ${fmt(c?.latencyMs.p50)} / ${fmt(c?.latencyMs.p95)} / ${fmt(c?.latencyMs.p99)} ms`,
+  ];
+}
+
+/** Every phase's counts and errors, and every failure with its log. */
+function detailLines(result: IngestResult): string[] {
+  const lines = ['', 'Details (errors over the whole phase: ramp, warm-up and window):'];
+  for (const id of result.options.only) {
+    const r = result.servers[id];
     if (!r) continue;
     for (const [name, phase] of [
       ['saturation', r.saturation],
@@ -711,6 +716,21 @@ export function ingestText(result: IngestResult): string {
     }
     if (r.error) lines.push(`  ${r.label}: FAILED: ${r.error} (log ${r.logFile})`);
   }
+  return lines;
+}
+
+/** The scenario's table and details, as plain text. */
+export function ingestText(result: IngestResult): string {
+  const lines = [
+    ...loadLines(result),
+    '',
+    table(serverRows(result)),
+    '',
+    ...ratioLines(result.ratios),
+    ...aofAlwaysLines(result),
+    ...waitLines(result),
+    ...detailLines(result),
+  ];
   const prof = result.cpuProfile;
   if (prof) {
     lines.push('');
