@@ -118,14 +118,31 @@ const long = (seconds: SpikeSecond[], fields: [string, (s: SpikeSecond) => numbe
       .filter((row) => row.value !== null && Number.isFinite(row.value)),
   );
 
+/** What the spike's panels draw as lines: the budget, the IOPS limit, the end of the load. */
+interface SpikeFigures {
+  budget: number;
+  iopsLimit?: number | undefined;
+  loadEndedAt: number;
+}
+
 /** The spike, second by second, in stacked panels sharing the time axis. */
-export function spikeSpec(
-  seconds: SpikeSecond[],
-  figures: { budget: number; iopsLimit?: number | undefined; loadEndedAt: number },
-): TopLevelSpec {
+export function spikeSpec(seconds: SpikeSecond[], figures: SpikeFigures): TopLevelSpec {
   const end = Math.max(1, seconds.at(-1)?.t ?? 1);
   const loadEnd = { label: 'load ends', value: figures.loadEndedAt, color: '#888' };
-  const panels: TimePanel[] = [
+  const spec = stacked(spikePanels(seconds, figures), 'seconds from the first VU', [0, end]);
+  // The end of the load on every panel.
+  for (const panel of (spec as unknown as { vconcat: { layer: object[] }[] }).vconcat)
+    panel.layer.push({
+      data: { values: [loadEnd] },
+      mark: { type: 'rule', color: loadEnd.color, strokeDash: [2, 2] },
+      encoding: { x: { field: 'value', type: 'quantitative' } },
+    });
+  return spec;
+}
+
+/** The spike's panels, top to bottom: the load, its latency, then what the database took. */
+function spikePanels(seconds: SpikeSecond[], figures: SpikeFigures): TimePanel[] {
+  return [
     {
       title: 'Requests per second: offered and answered (errors: answers ≠ 2xx and failures)',
       unit: 'req/s',
@@ -175,15 +192,6 @@ export function spikeSpec(
           : [],
     },
   ];
-  const spec = stacked(panels, 'seconds from the first VU', [0, end]);
-  // The end of the load on every panel.
-  for (const panel of (spec as unknown as { vconcat: { layer: object[] }[] }).vconcat)
-    panel.layer.push({
-      data: { values: [loadEnd] },
-      mark: { type: 'rule', color: loadEnd.color, strokeDash: [2, 2] },
-      encoding: { x: { field: 'value', type: 'quantitative' } },
-    });
-  return spec;
 }
 
 interface Bar {

@@ -68,6 +68,29 @@ export async function startPrometheus(
 ): Promise<Prometheus> {
   const interval = options.intervalSec ?? 1;
   const dir = mkdtempSync(join(tmpdir(), 'spillway-prometheus-'));
+  writeConfig(dir, jobs, interval);
+  const port = await freePort();
+  const { proc, output } = spawnPrometheus(dir, port, options.logFile);
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    await stopProcess(proc, { timeoutMs: 10_000 });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitHttpReady(`${url}/-/ready`, { timeoutMs: 60_000, proc, what: 'prometheus' });
+  } catch (error) {
+    await stop();
+    throw new Error(`${(error as Error).message}\n${output()}`);
+  }
+  const scrapedSince = scrapedSinceOf(url, Object.values(jobs).flat().length);
+  // Targets are applied a few seconds after start (the scrape manager's throttle): from
+  // here on every one is scraped.
+  await scrapedSince(Date.now(), 30_000);
+  return { url, proc, stop, scrapedSince, queryRange: queryRangeOf(url, interval) };
+}
+
+/** prometheus.yml in `dir`: every job's targets scraped each `interval` seconds. */
+function writeConfig(dir: string, jobs: Record<string, string[]>, interval: number): void {
   const config = {
     global: { scrape_interval: `${interval}s`, scrape_timeout: `${Math.round(interval * 900)}ms` },
     scrape_configs: Object.entries(jobs).map(([job, urls]) => ({
@@ -78,8 +101,15 @@ export async function startPrometheus(
     })),
   };
   writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config, null, 2)); // JSON is YAML
-  const port = await freePort();
-  const log = options.logFile ? openSync(options.logFile, 'a') : 'pipe';
+}
+
+/** The process on `dir`'s config and TSDB; without a log file, its last output is kept. */
+function spawnPrometheus(
+  dir: string,
+  port: number,
+  logFile: string | undefined,
+): { proc: ChildProcess; output: () => string } {
+  const log = logFile ? openSync(logFile, 'a') : 'pipe';
   const proc = spawn(
     prometheusBinary(),
     [
@@ -93,19 +123,12 @@ export async function startPrometheus(
   if (typeof log === 'number') closeSync(log);
   let output = '';
   proc.stderr?.on('data', (chunk) => (output = (output + chunk).slice(-4000)));
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    await stopProcess(proc, { timeoutMs: 10_000 });
-    rmSync(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitHttpReady(`${url}/-/ready`, { timeoutMs: 60_000, proc, what: 'prometheus' });
-  } catch (error) {
-    await stop();
-    throw new Error(`${(error as Error).message}\n${output}`);
-  }
-  const targets = Object.values(jobs).flat().length;
-  const scrapedSince = async (atMs: number, timeoutMs = 10_000) => {
+  return { proc, output: () => output };
+}
+
+/** Prometheus.scrapedSince: polls the active targets until all `targets` were scraped since. */
+function scrapedSinceOf(url: string, targets: number): Prometheus['scrapedSince'] {
+  return async (atMs: number, timeoutMs = 10_000) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const { activeTargets } = await api<{ activeTargets: { lastScrape: string }[] }>(
@@ -116,31 +139,26 @@ export async function startPrometheus(
       await sleep(200);
     }
   };
-  // Targets are applied a few seconds after start (the scrape manager's throttle): from
-  // here on every one is scraped.
-  await scrapedSince(Date.now(), 30_000);
-  return {
-    url,
-    proc,
-    stop,
-    scrapedSince,
-    async queryRange(expr, startMs, endMs, stepSec = interval) {
-      const form = new URLSearchParams({
-        query: expr,
-        start: String(startMs / 1000),
-        end: String(endMs / 1000),
-        step: String(stepSec),
-      });
-      const data = await api<{
-        result: { metric: Record<string, string>; values: [number, string][] }[];
-      }>(`${url}/api/v1/query_range`, { method: 'POST', body: form });
-      return data.result.map((series) => ({
-        labels: series.metric,
-        points: series.values
-          .map(([t, v]) => ({ t: t * 1000, v: Number(v) }))
-          .filter((p) => Number.isFinite(p.v)),
-      }));
-    },
+}
+
+/** Prometheus.queryRange: the series' points in ms, values that are not numbers left out. */
+function queryRangeOf(url: string, interval: number): Prometheus['queryRange'] {
+  return async (expr, startMs, endMs, stepSec = interval) => {
+    const form = new URLSearchParams({
+      query: expr,
+      start: String(startMs / 1000),
+      end: String(endMs / 1000),
+      step: String(stepSec),
+    });
+    const data = await api<{
+      result: { metric: Record<string, string>; values: [number, string][] }[];
+    }>(`${url}/api/v1/query_range`, { method: 'POST', body: form });
+    return data.result.map((series) => ({
+      labels: series.metric,
+      points: series.values
+        .map(([t, v]) => ({ t: t * 1000, v: Number(v) }))
+        .filter((p) => Number.isFinite(p.v)),
+    }));
   };
 }
 

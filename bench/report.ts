@@ -145,19 +145,14 @@ const FLOOD_TITLE = 'Flood: a spike bigger than the database, drained at its cei
 const floodRowTitle = (row: SpikeResult) =>
   `${row.persistWorkers} persist replica${row.persistWorkers === 1 ? '' : 's'}`;
 
-/** The Markdown summary. */
-export function markdown(
-  run: BenchRun,
-  charts: { spikeSvg?: string; floodSvgs?: string[] } = {},
-): string {
-  const { ingest, persist, spike, flood } = run.scenarios;
+/** The title, the command and the machine, what makes the figures less than full, the targets. */
+function markdownHead(run: BenchRun): string[] {
   const m = run.machine;
-  const out: string[] = [];
-  out.push(`# Spillway benchmark, ${run.startedAt.slice(0, 19).replace('T', ' ')} UTC`);
-  out.push('');
-  out.push(
+  const out = [
+    `# Spillway benchmark, ${run.startedAt.slice(0, 19).replace('T', ' ')} UTC`,
+    '',
     `\`${run.command}\` on ${m.cpus} × ${m.cpuModel}, node ${m.node}, load average at the start ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}; ${run.startedAt} → ${run.finishedAt}.`,
-  );
+  ];
   if (run.smoke)
     out.push('', '**Smoke run**: seconds per scenario, tiny loads; the figures mean nothing.');
   if (run.shortened.length > 0)
@@ -170,6 +165,16 @@ export function markdown(
   if (run.targets.length > 0) {
     out.push('', '## Targets', '', markdownTable(targetRows(run.targets)));
   }
+  return out;
+}
+
+/** The spike, then every flood row: the same table each, beside the same bare figures. */
+function markdownSpikes(
+  run: BenchRun,
+  charts: { spikeSvg?: string; floodSvgs?: string[] },
+): string[] {
+  const { ingest, spike, flood } = run.scenarios;
+  const out: string[] = [];
   if (spike) {
     out.push('', "## Spike: the whole pipeline under the profile's stages", '');
     out.push(loadLine(spike));
@@ -183,70 +188,95 @@ export function markdown(
     const svg = charts.floodSvgs?.[i];
     if (svg) out.push('', `![flood, ${floodRowTitle(row)}](${svg})`);
   }
-  if (ingest) {
-    out.push('', '## Ingest against its ceilings', '');
+  return out;
+}
+
+function markdownIngest(ingest: IngestResult): string[] {
+  const out = ['', '## Ingest against its ceilings', ''];
+  out.push(
+    `Reference load: ${int(ingest.options.vus)} paced VUs (≈${int(ingest.profile.offeredRps)} req/s), ${ingest.options.pacedSec} s; saturation: ${int(ingest.options.connections)} connections, ${ingest.options.saturationSec} s. Latencies beside bare node:http of this run.`,
+  );
+  out.push('', markdownTable(ingestRows(ingest)));
+  if (ingest.cpuProfile) {
     out.push(
-      `Reference load: ${int(ingest.options.vus)} paced VUs (≈${int(ingest.profile.offeredRps)} req/s), ${ingest.options.pacedSec} s; saturation: ${int(ingest.options.connections)} connections, ${ingest.options.saturationSec} s. Latencies beside bare node:http of this run.`,
+      '',
+      `### CPU profile of ingest at the reference load`,
+      '',
+      `\`node --cpu-prof\` on the lean host (one process), ${int(ingest.options.vus)} paced VUs; p95 ${besideBare(ingest.cpuProfile.paced.latencyMs.p95, ingest.servers.a?.paced?.latencyMs.p95)} under the profiler. Heaviest functions by self time (${ingest.cpuProfile.file}):`,
+      '',
+      '```',
+      cpuProfileText(ingest.cpuProfile),
+      '```',
     );
-    out.push('', markdownTable(ingestRows(ingest)));
-    if (ingest.cpuProfile) {
-      out.push(
-        '',
-        `### CPU profile of ingest at the reference load`,
-        '',
-        `\`node --cpu-prof\` on the lean host (one process), ${int(ingest.options.vus)} paced VUs; p95 ${besideBare(ingest.cpuProfile.paced.latencyMs.p95, ingest.servers.a?.paced?.latencyMs.p95)} under the profiler. Heaviest functions by self time (${ingest.cpuProfile.file}):`,
-        '',
-        '```',
-        cpuProfileText(ingest.cpuProfile),
-        '```',
-      );
-    }
   }
-  if (persist) {
-    out.push('', '## Persist against the database', '');
+  return out;
+}
+
+function markdownPersist(persist: PersistResult): string[] {
+  const out = ['', '## Persist against the database', ''];
+  out.push(
+    `Database at ${persist.iopsLimit ?? 'unlimited'} IOPS (blkio). The raw insertMany ceiling (b) is ${int(persist.ceiling)} docs/s.`,
+  );
+  out.push('', markdownTable(persistRows(persist)));
+  if (persist.lag)
     out.push(
-      `Database at ${persist.iopsLimit ?? 'unlimited'} IOPS (blkio). The raw insertMany ceiling (b) is ${int(persist.ceiling)} docs/s.`,
+      '',
+      `Lag (acknowledged → persisted) at 565 events/s: p50 ${persist.lag.p50} ms, p99 ${persist.lag.p99} ms, max ${persist.lag.max} ms.`,
     );
-    out.push('', markdownTable(persistRows(persist)));
-    if (persist.lag)
-      out.push(
-        '',
-        `Lag (acknowledged → persisted) at 565 events/s: p50 ${persist.lag.p50} ms, p99 ${persist.lag.p99} ms, max ${persist.lag.max} ms.`,
-      );
-    if (persist.replicas) {
-      const r = persist.replicas;
-      out.push(
-        '',
-        `${r.label}: ${int(r.docsPerSec)} docs/s (${fmt(r.docsPerSec / persist.ceiling, 3)} × ceiling); most write commands in any one second at the server: ${r.maxWritesInOneSecond} (budget ${r.budget}).`,
-      );
-    }
-    if (persist.adaptive) {
-      const a = persist.adaptive;
-      out.push(
-        '',
-        `### Adaptive write rate: IOPS ${a.phases.map((p) => `${p.iops} for ${p.seconds} s`).join(', ')}`,
-        '',
-      );
-      out.push(
-        markdownTable([
-          ['s', 'IOPS limit', 'adaptive rate/s', 'write p99 ms', 'server writes'],
-          ...a.seconds.map((s) => [
-            String(s.t),
-            String(s.iopsLimit),
-            fmt(s.rate, 1),
-            fmt(s.latencyP99Ms, 0),
-            s.writes === null ? '—' : String(s.writes),
-          ]),
-        ]),
-      );
-    }
+  if (persist.replicas) {
+    const r = persist.replicas;
+    out.push(
+      '',
+      `${r.label}: ${int(r.docsPerSec)} docs/s (${fmt(r.docsPerSec / persist.ceiling, 3)} × ceiling); most write commands in any one second at the server: ${r.maxWritesInOneSecond} (budget ${r.budget}).`,
+    );
   }
-  const warnings = [
+  if (persist.adaptive) out.push(...markdownAdaptive(persist.adaptive));
+  return out;
+}
+
+/** The adaptive run second by second: the limit moved, the rate followed. */
+function markdownAdaptive(a: NonNullable<PersistResult['adaptive']>): string[] {
+  return [
+    '',
+    `### Adaptive write rate: IOPS ${a.phases.map((p) => `${p.iops} for ${p.seconds} s`).join(', ')}`,
+    '',
+    markdownTable([
+      ['s', 'IOPS limit', 'adaptive rate/s', 'write p99 ms', 'server writes'],
+      ...a.seconds.map((s) => [
+        String(s.t),
+        String(s.iopsLimit),
+        fmt(s.rate, 1),
+        fmt(s.latencyP99Ms, 0),
+        s.writes === null ? '—' : String(s.writes),
+      ]),
+    ]),
+  ];
+}
+
+/** Every scenario's warnings, in the order the report shows the scenarios' sections. */
+function runWarnings(run: BenchRun): string[] {
+  const { ingest, persist, spike, flood } = run.scenarios;
+  return [
     ...(ingest?.warnings ?? []),
     ...(persist?.warnings ?? []),
     ...(spike?.warnings ?? []),
     ...(flood ?? []).flatMap((row) => row.warnings),
   ];
+}
+
+/** The Markdown summary. */
+export function markdown(
+  run: BenchRun,
+  charts: { spikeSvg?: string; floodSvgs?: string[] } = {},
+): string {
+  const { ingest, persist } = run.scenarios;
+  const out = [
+    ...markdownHead(run),
+    ...markdownSpikes(run, charts),
+    ...(ingest ? markdownIngest(ingest) : []),
+    ...(persist ? markdownPersist(persist) : []),
+  ];
+  const warnings = runWarnings(run);
   if (warnings.length > 0) out.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
   return `${out.join('\n')}\n`;
 }
@@ -311,17 +341,13 @@ export async function renderCharts(run: BenchRun): Promise<RenderedCharts> {
   return charts;
 }
 
-/** The self-contained HTML report. */
-export function html(run: BenchRun, charts: RenderedCharts): string {
-  const { ingest, persist, spike, flood } = run.scenarios;
+/** The title, the command and the machine, what makes the figures less than full, the targets. */
+function htmlHead(run: BenchRun): string[] {
   const m = run.machine;
-  const parts: string[] = [];
-  parts.push(
+  const parts = [
     `<h1>Spillway benchmark, ${esc(run.startedAt.slice(0, 19).replace('T', ' '))} UTC</h1>`,
-  );
-  parts.push(
     `<p><code>${esc(run.command)}</code> on ${m.cpus} × ${esc(m.cpuModel)}, node ${esc(m.node)}, load average at the start ${m.loadavg.map((l) => l.toFixed(2)).join(' ')}; ${esc(run.startedAt)} → ${esc(run.finishedAt)}.</p>`,
-  );
+  ];
   if (run.smoke)
     parts.push(
       '<p class="note"><b>Smoke run</b>: seconds per scenario, tiny loads; the figures mean nothing.</p>',
@@ -333,29 +359,48 @@ export function html(run: BenchRun, charts: RenderedCharts): string {
   for (const [name, error] of Object.entries(run.failures))
     parts.push(`<p class="note"><b>${esc(name)} FAILED</b>: ${esc(error)}</p>`);
   if (run.targets.length > 0) parts.push('<h2>Targets</h2>', htmlTable(targetRows(run.targets)));
-  if (spike) {
-    parts.push("<h2>Spike: the whole pipeline under the profile's stages</h2>");
-    parts.push(htmlTable(spikeRows(spike, ingest?.servers.a)));
-    if (charts.spike) parts.push(`<figure>${charts.spike}</figure>`);
-    if (charts.dashboard.length > 0) {
-      parts.push(
-        "<h2>The operators' dashboard during the spike</h2>",
-        `<p>The panels of <code>observability/grafana-dashboard.json</code>, their queries answered by a real Prometheus (<code>query_range</code>, step 1 s) that scraped both functions' <code>/metrics</code> every second during the run (<code>$__rate_interval</code> = ${esc(spike.dashboard.rateInterval)}). A panel without data names series the functions did not export in this run.</p>`,
-        '<div class="grid">',
-        ...charts.dashboard.map(
-          (panel) =>
-            `<figure>${panel.series > 0 ? panel.svg : `<div class="empty"><b>${esc(panel.title)}</b><br>no data in this run</div>`}</figure>`,
-        ),
-        '</div>',
-      );
-    }
+  return parts;
+}
+
+/** The spike's table and chart, then the operators' dashboard as it looked meanwhile. */
+function htmlSpike(spike: SpikeResult, run: BenchRun, charts: RenderedCharts): string[] {
+  const parts = [
+    "<h2>Spike: the whole pipeline under the profile's stages</h2>",
+    htmlTable(spikeRows(spike, run.scenarios.ingest?.servers.a)),
+  ];
+  if (charts.spike) parts.push(`<figure>${charts.spike}</figure>`);
+  if (charts.dashboard.length > 0) {
+    parts.push(
+      "<h2>The operators' dashboard during the spike</h2>",
+      `<p>The panels of <code>observability/grafana-dashboard.json</code>, their queries answered by a real Prometheus (<code>query_range</code>, step 1 s) that scraped both functions' <code>/metrics</code> every second during the run (<code>$__rate_interval</code> = ${esc(spike.dashboard.rateInterval)}). A panel without data names series the functions did not export in this run.</p>`,
+      '<div class="grid">',
+      ...charts.dashboard.map(
+        (panel) =>
+          `<figure>${panel.series > 0 ? panel.svg : `<div class="empty"><b>${esc(panel.title)}</b><br>no data in this run</div>`}</figure>`,
+      ),
+      '</div>',
+    );
   }
+  return parts;
+}
+
+/** Every flood row: its load, its table and its chart. */
+function htmlFlood(run: BenchRun, charts: RenderedCharts): string[] {
+  const { ingest, flood } = run.scenarios;
+  const parts: string[] = [];
   if (flood && flood.length > 0) parts.push(`<h2>${esc(FLOOD_TITLE)}</h2>`);
   for (const [i, row] of (flood ?? []).entries()) {
     parts.push(`<h3>${esc(floodRowTitle(row))}</h3>`, `<p>${esc(loadLine(row))}</p>`);
     parts.push(htmlTable(spikeRows(row, ingest?.servers.a)));
     if (charts.flood[i]) parts.push(`<figure>${charts.flood[i]}</figure>`);
   }
+  return parts;
+}
+
+/** Ingest's and persist's rows, with their charts (and ingest's CPU profile). */
+function htmlRows(run: BenchRun, charts: RenderedCharts): string[] {
+  const { ingest, persist } = run.scenarios;
+  const parts: string[] = [];
   if (ingest) {
     parts.push('<h2>Ingest against its ceilings</h2>', htmlTable(ingestRows(ingest)));
     for (const svg of [charts.ingestThroughput, charts.ingestLatency])
@@ -372,17 +417,29 @@ export function html(run: BenchRun, charts: RenderedCharts): string {
     if (charts.adaptive)
       parts.push('<h3>Adaptive write rate</h3>', `<figure>${charts.adaptive}</figure>`);
   }
-  const warnings = [
-    ...(ingest?.warnings ?? []),
-    ...(persist?.warnings ?? []),
-    ...(spike?.warnings ?? []),
-    ...(flood ?? []).flatMap((row) => row.warnings),
+  return parts;
+}
+
+/** The self-contained HTML report. */
+export function html(run: BenchRun, charts: RenderedCharts): string {
+  const { spike } = run.scenarios;
+  const parts = [
+    ...htmlHead(run),
+    ...(spike ? htmlSpike(spike, run, charts) : []),
+    ...htmlFlood(run, charts),
+    ...htmlRows(run, charts),
   ];
+  const warnings = runWarnings(run);
   if (warnings.length > 0)
     parts.push(
       '<h2>Warnings</h2>',
       `<ul>${warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul>`,
     );
+  return htmlPage(run, parts);
+}
+
+/** The page around the report's parts: one file, its style inline, no script. */
+function htmlPage(run: BenchRun, parts: string[]): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Spillway benchmark ${esc(run.startedAt)}</title>
 <style>

@@ -158,19 +158,41 @@ function shortenedNotes(
   return notes;
 }
 
+/** Each scenario's output, and the run's hooks around the scenarios. */
+interface ProgressUis {
+  ui: (name: Scenario) => ScenarioUi;
+  start: (name: Scenario) => void;
+  done: (name: Scenario) => void;
+  stop: () => void;
+}
+
 /** Progress bars on a terminal; plain lines elsewhere (CI, a pipe). */
-function progressUis(scenarios: readonly Scenario[], estimates: Record<Scenario, number>) {
-  if (!process.stderr.isTTY) {
-    return {
-      ui: (name: Scenario): ScenarioUi => ({
-        log: lineUi.log,
-        phase: (text) => lineUi.phase(`[${name}] ${text}`),
-      }),
-      start: (_name: Scenario) => {},
-      done: (_name: Scenario) => {},
-      stop: () => {},
-    };
-  }
+function progressUis(
+  scenarios: readonly Scenario[],
+  estimates: Record<Scenario, number>,
+): ProgressUis {
+  if (!process.stderr.isTTY) return lineUis();
+  return barUis(scenarios, estimates);
+}
+
+/** Plain lines, each phase named by its scenario. */
+function lineUis(): ProgressUis {
+  return {
+    ui: (name: Scenario): ScenarioUi => ({
+      log: lineUi.log,
+      phase: (text) => lineUi.phase(`[${name}] ${text}`),
+    }),
+    start: (_name: Scenario) => {},
+    done: (_name: Scenario) => {},
+    stop: () => {},
+  };
+}
+
+/**
+ * One bar per scenario, its total the scenario's estimate; a started bar moves
+ * with the clock each second (never to its end before the scenario is done).
+ */
+function barUis(scenarios: readonly Scenario[], estimates: Record<Scenario, number>): ProgressUis {
   const multibar = new cliProgress.MultiBar(
     {
       format: '{scenario} [{bar}] {percentage}% | {elapsed}s of ≈{total}s | {phase}',

@@ -42,7 +42,7 @@ import {
   tuneMachine,
 } from '../common.js';
 import { type CpuFrame, topSelfFrames } from '../cpu-profile.js';
-import { loadProfile, type ProfileEvent, repoRoot } from '../profile.js';
+import { loadProfile, type ProfileEvent, repoRoot, type SpikeProfile } from '../profile.js';
 import type { RunnerConfig, RunnerResult } from '../vu-runner.js';
 
 /** wait: the seconds every request asks to wait for the database (Prefer: wait); 0, none. */
@@ -356,6 +356,36 @@ async function stopPersistence(p: Persistence, mongodbUrl: string): Promise<void
 
 // --- the scenario ---------------------------------------------------------------
 
+interface RedisService {
+  url: string;
+  mongodbUrl?: string;
+  client: Redis;
+}
+
+/** What every step of one run shares: its options and output, its Redis servers, its rows. */
+interface IngestRun {
+  opts: IngestOptions;
+  ui: ScenarioUi;
+  where: { resultsDir: string; stamp: string };
+  root: string;
+  profile: SpikeProfile;
+  startedAt: Date;
+  /** Prefix of the run's idempotency keys, so that they can be found and deleted after. */
+  runTag: string;
+  redisServers: Map<Fsync, RedisService>;
+  reports: Partial<Record<ServerId, ServerReport>>;
+}
+
+/** What the result says about the run beside its rows, known before the first row. */
+interface IngestHead {
+  full: boolean;
+  machine: Machine;
+  warnings: string[];
+  offeredRps: number;
+}
+
+type Pass = 'paced' | 'saturation';
+
 /**
  * Runs the scenario. Logs of the servers go to `<resultsDir>/ingest-<stamp>-<id>.log`,
  * the CPU profile (with `profile`) to `<resultsDir>/<stamp>-cpuprof/`.
@@ -365,6 +395,33 @@ export async function runIngestScenario(
   ui: ScenarioUi,
   where: { resultsDir: string; stamp: string },
 ): Promise<IngestResult> {
+  const { run, head } = await startRun(opts, ui, where);
+  let cpuProfile: IngestResult['cpuProfile'];
+  try {
+    // Every server's reference load first, then every saturation run: a paced row
+    // never follows another row's 10,000 closed connections (their TIME_WAIT
+    // sockets and the kernel's cleanup would fall into its tail, not the next's).
+    const passes: Pass[] = [
+      ...(opts.pacedSec > 0 ? (['paced'] as const) : []),
+      ...(opts.saturationSec > 0 ? (['saturation'] as const) : []),
+    ];
+    for (const pass of passes) for (const id of opts.only) await runServerPass(run, id, pass);
+    if (opts.profile && opts.pacedSec > 0) cpuProfile = await runProfiled(run);
+  } finally {
+    await cleanUp(run);
+  }
+  return resultOf(run, head, cpuProfile);
+}
+
+/**
+ * The run set up: the profile (its think time the options' where given), the
+ * machine tuned, the plan logged, the Redis servers the rows need connected.
+ */
+async function startRun(
+  opts: IngestOptions,
+  ui: ScenarioUi,
+  where: IngestRun['where'],
+): Promise<{ run: IngestRun; head: IngestHead }> {
   const root = repoRoot();
   const loaded = loadProfile(root);
   const profile = {
@@ -385,9 +442,23 @@ export async function runIngestScenario(
     `servers ${opts.only.join(',')}; paced: ${opts.vus} VUs, think ${profile.thinkTimeMs.mean} ms ± ${profile.thinkTimeMs.jitter * 100}% (k6/spike-profile.json) → ≈${offeredRps.toFixed(0)} req/s offered, ${opts.pacedSec} s measured; saturation: ${opts.connections} connections, ${opts.saturationSec} s measured`,
   );
   if (!full) ui.log('NOTE: shortened run (below the full length): not a full benchmark');
+  const run: IngestRun = {
+    opts,
+    ui,
+    where,
+    root,
+    profile,
+    startedAt,
+    runTag: `bench-${startedAt.getTime()}`,
+    redisServers: await connectRedis(root, opts),
+    reports: {},
+  };
+  return { run, head: { full, machine: m, warnings, offeredRps } };
+}
 
-  const runTag = `bench-${startedAt.getTime()}`;
-  const redisServers = new Map<Fsync, { url: string; mongodbUrl?: string; client: Redis }>();
+/** The Redis servers the chosen rows need (everysec, always), each with a client. */
+async function connectRedis(root: string, opts: IngestOptions): Promise<Map<Fsync, RedisService>> {
+  const redisServers = new Map<Fsync, RedisService>();
   const needRedis = (fsync: Fsync) =>
     opts.only.some((id) => SERVERS[id].redis === fsync) || (fsync === 'everysec' && opts.profile);
   for (const fsync of ['everysec', 'always'] as const) {
@@ -398,200 +469,235 @@ export async function runIngestScenario(
     await client.connect();
     redisServers.set(fsync, { ...services, client });
   }
-  const reports: Partial<Record<ServerId, ServerReport>> = {};
+  return redisServers;
+}
 
-  const base = {
+/** What every VU runner of the run shares: the profile's think time and event. */
+function runnerBase(run: IngestRun) {
+  return {
     host: '127.0.0.1',
-    connectPerTick: opts.connectPerTick,
+    connectPerTick: run.opts.connectPerTick,
     connectTickMs: 100,
-    thinkMeanMs: profile.thinkTimeMs.mean,
-    thinkJitter: profile.thinkTimeMs.jitter,
-    event: profile.event,
+    thinkMeanMs: run.profile.thinkTimeMs.mean,
+    thinkJitter: run.profile.thinkTimeMs.jitter,
+    event: run.profile.event,
     path: '/events',
   };
-  const pacedConfig = (port: number, keyPrefix: string, wait = 0): RunnerConfig => ({
-    ...base,
+}
+
+/** The reference load: paced VUs; `wait` > 0, every request asks to wait for the database. */
+function pacedConfig(run: IngestRun, port: number, keyPrefix: string, wait = 0): RunnerConfig {
+  return {
+    ...runnerBase(run),
     mode: 'paced',
     port,
-    connections: opts.vus,
+    connections: run.opts.vus,
     warmupSec: 0,
-    measureSec: opts.pacedSec,
+    measureSec: run.opts.pacedSec,
     timeoutMs: 10_000,
     keyPrefix,
     ...(wait > 0 ? { headers: { Prefer: `wait=${wait}` } } : {}),
-  });
-  const serverEnv = (id: ServerId, streamKey: string): NodeJS.ProcessEnv => {
-    const fsync = SERVERS[id].redis;
-    const url = fsync ? (redisServers.get(fsync)?.url ?? '') : '';
-    return {
-      FUNCTION_TARGET: 'ingest',
-      INGEST_WORKERS: '1',
-      LOG_LEVEL: 'warn',
-      IDEMPOTENCY_TTL_SEC: '3600',
-      ...(fsync ? { REDIS_URL: url, STREAM_KEY: streamKey } : {}),
-    };
   };
-  let cpuProfile: IngestResult['cpuProfile'];
+}
 
+/** Saturation: a closed loop on every connection, after a warm-up. */
+function saturationConfig(run: IngestRun, port: number, keyPrefix: string): RunnerConfig {
+  return {
+    ...runnerBase(run),
+    mode: 'closed',
+    port,
+    connections: run.opts.connections,
+    warmupSec: run.opts.warmupSec,
+    measureSec: run.opts.saturationSec,
+    timeoutMs: 30_000,
+    keyPrefix,
+  };
+}
+
+/** A server's environment: ingest on its row's Redis and on a stream of its own. */
+function serverEnv(run: IngestRun, id: ServerId, streamKey: string): NodeJS.ProcessEnv {
+  const fsync = SERVERS[id].redis;
+  const url = fsync ? (run.redisServers.get(fsync)?.url ?? '') : '';
+  return {
+    FUNCTION_TARGET: 'ingest',
+    INGEST_WORKERS: '1',
+    LOG_LEVEL: 'warn',
+    IDEMPOTENCY_TTL_SEC: '3600',
+    ...(fsync ? { REDIS_URL: url, STREAM_KEY: streamKey } : {}),
+  };
+}
+
+/**
+ * One row, one pass: its server started (with persist and the relay behind it
+ * for the row that waits), the load run, everything stopped and its stream
+ * deleted. A failed load is the row's error; a server that does not start
+ * fails the run.
+ */
+async function runServerPass(run: IngestRun, id: ServerId, pass: Pass): Promise<void> {
+  const { ui, where, startedAt } = run;
+  const { label, redis: fsync, wait } = SERVERS[id];
+  // A request that waits is timed by the database: only the reference load says anything.
+  if (wait > 0 && pass === 'saturation') return;
+  const services = fsync ? run.redisServers.get(fsync) : undefined;
+  const redis = services?.client;
+  const streamKey = `bench:ingest:${startedAt.getTime()}:${id}:${pass}`;
+  ui.phase(`${label}: starting`);
+  const logFile = join(where.resultsDir, `ingest-${where.stamp}-${id}-${pass}.log`);
+  const behind =
+    wait > 0 && services?.mongodbUrl
+      ? await startPersistence(
+          { REDIS_URL: services.url, MONGODB_URL: services.mongodbUrl, STREAM_KEY: streamKey },
+          `bench_wait_${startedAt.getTime()}`,
+          logFile,
+        )
+      : undefined;
+  const server = await startServer(id, serverEnv(run, id, streamKey), logFile);
+  run.reports[id] ??= { label, logFile: server.logFile };
+  const report = run.reports[id] as ServerReport;
+  ui.log(
+    `${label}: serving on 127.0.0.1:${server.port} (pid ${server.child.pid}), log ${server.logFile}`,
+  );
   try {
-    // Every server's reference load first, then every saturation run: a paced row
-    // never follows another row's 10,000 closed connections (their TIME_WAIT
-    // sockets and the kernel's cleanup would fall into its tail, not the next's).
-    const passes = [
-      ...(opts.pacedSec > 0 ? (['paced'] as const) : []),
-      ...(opts.saturationSec > 0 ? (['saturation'] as const) : []),
-    ];
-    for (const pass of passes)
-      for (const id of opts.only) {
-        const label = SERVERS[id].label;
-        const fsync = SERVERS[id].redis;
-        const wait = SERVERS[id].wait;
-        // A request that waits is timed by the database: only the reference load says anything.
-        if (wait > 0 && pass === 'saturation') continue;
-        const redis = fsync ? redisServers.get(fsync)?.client : undefined;
-        const streamKey = `bench:ingest:${startedAt.getTime()}:${id}:${pass}`;
-        ui.phase(`${label}: starting`);
-        const logFile = join(where.resultsDir, `ingest-${where.stamp}-${id}-${pass}.log`);
-        const services = fsync ? redisServers.get(fsync) : undefined;
-        const behind =
-          wait > 0 && services?.mongodbUrl
-            ? await startPersistence(
-                {
-                  REDIS_URL: services.url,
-                  MONGODB_URL: services.mongodbUrl,
-                  STREAM_KEY: streamKey,
-                },
-                `bench_wait_${startedAt.getTime()}`,
-                logFile,
-              )
-            : undefined;
-        const server = await startServer(id, serverEnv(id, streamKey), logFile);
-        reports[id] ??= { label, logFile: server.logFile };
-        const report = reports[id] as ServerReport;
-        ui.log(
-          `${label}: serving on 127.0.0.1:${server.port} (pid ${server.child.pid}), log ${server.logFile}`,
-        );
-        try {
-          if (pass === 'paced') {
-            ui.phase(`${label}: reference load, ${opts.vus} VUs`);
-            report.paced = await runPhase(
-              `${id} paced`,
-              pacedConfig(server.port, `${runTag}-${id}-p`, wait),
-              server,
-              redis,
-              ui,
-            );
-          }
-          if (pass === 'saturation') {
-            ui.phase(`${label}: saturation, ${opts.connections} connections`);
-            report.saturation = await runPhase(
-              `${id} saturation`,
-              {
-                ...base,
-                mode: 'closed',
-                port: server.port,
-                connections: opts.connections,
-                warmupSec: opts.warmupSec,
-                measureSec: opts.saturationSec,
-                timeoutMs: 30_000,
-                keyPrefix: `${runTag}-${id}-s`,
-              },
-              server,
-              redis,
-              ui,
-            );
-          }
-        } catch (error) {
-          const message = `${pass}: ${String((error as Error).message ?? error)}`;
-          report.error = report.error ? `${report.error}; ${message}` : message;
-          ui.log(`  FAILED: ${message}`);
-        } finally {
-          await stopChild(server.child);
-          if (behind && services?.mongodbUrl) await stopPersistence(behind, services.mongodbUrl);
-          if (redis) {
-            const length = await redis.xlen(streamKey);
-            await redis.unlink(streamKey);
-            ui.log(`  deleted stream ${streamKey} (${length} entries)`);
-          }
-        }
-      }
-
-    if (opts.profile && opts.pacedSec > 0) {
-      const redis = redisServers.get('everysec')?.client;
-      const streamKey = `bench:ingest:${startedAt.getTime()}:profile`;
-      const dir = join(where.resultsDir, `${where.stamp}-cpuprof`);
-      mkdirSync(dir, { recursive: true });
-      ui.phase(`(c) under node --cpu-prof: reference load, ${opts.vus} VUs`);
-      const logFile = join(where.resultsDir, `ingest-${where.stamp}-profile.log`);
-      const server = await startServer('c', serverEnv('c', streamKey), logFile, [
-        '--cpu-prof',
-        `--cpu-prof-dir=${dir}`,
-      ]);
-      let paced: PhaseResult | undefined;
-      try {
-        paced = await runPhase(
-          'c profiled',
-          pacedConfig(server.port, `${runTag}-c-prof`),
-          server,
-          redis,
-          ui,
-        );
-      } finally {
-        // SIGTERM: the host drains and exits, and node writes the profile on exit.
-        await stopChild(server.child, 30_000);
-        if (redis) await redis.unlink(streamKey);
-      }
-      const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
-      if (file && paced) {
-        const summary = topSelfFrames(join(dir, file), 15);
-        cpuProfile = { file: join(dir, file), paced, ...summary };
-      } else if (paced) {
-        cpuProfile = {
-          file: dir,
-          paced,
-          totalMs: 0,
-          idleMs: 0,
-          top: [],
-          error: 'no .cpuprofile written',
-        };
-      }
-    }
+    await measurePass(run, id, pass, { server, redis, report });
+  } catch (error) {
+    const message = `${pass}: ${String((error as Error).message ?? error)}`;
+    report.error = report.error ? `${report.error}; ${message}` : message;
+    ui.log(`  FAILED: ${message}`);
   } finally {
-    killIngestChildren();
-    for (const { client: redis } of redisServers.values()) {
-      const idem = await deleteMatching(redis, idempotencyKey('anon', `${runTag}-*`));
-      const subjects = Math.max(opts.vus, opts.connections);
-      let seqs = 0;
-      for (let from = 1; from <= subjects; from += 1000) {
-        const keys = [];
-        for (let i = from; i < Math.min(from + 1000, subjects + 1); i++)
-          keys.push(sequenceKey(profile.event.source, `${profile.event.subjectPrefix}${i}`));
-        seqs += await redis.unlink(...keys);
-      }
-      ui.log(`deleted ${idem} idempotency records and ${seqs} subject sequences of this run`);
-      await redis.quit();
-    }
-    if (redisServers.has('always'))
-      execFileSync('bash', [join(root, 'scripts', 'services.sh'), 'stop'], {
-        env: {
-          ...process.env,
-          SPILLWAY_DATA_DIR: join(root, '.data', 'bench-always'),
-          SPILLWAY_REDIS_PORT: '6392',
-        },
-        stdio: 'ignore',
-      });
+    await stopChild(server.child);
+    if (behind && services?.mongodbUrl) await stopPersistence(behind, services.mongodbUrl);
+    if (redis) await deleteStream(redis, streamKey, ui);
   }
+}
 
+/** The pass's load against a running server, its figures into the row's report. */
+async function measurePass(
+  run: IngestRun,
+  id: ServerId,
+  pass: Pass,
+  on: { server: RunningServer; redis: Redis | undefined; report: ServerReport },
+): Promise<void> {
+  const { opts, ui, runTag } = run;
+  const { server, redis, report } = on;
+  const label = SERVERS[id].label;
+  if (pass === 'paced') {
+    ui.phase(`${label}: reference load, ${opts.vus} VUs`);
+    report.paced = await runPhase(
+      `${id} paced`,
+      pacedConfig(run, server.port, `${runTag}-${id}-p`, SERVERS[id].wait),
+      server,
+      redis,
+      ui,
+    );
+  }
+  if (pass === 'saturation') {
+    ui.phase(`${label}: saturation, ${opts.connections} connections`);
+    report.saturation = await runPhase(
+      `${id} saturation`,
+      saturationConfig(run, server.port, `${runTag}-${id}-s`),
+      server,
+      redis,
+      ui,
+    );
+  }
+}
+
+async function deleteStream(redis: Redis, streamKey: string, ui: ScenarioUi): Promise<void> {
+  const length = await redis.xlen(streamKey);
+  await redis.unlink(streamKey);
+  ui.log(`  deleted stream ${streamKey} (${length} entries)`);
+}
+
+/** (c) once more at the reference load under node --cpu-prof, and its heaviest frames. */
+async function runProfiled(run: IngestRun): Promise<IngestResult['cpuProfile']> {
+  const { opts, ui, where } = run;
+  const redis = run.redisServers.get('everysec')?.client;
+  const streamKey = `bench:ingest:${run.startedAt.getTime()}:profile`;
+  const dir = join(where.resultsDir, `${where.stamp}-cpuprof`);
+  mkdirSync(dir, { recursive: true });
+  ui.phase(`(c) under node --cpu-prof: reference load, ${opts.vus} VUs`);
+  const logFile = join(where.resultsDir, `ingest-${where.stamp}-profile.log`);
+  const server = await startServer('c', serverEnv(run, 'c', streamKey), logFile, [
+    '--cpu-prof',
+    `--cpu-prof-dir=${dir}`,
+  ]);
+  let paced: PhaseResult;
+  try {
+    paced = await runPhase(
+      'c profiled',
+      pacedConfig(run, server.port, `${run.runTag}-c-prof`),
+      server,
+      redis,
+      ui,
+    );
+  } finally {
+    // SIGTERM: the host drains and exits, and node writes the profile on exit.
+    await stopChild(server.child, 30_000);
+    if (redis) await redis.unlink(streamKey);
+  }
+  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+  if (!file)
+    return { file: dir, paced, totalMs: 0, idleMs: 0, top: [], error: 'no .cpuprofile written' };
+  return { file: join(dir, file), paced, ...topSelfFrames(join(dir, file), 15) };
+}
+
+/**
+ * Kills what is left, deletes what the run wrote to Redis (idempotency records,
+ * subject sequences) and stops the Redis that fsyncs every write.
+ */
+async function cleanUp(run: IngestRun): Promise<void> {
+  killIngestChildren();
+  for (const { client: redis } of run.redisServers.values()) {
+    const idem = await deleteMatching(redis, idempotencyKey('anon', `${run.runTag}-*`));
+    const seqs = await deleteSequences(redis, run);
+    run.ui.log(`deleted ${idem} idempotency records and ${seqs} subject sequences of this run`);
+    await redis.quit();
+  }
+  if (run.redisServers.has('always'))
+    execFileSync('bash', [join(run.root, 'scripts', 'services.sh'), 'stop'], {
+      env: {
+        ...process.env,
+        SPILLWAY_DATA_DIR: join(run.root, '.data', 'bench-always'),
+        SPILLWAY_REDIS_PORT: '6392',
+      },
+      stdio: 'ignore',
+    });
+}
+
+/** Every VU's subject sequence (one subject per VU or connection), 1000 keys a command. */
+async function deleteSequences(redis: Redis, run: IngestRun): Promise<number> {
+  const { event } = run.profile;
+  const subjects = Math.max(run.opts.vus, run.opts.connections);
+  let seqs = 0;
+  for (let from = 1; from <= subjects; from += 1000) {
+    const keys = [];
+    for (let i = from; i < Math.min(from + 1000, subjects + 1); i++)
+      keys.push(sequenceKey(event.source, `${event.subjectPrefix}${i}`));
+    seqs += await redis.unlink(...keys);
+  }
+  return seqs;
+}
+
+function resultOf(
+  run: IngestRun,
+  head: IngestHead,
+  cpuProfile: IngestResult['cpuProfile'],
+): IngestResult {
+  const { reports, profile } = run;
   const sat = (id: ServerId) => reports[id]?.saturation?.rps;
   const ratio = (x?: number, y?: number) => (x !== undefined && y ? x / y : undefined);
   return {
-    startedAt: startedAt.toISOString(),
+    startedAt: run.startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
-    full,
-    options: opts,
-    machine: m,
-    warnings,
-    profile: { thinkTimeMs: profile.thinkTimeMs, event: profile.event, offeredRps },
+    full: head.full,
+    options: run.opts,
+    machine: head.machine,
+    warnings: head.warnings,
+    profile: {
+      thinkTimeMs: profile.thinkTimeMs,
+      event: profile.event,
+      offeredRps: head.offeredRps,
+    },
     servers: reports,
     ratios: {
       cOverA: ratio(sat('c'), sat('a')),
@@ -607,9 +713,15 @@ export async function runIngestScenario(
 
 // --- text -------------------------------------------------------------------------
 
-/** The scenario's table and details, as plain text. */
-export function ingestText(result: IngestResult): string {
-  const { options: opts, servers: reports, ratios } = result;
+/** CPU during a window, % of one core: the server, and Redis where the row has one. */
+function cpuCell(phase?: PhaseResult): string {
+  return phase
+    ? `${fmt(phase.serverCpuPercent, 0)}%${phase.redisCpuPercent === null ? '' : `/${fmt(phase.redisCpuPercent, 0)}%`}`
+    : '—';
+}
+
+/** One row per server: saturation, then the reference load, then CPU in both. */
+function serverRows(result: IngestResult): string[][] {
   const rows: string[][] = [
     [
       'server',
@@ -626,12 +738,8 @@ export function ingestText(result: IngestResult): string {
       'cpu srv/redis',
     ],
   ];
-  const cpu = (phase?: PhaseResult) =>
-    phase
-      ? `${fmt(phase.serverCpuPercent, 0)}%${phase.redisCpuPercent === null ? '' : `/${fmt(phase.redisCpuPercent, 0)}%`}`
-      : '—';
-  for (const id of opts.only) {
-    const r = reports[id];
+  for (const id of result.options.only) {
+    const r = result.servers[id];
     if (!r) continue;
     const s = r.saturation;
     const p = r.paced;
@@ -647,60 +755,63 @@ export function ingestText(result: IngestResult): string {
       fmt(p?.latencyMs.max),
       fmt(p?.rps, 1),
       int(p?.errors.total),
-      `${cpu(s)} | ${cpu(p)}`,
+      `${cpuCell(s)} | ${cpuCell(p)}`,
     ]);
   }
-  const lines: string[] = [];
-  lines.push(
+  return rows;
+}
+
+/** What the two loads were, so the table's figures can be read. */
+function loadLines(result: IngestResult): string[] {
+  const { options: opts, profile } = result;
+  return [
     `Saturation: ${opts.connections} keep-alive connections, closed loop, ${opts.saturationSec} s (latency = queueing, ms).`,
-  );
-  lines.push(
-    `Reference load: ${opts.vus} paced VUs, think ${result.profile.thinkTimeMs.mean} ms ± ${result.profile.thinkTimeMs.jitter * 100}%, ≈${result.profile.offeredRps.toFixed(0)} req/s offered, ${opts.pacedSec} s steady state (latency ms, write → last byte).`,
-  );
-  lines.push(
+    `Reference load: ${opts.vus} paced VUs, think ${profile.thinkTimeMs.mean} ms ± ${profile.thinkTimeMs.jitter * 100}%, ≈${profile.offeredRps.toFixed(0)} req/s offered, ${opts.pacedSec} s steady state (latency ms, write → last byte).`,
     'cpu: % of one core during the window, saturation | reference (server process / Redis).',
-  );
-  lines.push('');
-  lines.push(table(rows));
-  lines.push('');
-  lines.push('Saturated throughput ratios:');
-  lines.push(`  (c)/(a)  = ${fmt(ratios.cOverA, 3)}   ingest, lean host / bare node:http`);
-  lines.push(
+  ];
+}
+
+function ratioLines(ratios: IngestResult['ratios']): string[] {
+  return [
+    'Saturated throughput ratios:',
+    `  (c)/(a)  = ${fmt(ratios.cOverA, 3)}   ingest, lean host / bare node:http`,
     `  (c)/(b)  = ${fmt(ratios.cOverB, 3)}   ingest, lean host / Functions Framework no-op`,
-  );
-  lines.push(`  (c')/(a) = ${fmt(ratios.c2OverA, 3)}   ingest, FF server / bare node:http`);
-  lines.push(
+    `  (c')/(a) = ${fmt(ratios.c2OverA, 3)}   ingest, FF server / bare node:http`,
     `  (c')/(b) = ${fmt(ratios.c2OverB, 3)}   ingest, FF server / Functions Framework no-op`,
-  );
-  lines.push(`  (b)/(a)  = ${fmt(ratios.bOverA, 3)}   the framework's share of the machine`);
-  const d = reports.d;
-  if (d) {
-    const c = reports.c;
-    lines.push('');
-    lines.push(
-      'The cost of appendfsync always (nothing acknowledged lost even on a machine crash):',
-    );
-    lines.push(`  (d)/(c) saturated = ${fmt(ratios.dOverC, 3)}`);
-    lines.push(
-      `  reference p50 / p95 / p99: (c) ${fmt(c?.paced?.latencyMs.p50)} / ${fmt(c?.paced?.latencyMs.p95)} / ${fmt(c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
-    );
-  }
-  const w = reports.w?.paced;
-  if (w) {
-    const c = reports.c?.paced;
-    const committed = w.statuses['201'] ?? 0;
-    lines.push('');
-    lines.push(
-      `Waiting for the database (Prefer: wait=2, persist and the relay behind ingest): ${committed} of ${w.completed} answered 201 (committed within 2 s), ${w.statuses['202'] ?? 0} 202.`,
-    );
-    lines.push(
-      `  reference p50 / p95 / p99: (w) ${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p95)} / ${fmt(w.latencyMs.p99)} ms, (c) ${fmt(c?.latencyMs.p50)} / ${fmt(c?.latencyMs.p95)} / ${fmt(c?.latencyMs.p99)} ms`,
-    );
-  }
-  lines.push('');
-  lines.push('Details (errors over the whole phase: ramp, warm-up and window):');
-  for (const id of opts.only) {
-    const r = reports[id];
+    `  (b)/(a)  = ${fmt(ratios.bOverA, 3)}   the framework's share of the machine`,
+  ];
+}
+
+/** (d) beside (c): what fsyncing every write costs; nothing when (d) did not run. */
+function aofAlwaysLines(result: IngestResult): string[] {
+  const { c, d } = result.servers;
+  if (!d) return [];
+  return [
+    '',
+    'The cost of appendfsync always (nothing acknowledged lost even on a machine crash):',
+    `  (d)/(c) saturated = ${fmt(result.ratios.dOverC, 3)}`,
+    `  reference p50 / p95 / p99: (c) ${fmt(c?.paced?.latencyMs.p50)} / ${fmt(c?.paced?.latencyMs.p95)} / ${fmt(c?.paced?.latencyMs.p99)} ms, (d) ${fmt(d.paced?.latencyMs.p50)} / ${fmt(d.paced?.latencyMs.p95)} / ${fmt(d.paced?.latencyMs.p99)} ms`,
+  ];
+}
+
+/** (w) beside (c): how many requests that waited saw their commit; nothing when (w) did not run. */
+function waitLines(result: IngestResult): string[] {
+  const w = result.servers.w?.paced;
+  if (!w) return [];
+  const c = result.servers.c?.paced;
+  const committed = w.statuses['201'] ?? 0;
+  return [
+    '',
+    `Waiting for the database (Prefer: wait=2, persist and the relay behind ingest): ${committed} of ${w.completed} answered 201 (committed within 2 s), ${w.statuses['202'] ?? 0} 202.`,
+    `  reference p50 / p95 / p99: (w) ${fmt(w.latencyMs.p50)} / ${fmt(w.latencyMs.p95)} / ${fmt(w.latencyMs.p99)} ms, (c) ${fmt(c?.latencyMs.p50)} / ${fmt(c?.latencyMs.p95)} / ${fmt(c?.latencyMs.p99)} ms`,
+  ];
+}
+
+/** Every phase's counts and errors, and every failure with its log. */
+function detailLines(result: IngestResult): string[] {
+  const lines = ['', 'Details (errors over the whole phase: ramp, warm-up and window):'];
+  for (const id of result.options.only) {
+    const r = result.servers[id];
     if (!r) continue;
     for (const [name, phase] of [
       ['saturation', r.saturation],
@@ -711,6 +822,21 @@ export function ingestText(result: IngestResult): string {
     }
     if (r.error) lines.push(`  ${r.label}: FAILED: ${r.error} (log ${r.logFile})`);
   }
+  return lines;
+}
+
+/** The scenario's table and details, as plain text. */
+export function ingestText(result: IngestResult): string {
+  const lines = [
+    ...loadLines(result),
+    '',
+    table(serverRows(result)),
+    '',
+    ...ratioLines(result.ratios),
+    ...aofAlwaysLines(result),
+    ...waitLines(result),
+    ...detailLines(result),
+  ];
   const prof = result.cpuProfile;
   if (prof) {
     lines.push('');

@@ -423,17 +423,9 @@ function secondSampler(run: SpikeRun, persistMetrics: string) {
   };
 }
 
-/** The load through the VU runner, then the drain timed finely (XLEN every 20 ms). */
-async function driveLoad(
-  run: SpikeRun,
-  opts: SpikeOptions,
-  ui: ScenarioUi,
-  port: number,
-  sampler: ReturnType<typeof secondSampler>,
-) {
-  const runner = forkVuRunner();
-  children.add(runner);
-  const config: RunnerConfig = {
+/** The VU runner following the profile's stages against the pipeline's ingest. */
+function stagesConfig(run: SpikeRun, opts: SpikeOptions, port: number): RunnerConfig {
+  return {
     mode: 'stages',
     host: '127.0.0.1',
     port,
@@ -450,6 +442,38 @@ async function driveLoad(
     path: '/events',
     stages: opts.stages,
   };
+}
+
+/**
+ * When the stream was empty (XLEN every 20 ms), or null and a warning when it
+ * was not within the drain timeout.
+ */
+async function drained(run: SpikeRun, opts: SpikeOptions): Promise<number | null> {
+  const deadline = Date.now() + opts.drainTimeoutSec * 1000;
+  for (;;) {
+    const length = await run.redis.xlen(run.streamKey);
+    if (length === 0) return clock();
+    if (Date.now() > deadline) {
+      run.warnings.push(
+        `the stream still held ${length} entries ${opts.drainTimeoutSec} s after the load`,
+      );
+      return null;
+    }
+    await sleep(20);
+  }
+}
+
+/** The load through the VU runner, then the drain timed finely (XLEN every 20 ms). */
+async function driveLoad(
+  run: SpikeRun,
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  port: number,
+  sampler: ReturnType<typeof secondSampler>,
+) {
+  const runner = forkVuRunner();
+  children.add(runner);
+  const config = stagesConfig(run, opts, port);
   const loadSec = opts.stages.reduce((sum, stage) => sum + stage.durationSec, 0);
   const runnerSeconds: SecondFigures[] = [];
   let t0 = 0;
@@ -471,22 +495,7 @@ async function driveLoad(
     const loadEndMs = clock();
     const backlogAtLoadEnd = await run.redis.xlen(run.streamKey);
     ui.phase(`drain: ${backlogAtLoadEnd} entries left when the load ended`);
-    let drainedAtMs: number | null = null;
-    const deadline = Date.now() + opts.drainTimeoutSec * 1000;
-    for (;;) {
-      const length = await run.redis.xlen(run.streamKey);
-      if (length === 0) {
-        drainedAtMs = clock();
-        break;
-      }
-      if (Date.now() > deadline) {
-        run.warnings.push(
-          `the stream still held ${length} entries ${opts.drainTimeoutSec} s after the load`,
-        );
-        break;
-      }
-      await sleep(20);
-    }
+    const drainedAtMs = await drained(run, opts);
     return { load, runnerSeconds, t0, loadEndMs, drainedAtMs, backlogAtLoadEnd };
   } finally {
     await stopProcess(runner, { timeoutMs: 5000 });
@@ -600,17 +609,19 @@ function summarize(
   };
 }
 
-export async function runSpikeScenario(
+/**
+ * The load and the drain against the running pipeline, watched meanwhile: every
+ * second (the sampler), the server's write commands (every 50 ms) and
+ * Prometheus (the dashboard's answers over the run). The pipeline is stopped
+ * at the end, whatever happened.
+ */
+async function measure(
+  run: SpikeRun,
   opts: SpikeOptions,
   ui: ScenarioUi,
-  where: { resultsDir: string; stamp: string; smoke: boolean; ceiling?: number },
-): Promise<SpikeResult> {
-  const startedAt = new Date();
-  const run = await prepare(opts, ui, startedAt);
-  const ingestSettings = readPart('ingest', run.pipelineEnv);
-  const persistSettings = readPart('persist', run.pipelineEnv);
-  const ceiling = await runCeiling(run, opts, ui, where.ceiling);
-  const pipeline = await startPipeline(run, ui, where);
+  where: { resultsDir: string; stamp: string },
+  pipeline: Awaited<ReturnType<typeof startPipeline>>,
+) {
   let prometheus: Prometheus | undefined;
   const writes = sampleServerWrites({
     mongodbUrl: run.env.MONGODB_URL as string,
@@ -646,6 +657,27 @@ export async function runSpikeScenario(
     ui.phase('stopping the pipeline');
     await stopProcess(pipeline.proc, { timeoutMs: 60_000, signal: 'SIGINT' });
   }
+  return { driven, dashboard, serverWrites, sampler };
+}
+
+export async function runSpikeScenario(
+  opts: SpikeOptions,
+  ui: ScenarioUi,
+  where: { resultsDir: string; stamp: string; smoke: boolean; ceiling?: number },
+): Promise<SpikeResult> {
+  const startedAt = new Date();
+  const run = await prepare(opts, ui, startedAt);
+  const ingestSettings = readPart('ingest', run.pipelineEnv);
+  const persistSettings = readPart('persist', run.pipelineEnv);
+  const ceiling = await runCeiling(run, opts, ui, where.ceiling);
+  const pipeline = await startPipeline(run, ui, where);
+  const { driven, dashboard, serverWrites, sampler } = await measure(
+    run,
+    opts,
+    ui,
+    where,
+    pipeline,
+  );
   const stored = await run.mongo.db(run.dbName).collection('events').estimatedDocumentCount();
   await cleanUp(run);
 

@@ -1,7 +1,8 @@
 /**
- * No function of the product is longer than about a screen (60 lines): a
- * function that does one job fits. Measured on the syntax tree (TypeScript's
- * parser): from a function's first line to its last, nested ones included.
+ * No function of the product, nor of its benchmarks, is longer than about a
+ * screen (60 lines): a function that does one job fits. Measured on the syntax
+ * tree (TypeScript's parser): from a function's first line to its last, nested
+ * ones included.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,12 +34,15 @@ function functionLengths(file: string): Array<{ where: string; lines: number }> 
   return out;
 }
 
-describe('functions', () => {
-  it(`are at most ${MAX_LINES} lines each`, () => {
-    const all = tsFiles('functions').flatMap(functionLengths);
+describe.each(['functions', 'bench'])('%s/', (folder) => {
+  it(`has functions of at most ${MAX_LINES} lines each`, () => {
+    const all = tsFiles(folder).flatMap(functionLengths);
     expect(all.length).toBeGreaterThan(100);
     const longest = [...all].sort((a, b) => b.lines - a.lines).slice(0, 5);
-    console.log('longest functions:', longest.map((f) => `${f.lines} ${f.where}`).join('; '));
+    console.log(
+      `longest functions in ${folder}/:`,
+      longest.map((f) => `${f.lines} ${f.where}`).join('; '),
+    );
     expect(all.filter((f) => f.lines > MAX_LINES)).toEqual([]);
   });
 });
