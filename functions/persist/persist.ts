@@ -9,7 +9,7 @@
  */
 import type { CloudEventV1 } from 'cloudevents';
 import type { Redis } from 'ioredis';
-import { type Db, MongoClient } from 'mongodb';
+import type { Db, MongoClient } from 'mongodb';
 import { Registry } from 'prom-client';
 import type { ConflictDocument, DeadDocument, EventDocument } from '../shared/document.js';
 import { EntryError, type SourceEvent, sourceEventStreamId } from '../shared/entry.js';
@@ -25,6 +25,7 @@ import { READY_CHECK_MS, within } from '../shared/time.js';
 import { limitsOf } from './command-size.js';
 import { Committer } from './committer.js';
 import type { PersistConfig } from './config.js';
+import { type Connecting, connectMongo } from './database.js';
 import { DrainRate } from './drain-rate.js';
 import {
   budgetGauges,
@@ -58,7 +59,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   const registry = deps.registry ?? new Registry();
   const metrics = createPersistMetrics(registry);
   const redis = deps.redis ?? connectRedis(config, log);
-  const mongo = deps.mongo ?? connectMongo(config);
+  const { mongo, connecting } = connectMongo(config, log, deps.mongo);
   const db = mongo.db(config.mongodbDb);
   const budget = sharedBudget(config, redis, metrics, log);
   budgetGauges(registry, budget);
@@ -89,7 +90,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
   committer.start();
   pull.start();
   drainRate.start(() => committer.held > 0);
-  void ensureCollections(db, committer, budget, metrics, log);
+  void ensureCollections(db, connecting, committer, budget, metrics, log);
   logStart(config, log);
   return {
     signature: 'cloudevent',
@@ -101,6 +102,7 @@ export function createPersist(config: PersistConfig, deps: PersistDeps = {}): Pe
     drain: () => stopWork(config, pull, committer),
     async shutdown() {
       drainRate.stop();
+      connecting.stop();
       // Closes the clients, without waiting on a database that does not answer.
       await within(budget.close(), 2000);
       await redis.quit().catch(() => redis.disconnect());
@@ -117,14 +119,6 @@ function connectRedis(config: PersistConfig, log: Logger): Redis {
   watchConnection(redis, log);
   requireRedisVersion(redis, log);
   return redis;
-}
-
-function connectMongo(config: PersistConfig): MongoClient {
-  return new MongoClient(config.mongodbUrl, {
-    maxPoolSize: 4,
-    serverSelectionTimeoutMS: 5000,
-    socketTimeoutMS: config.mongoTimeoutMs,
-  });
 }
 
 /**
@@ -163,15 +157,18 @@ function sharedBudget(
  * on its first insert, which makes that write slow (a second or more on a small
  * disk), and a slow write cuts the batches of every replica for the writes
  * after it. A database that is down at start is no reason to exit: deliveries
- * queue and are retried meanwhile.
+ * queue and are retried meanwhile, while the client is connected again and
+ * again until it is (database.ts); this starts once it is.
  */
 async function ensureCollections(
   db: Db,
+  connecting: Connecting,
   committer: Committer,
   budget: SharedBudget,
   metrics: PersistMetrics,
   log: Logger,
 ): Promise<void> {
+  if (!(await connecting.connected)) return;
   for (let attempt = 0; ; attempt++) {
     try {
       // What one write command holds (a read, no budget): one grant is one command.
@@ -187,7 +184,8 @@ async function ensureCollections(
       await budget.run(() => db.collection(DEAD_COLLECTION).createIndex({ deadAt: 1 }));
       return;
     } catch (error) {
-      if (attempt === 0) log.warn({ err: error }, 'database not reachable yet; retrying');
+      if (connecting.stopped) return;
+      if (attempt === 0) log.warn({ err: error }, 'collections not made yet; retrying');
       await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 10_000)));
     }
   }
