@@ -89,16 +89,50 @@ export function cpuSeconds(pid: number | undefined): number {
   }
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Binds `port` (0: any) on loopback and lets it go; resolves the port, or undefined when it was taken. */
+function tryPort(port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+      const bound = typeof address === 'object' && address ? address.port : undefined;
+      server.close(() => resolve(bound));
     });
   });
+}
+
+/** The kernel's range of ports for outgoing connections (Linux; the usual one elsewhere). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low as number, high as number];
+  } catch {
+    // not Linux
+  }
+  return [32768, 60999];
+}
+
+/**
+ * A port to listen on that no outgoing connection will take before the
+ * listener binds it: one free now, below the kernel's ephemeral range (a port
+ * of listen(0) is in that range, and with thousands of connections opening a
+ * process's own connection to Redis took one between its choice and its bind:
+ * EADDRINUSE). Any free port when that range leaves no room below it.
+ */
+export async function freePort(): Promise<number> {
+  const [low] = ephemeralRange();
+  const from = Math.max(10_000, low - 12_000);
+  for (let tries = 0; tries < 50 && low - from > 100; tries++) {
+    const found = await tryPort(from + Math.floor(Math.random() * (low - from)));
+    if (found !== undefined) return found;
+  }
+  const any = await tryPort(0);
+  if (any === undefined) throw new Error('no free port on 127.0.0.1');
+  return any;
 }
 
 /** I/O operations the database's blkio group has done so far (NaN without a group). */

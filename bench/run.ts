@@ -113,18 +113,27 @@ function loadOptions(profile: ProfileName, smoke: boolean): SpikeOptions {
   };
 }
 
-/** The flood once per replica count, each with its own ceiling unless the persist scenario gave one. */
+/**
+ * The flood once per replica count, each with its own ceiling unless the
+ * persist scenario gave one; the rows run are kept in `rows` whatever becomes
+ * of the next (a row that fails throws after the others ran).
+ */
 async function runFlood(
   opts: SpikeOptions,
   ui: ScenarioUi,
   where: Parameters<typeof runSpikeScenario>[2],
-): Promise<SpikeResult[]> {
-  const rows: SpikeResult[] = [];
+  rows: SpikeResult[],
+): Promise<void> {
+  const failed: string[] = [];
   for (const persistWorkers of FLOOD_REPLICAS) {
     ui.log(`flood with ${persistWorkers} persist replica(s)`);
-    rows.push(await runSpikeScenario({ ...opts, persistWorkers }, ui, where));
+    try {
+      rows.push(await runSpikeScenario({ ...opts, persistWorkers }, ui, where));
+    } catch (error) {
+      failed.push(`${persistWorkers} replica(s): ${String((error as Error)?.message ?? error)}`);
+    }
   }
-  return rows;
+  if (failed.length > 0) throw new Error(failed.join('; '));
 }
 
 function shortenedNotes(
@@ -324,7 +333,10 @@ async function runScenario(name: Scenario, plan: Plan, run: BenchRun, ui: Scenar
       const ceiling = run.scenarios.persist?.ceiling;
       const where = { ...out, smoke: plan.smoke, ...(ceiling !== undefined ? { ceiling } : {}) };
       if (name === 'spike') run.scenarios.spike = await runSpikeScenario(plan.spike, ui, where);
-      else run.scenarios.flood = await runFlood(plan.flood, ui, where);
+      else {
+        run.scenarios.flood = [];
+        await runFlood(plan.flood, ui, where, run.scenarios.flood);
+      }
     }
   } catch (error) {
     run.failures[name] = String((error as Error)?.message ?? error);
