@@ -322,7 +322,9 @@ class Generator {
 
   async run(): Promise<RunnerResult> {
     // Requests (closed) or request timeouts and stuck connects: checked every 500 ms.
-    this.sweeper = setInterval(() => this.sweep(), 500);
+    // After the I/O already there is read: a runner busy past a request's timeout
+    // must not count an answer that is waiting in its socket as a timeout.
+    this.sweeper = setInterval(() => setImmediate(() => this.sweep()), 500);
     if (this.staged) return this.runStages();
     // 1. Closed: open connections gradually (a burst of 10,000 SYNs overflows listen
     //    queues); each starts its loop as soon as it is open. Paced: a VU connects when
