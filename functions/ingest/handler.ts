@@ -99,7 +99,7 @@ export function createIngestHandler(
   registry: Registry,
   log: Logger,
 ): Ingest {
-  const scripts = new Scripts(redis);
+  const scripts = new Scripts(redis, { timeoutMs: config.redisTimeoutMs });
   const ttlMs = config.idempotencyTtlSec * 1000;
   const store = new EventStore(scripts, {
     streamKey: config.streamKey,
@@ -112,7 +112,13 @@ export function createIngestHandler(
   });
   const { streamKey, maxWaiters } = config;
   const secrets = receiptSecrets(config.receiptSecret);
-  const receipts = new Receipts(redis, scripts, { streamKey, ttlMs, secrets, log });
+  const receipts = new Receipts(redis, scripts, {
+    streamKey,
+    ttlMs,
+    secrets,
+    timeoutMs: config.redisTimeoutMs,
+    log,
+  });
   const waiters = new Waiters(redis, { streamKey, maxWaiters, log });
   waiters.start();
   const keys = new ApiKeys(config.ingestApiKeys, config.ingestReplayKeys);

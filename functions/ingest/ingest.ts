@@ -66,15 +66,23 @@ export function createIngest(config: IngestConfig, deps: IngestDeps = {}): HttpF
 
 /**
  * Ingest's client appends to the stream (APPENDER_OPTIONS): it never sends a
- * command again across a reconnect (ioredis would, by default), so a command
- * in flight when the connection drops gets its 503 at REDIS_TIMEOUT_MS
- * instead, and nothing this process sends reaches a restarted Redis before
- * the receipts' epoch check (shared/redis/receipt-epoch.ts).
+ * command again across a reconnect (ioredis would, by default), so nothing
+ * this process sends reaches a restarted Redis before the receipts' epoch
+ * check (shared/redis/receipt-epoch.ts). Its scripts answer within
+ * REDIS_TIMEOUT_MS or a 503 says so (Scripts' `timeoutMs`, judged after the
+ * replies already received are read: ioredis's own `commandTimeout` fires in
+ * a process that was busy for longer even when the reply is waiting in its
+ * socket, and a 503 would deny an event Redis took). That `commandTimeout` is
+ * kept, longer, as the backstop that ends a command in flight when its
+ * connection dropped (neither resent nor answered) and every other command.
  */
+/** How much longer than REDIS_TIMEOUT_MS ioredis waits for any command before it gives up on it. */
+const COMMAND_BACKSTOP_MS = 5000;
+
 function connectRedis(config: IngestConfig, log: Logger): Redis {
   const redis = createRedis(config.redisUrl, {
     ...APPENDER_OPTIONS,
-    commandTimeout: config.redisTimeoutMs,
+    commandTimeout: config.redisTimeoutMs + COMMAND_BACKSTOP_MS,
   });
   watchConnection(redis, log);
   requireRedisVersion(redis, log);

@@ -24,6 +24,7 @@ import { parseDeadRecord, RECEIPT_MARKER_PREFIX, splitStreamId } from '../shared
 import { deadRecordKey, RECEIPT_SECRET_KEY, receiptLedgerKey } from '../shared/redis/keys.js';
 import { EpochCheck } from '../shared/redis/receipt-epoch.js';
 import type { ReceiptState, Scripts } from '../shared/redis/scripts.js';
+import { deadline } from '../shared/time.js';
 
 /** 2: the MAC keyed by the secret alone (1 also keyed it with the stream's marker). */
 const VERSION = 2;
@@ -89,6 +90,8 @@ export interface ReceiptOptions {
   ttlMs: number;
   /** RECEIPT_SECRET's secrets ([]: the one made in Redis). */
   secrets: readonly string[];
+  /** REDIS_TIMEOUT_MS: reading the secret made in Redis gives up after this long. */
+  timeoutMs: number;
   log: Logger;
 }
 
@@ -177,7 +180,11 @@ export class Receipts {
   /** The secret made in Redis: this one when none was there (SET NX GET: one round trip). */
   private async readSecret(): Promise<void> {
     const fresh = randomBytes(32).toString('base64url');
-    const kept = await this.redis.call('SET', RECEIPT_SECRET_KEY, fresh, 'NX', 'GET');
+    const kept = await deadline(
+      () => this.redis.call('SET', RECEIPT_SECRET_KEY, fresh, 'NX', 'GET'),
+      this.options.timeoutMs,
+      () => new Error(`Redis did not answer within ${this.options.timeoutMs} ms`),
+    );
     this.keys = [Buffer.from(typeof kept === 'string' ? kept : fresh)];
   }
 

@@ -831,6 +831,37 @@ describe('ingest when Redis fails', () => {
       await redis.del(stream);
     }
   });
+
+  it("answers 202 for an event Redis took in time, though ingest itself was held past REDIS_TIMEOUT_MS before it read Redis's reply", async () => {
+    const stream = unique('test:held');
+    const fn = await startFunction('ingest', {
+      ...isolated,
+      STREAM_KEY: stream,
+      REDIS_TIMEOUT_MS: '1000',
+    });
+    const pid = fn.proc.pid as number;
+    try {
+      // The connection's first append checks the receipts' epoch first: done before.
+      expect((await postJson(`${fn.url}/events`, { type: 't', data: 'first' })).status).toBe(202);
+      // Redis holds the script 300 ms, then answers at once; ingest is stopped
+      // from 100 ms to 1,600 ms, so the reply waits in its socket while its
+      // timeout's second passes (as in a process starved of CPU).
+      await redis.client('PAUSE', 300, 'WRITE');
+      const answer = postJson(`${fn.url}/events`, { type: 't', data: 'held' });
+      await new Promise((r) => setTimeout(r, 100));
+      process.kill(pid, 'SIGSTOP');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await redis.xlen(stream)).toBe(2);
+      process.kill(pid, 'SIGCONT');
+      const res = await answer;
+      expect(res.status).toBe(202);
+      expect(await redis.xlen(stream)).toBe(2);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await fn.kill();
+      await redis.del(stream);
+    }
+  });
 });
 
 describe('ingest on SIGTERM', () => {

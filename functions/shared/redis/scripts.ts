@@ -20,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { deadline } from '../time.js';
 import type { IngestKeys } from './keys.js';
 
 const DIR = new URL('./commands/', import.meta.url);
@@ -171,11 +172,32 @@ const optional = (value: unknown) =>
     ? undefined
     : Number(value);
 
+export interface ScriptsOptions {
+  /**
+   * Each script call is answered within this many ms, or rejects with
+   * ScriptTimeout; judged only after the replies already in the socket are
+   * read (shared/time.ts `timeout`), so a process busy for longer does not
+   * take a reply that came in time for none. The command goes on in Redis.
+   */
+  timeoutMs?: number;
+}
+
+/** A script call not answered within ScriptsOptions.timeoutMs. */
+export class ScriptTimeout extends Error {
+  constructor(name: string, ms: number) {
+    super(`Redis did not answer script ${name} within ${ms} ms`);
+    this.name = 'ScriptTimeout';
+  }
+}
+
 /** Runs Spillway's scripts on one client (EVALSHA, falling back to EVAL after a Redis restart). */
 export class Scripts {
   private readonly runners = new Map<string, Runner>();
 
-  constructor(private readonly redis: Redis) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: ScriptsOptions = {},
+  ) {
     for (const script of SCRIPT_FILES.values()) {
       redis.defineCommand(script.command, { numberOfKeys: script.numberOfKeys, lua: script.lua });
       const runner = (redis as unknown as Record<string, Runner>)[script.command];
@@ -376,7 +398,13 @@ export class Scripts {
     if (!script || !runner) throw new Error(`no Redis script commands/${name}-<keys>.lua`);
     if (keys.length !== script.numberOfKeys)
       throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
-    return runner(...keys, ...args);
+    const ms = this.options.timeoutMs;
+    if (ms === undefined) return runner(...keys, ...args);
+    return deadline(
+      () => runner(...keys, ...args),
+      ms,
+      () => new ScriptTimeout(name, ms),
+    );
   }
 }
 
