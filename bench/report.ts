@@ -138,7 +138,7 @@ function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): stri
 
 /** What a run of a profile was: its stages, think time, parts and budget, in one line. */
 function loadLine(spike: SpikeResult): string {
-  return `${spike.options.stages.map((s) => `${s.durationSec} s → ${s.target} VUs`).join(', ')}; think ${spike.thinkTimeMs.mean} ms ± ${spike.thinkTimeMs.jitter * 100} %; ingest × ${spike.ingestWorkers}, relay, persist × ${spike.persistWorkers}; database write budget ${spike.budget}/s (${spike.budgetFrom}), blkio IOPS limit ${spike.iopsLimit ?? 'none'}.`;
+  return `${spike.options.stages.map((s) => `${s.durationSec} s → ${s.target} VUs`).join(', ')}; think ${spike.thinkTimeMs.mean} ms ± ${spike.thinkTimeMs.jitter * 100} %; ingest × ${spike.ingestWorkers}, relay, persist × ${spike.persistWorkers} (the drain: relay, persist and the database at nice ${spike.drainNice ?? 0}, as a cluster gives the edge the CPU it requests); database write budget ${spike.budget}/s (${spike.budgetFrom}), blkio IOPS limit ${spike.iopsLimit ?? 'none'}.`;
 }
 
 const FLOOD_TITLE = 'Flood: a spike bigger than the database, drained at its ceiling';

@@ -39,6 +39,7 @@ import {
   sleep,
   tuneMachine,
 } from '../common.js';
+import { DRAIN_NICE, processesOf, setNice } from '../priority.js';
 import { loadProfile, type ProfileName } from '../profile.js';
 import { sampleSum, sampleValue } from '../prom-text.js';
 import {
@@ -129,6 +130,8 @@ export interface SpikeResult {
   persistWorkers: number;
   thinkTimeMs: { mean: number; jitter: number };
   ingestWorkers: number;
+  /** The nice value the drain's processes (relay, persist, the database) ran at (bench/priority.ts). */
+  drainNice: number;
   /** Write commands per second the database may take, and where the figure came from. */
   budget: number;
   budgetFrom: string;
@@ -375,6 +378,14 @@ async function startPipeline(
     await sleep(200);
   }
   ui.log(`pipeline up: ingest :${port}, persist :${persistPort}, log ${logFile}`);
+  const parts = readStatus(statusFile)?.children ?? {};
+  const drain = [parts.relay?.pid, parts.persist?.pid, ...processesOf(run.cgroup)];
+  run.warnings.push(
+    ...setNice(
+      drain.filter((pid) => pid !== undefined),
+      DRAIN_NICE,
+    ),
+  );
   return {
     proc: pipeline.proc,
     port,
@@ -514,6 +525,7 @@ async function cleanUp(run: SpikeRun): Promise<void> {
     await redis.unlink(...keys);
   }
   await run.mongo.db(run.dbName).dropDatabase();
+  run.warnings.push(...setNice(processesOf(run.cgroup), 0));
   redis.disconnect();
   await run.mongo.close();
 }
@@ -692,6 +704,7 @@ export async function runSpikeScenario(
     persistWorkers: run.persistWorkers,
     thinkTimeMs: run.profile.thinkTimeMs,
     ingestWorkers: Number(process.env.INGEST_WORKERS ?? 3) || 3,
+    drainNice: DRAIN_NICE,
     budget: Number.isFinite(budgetMetric) ? budgetMetric : persistSettings.dbWriteOpsPerSec,
     budgetFrom: Number.isFinite(budgetMetric)
       ? "persist's spillway_persist_write_budget_per_sec"
