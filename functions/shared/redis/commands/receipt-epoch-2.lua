@@ -39,7 +39,8 @@
 
   Output:
     {epoch, restored}  the stream's epoch ('' when there is no stream);
-                       restored 1 when step 1 recorded a gap
+                       restored 1 when step 1 recorded a gap after another
+                       run (a gap with no run recorded is not a restart)
 ]]
 --- @include "includes/receipts"
 local prefix, ttl = ARGV[1], tonumber(ARGV[3])
@@ -50,12 +51,15 @@ local exists = redis.call('EXISTS', KEYS[1]) == 1
 local gaps = cjson.decode(redis.call('HGET', KEYS[2], 'gaps') or '[]')
 local restored = 0
 
-if exists and redis.call('HGET', KEYS[2], 'run') ~= run then
+local recorded = redis.call('HGET', KEYS[2], 'run')
+if exists and recorded ~= run then
   local last = last_id(KEYS[1])
   if id_less(last, tail) then
     gaps[#gaps + 1] = {last, tail}
     redis.call('XSETID', KEYS[1], tail)
-    restored = 1
+    -- Another run was recorded: a restart. None: a stream made before any
+    -- check (persist's XGROUP CREATE … MKSTREAM) or a ledger that expired.
+    if recorded then restored = 1 end
   end
 end
 
