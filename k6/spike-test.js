@@ -11,7 +11,7 @@
 // THINK_TIME_MS overrides the profile's mean think time (a shorter one offers
 // more load with the same VUs; the jitter stays the profile's).
 // PROFILE=spike|flood (default spike): the reference spike, or the flood
-// (flood-profile.json: 10,000 VUs offering several times what the database
+// (flood-profile.json: 10,000 VUs offering about twice what the database
 // takes for a minute, so a backlog builds in the stream and then drains).
 // PREFER_WAIT=N (whole seconds): each post asks to wait for the database
 // (`Prefer: wait=N`, RFC 7240): ingest answers 201 once the event is committed,
