@@ -24,6 +24,31 @@ export interface ProfileEvent {
   payloadBytes?: number;
 }
 
+const PADDING_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/**
+ * The padding of a profile's events: `length` characters that look like data
+ * (pseudo-random over 64 characters, mulberry32 with a fixed seed: the same
+ * every run). A run of one repeated character would be compressed to nothing
+ * by Redis's RDB-encoded AOF base, which then rewrites every few seconds.
+ * k6/spike-test.js has the same generator (test/bench/bench.test.ts holds them equal).
+ */
+export function paddingText(length: number): string {
+  const made = paddings.get(length);
+  if (made !== undefined) return made;
+  let seed = 0x5eed;
+  let text = '';
+  for (let i = 0; i < length; i++) {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    text += PADDING_ALPHABET[((t ^ (t >>> 14)) >>> 0) % 64];
+  }
+  paddings.set(length, text);
+  return text;
+}
+const paddings = new Map<number, string>();
+
 /** The repository root: the nearest ancestor of this file holding k6/spike-profile.json. */
 export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

@@ -27,7 +27,7 @@
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { runIfEntryPoint } from '../functions/shared/entrypoint.js';
-import { firstThinkMs, type ProfileEvent, thinkTimeMs } from './profile.js';
+import { firstThinkMs, type ProfileEvent, paddingText, thinkTimeMs } from './profile.js';
 
 export interface RunnerConfig {
   mode: 'paced' | 'closed' | 'stages';
@@ -177,7 +177,7 @@ function buildVu(config: RunnerConfig, index: number): Vu {
     source: event.source,
     subject: `${event.subjectPrefix}${index}`,
   }).slice(0, -1);
-  const payload = event.payloadBytes ? `,"payload":"${'x'.repeat(event.payloadBytes)}"` : '';
+  const payload = event.payloadBytes ? `,"payload":"${paddingText(event.payloadBytes)}"` : '';
   const body = `${head},"data":{"vu":${index},"iteration":${iterationSlot},"sentAt":"${sentAtSlot}"${payload}}}`;
   const key = `${config.keyPrefix}-${index}-`;
   const text =

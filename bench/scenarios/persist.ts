@@ -38,6 +38,7 @@ import {
   servicesEnv,
   sleep,
 } from '../common.js';
+import { paddingText } from '../profile.js';
 import { sampleValue } from '../prom-text.js';
 import { type Prometheus, type RangeSeries, startPrometheus } from '../prometheus.js';
 import { type SlotFigures, slotFigures } from '../slot.js';
@@ -112,7 +113,7 @@ export const sampleEntry = (
   subject: `s-${i % 1000}`,
   time,
   seq: i + 1,
-  data: JSON.stringify({ i, payload: 'x'.repeat(payloadBytes) }),
+  data: JSON.stringify({ i, payload: paddingText(payloadBytes) }),
 });
 
 /**
