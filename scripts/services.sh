@@ -22,6 +22,11 @@ REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-4gb}
 # everysec: a killed Redis loses nothing it acknowledged, a machine crash up to about
 # a second of it; always: nothing even then, at a cost in latency (npm run bench:ingest).
 REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
+# The AOF is rewritten once it has grown this much and doubled (Redis's default: 64mb).
+# The stream is written and deleted many times over in a spike; a rewrite during one
+# takes a core for seconds (on 2 cores, Redis then answered ingest after more than
+# REDIS_TIMEOUT_MS), so not before the AOF holds maxmemory's worth.
+REDIS_AOF_REWRITE_MIN_SIZE=${REDIS_AOF_REWRITE_MIN_SIZE:-$REDIS_MAXMEMORY}
 # Built tools are shared by every data dir of this checkout (one FerretDB build).
 BIN=${SPILLWAY_BIN_DIR:-$ROOT/.data/bin}
 FERRETDB_VERSION=v1.24.2
@@ -75,10 +80,11 @@ ensure_redis() {
   require_redis_7
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set SPILLWAY_REDIS_PORT"
   case $REDIS_APPENDFSYNC in everysec | always) ;; *) die "REDIS_APPENDFSYNC must be everysec or always" ;; esac
-  log "starting redis on 127.0.0.1:$REDIS_PORT (AOF $REDIS_APPENDFSYNC, noeviction, maxmemory $REDIS_MAXMEMORY)"
+  log "starting redis on 127.0.0.1:$REDIS_PORT (AOF $REDIS_APPENDFSYNC, rewritten from $REDIS_AOF_REWRITE_MIN_SIZE, noeviction, maxmemory $REDIS_MAXMEMORY)"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DATA/redis" \
     --appendonly yes --appendfsync "$REDIS_APPENDFSYNC" --save '' \
     --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction \
+    --auto-aof-rewrite-min-size "$REDIS_AOF_REWRITE_MIN_SIZE" \
     --maxclients 20000 --tcp-backlog 4096 \
     --daemonize yes --pidfile "$pidfile" --logfile "$DATA/redis.log" >&2 9>&-
   wait_port "$REDIS_PORT" 20 redis
