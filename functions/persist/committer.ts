@@ -4,7 +4,8 @@
  * then writes everything queued (up to the largest batch and MAX_BATCH_BYTES) as
  * ONE unordered insertMany with {w: 1, j: true}. While the budget is spent the
  * queue grows, so batches grow by themselves under load; a fresh batch is topped
- * up at its grant with what arrived while it waited. One write is in flight.
+ * up at its grant with what arrived while it waited. One write is in flight;
+ * one attempt at a group is attempt.ts's.
  *
  * A document counts as committed only when the database said so (verdict.ts);
  * what becomes of each item is plan.ts's. Committed entries are acked and
@@ -24,15 +25,15 @@
  * stream for the next start (nothing is acked that was not committed).
  */
 import type { Redis } from 'ioredis';
-import { deadRecordText } from '../shared/receipts.js';
 import { Scripts } from '../shared/redis/scripts.js';
 import { within } from '../shared/time.js';
+import { type AttemptParts, attempt, forgets, persistedAtOf } from './attempt.js';
 import type { CommandLimits } from './command-size.js';
 import { awaitDelivery, DeadlineError } from './deliveries.js';
 import { counted, Freshness } from './freshness.js';
-import { type Forget, StreamLedger } from './ledger.js';
+import { StreamLedger } from './ledger.js';
 import { Outcomes } from './outcomes.js';
-import { type EventItem, HeldQueue, type Item, isDead, isEvent, type Ticket } from './queue.js';
+import { type EventItem, HeldQueue, type Item, type Ticket } from './queue.js';
 import { ReadSize } from './read-size.js';
 import { Settler } from './settle.js';
 import type { Work } from './work.js';
@@ -76,6 +77,7 @@ export class Committer {
   private abandoned = false;
   private inFlight: Item[] = [];
   private loop: Promise<void> | undefined;
+  private readonly parts: AttemptParts;
   /** When the last batch committed (performance.now()), for readiness. */
   lastCommitAt = Number.NEGATIVE_INFINITY;
 
@@ -98,6 +100,14 @@ export class Committer {
       forgetCommitted: (items) => this.ledger.forgetNow(forgets(items), persistedAtOf(items)),
       whileSending: () => this.settler.prefetch(this.batchLimit),
     });
+    this.parts = {
+      ledger: this.ledger,
+      writer: this.writer,
+      outcomes: this.outcomes,
+      freshness: this.freshness,
+      metrics: options.metrics,
+      batchLimit: () => this.batchLimit,
+    };
     this.settler = new Settler({
       ...options,
       budget,
@@ -222,7 +232,8 @@ export class Committer {
       if (this.abandoned) return;
       this.inFlight = next.items;
       try {
-        await this.attempt(next.items, next.fresh ? (taken) => this.settle(taken) : asTaken);
+        const settle: Settle = next.fresh ? (taken) => this.settle(taken) : asTaken;
+        if ((await attempt(this.parts, next.items, settle)) > 0) this.lastCommitAt = now();
       } catch (error) {
         // Nothing here is known to be committed: the whole group is tried again.
         const detail = `unexpected: ${String((error as Error)?.stack ?? error)}`;
@@ -244,63 +255,10 @@ export class Committer {
     this.wake = undefined;
   }
 
-  /** One write attempt for a group: events first, then dead letters (another token). */
-  private async attempt(group: Item[], settle: Settle): Promise<void> {
-    const started = now();
-    const { ready, absent } = await this.ledger.open(group, this.freshness.stamp());
-    this.options.metrics.absentEntries.inc(absent.length);
-    const committed: Item[] = [];
-    let dead = ready.filter(isDead);
-    const events = ready.filter(isEvent);
-    if (events.length > 0) {
-      const written = await this.writer.writeEvents(events, settle);
-      committed.push(...written.committed);
-      // The database is not answering: the dead letters would not get through either.
-      if (!written.unavailable) dead = [...dead, ...written.dead];
-      else if (dead.length > 0) {
-        const detail = 'the database is unavailable';
-        this.outcomes.failed({ items: dead, reason: 'unavailable', detail, halves: false });
-        dead = [];
-      }
-    }
-    if (dead.length > 0) committed.push(...(await this.writer.writeDead(dead)));
-    this.outcomes.committed(absent);
-    if (committed.length > 0) await this.finish(committed, started);
-  }
-
-  /** Forgets the committed entries, answers their deliveries, records the batch. */
-  private async finish(committed: Item[], started: number): Promise<void> {
-    this.lastCommitAt = now();
-    await this.ledger.forget(forgets(committed), persistedAtOf(committed));
-    this.outcomes.committed(committed);
-    const { metrics } = this.options;
-    metrics.batchDocs.observe(committed.length);
-    metrics.batchLimit.set(this.batchLimit);
-    metrics.commitSeconds.observe((now() - started) / 1000);
-    this.outcomes.recovered();
-  }
-
   /** A fresh batch at its grant (settle.ts); what joins it is in flight from then on. */
   private settle(taken: EventItem[]): Promise<EventItem[]> {
     return this.settler.settle(taken, this.batchLimit, (joined) => {
       this.inFlight = [...this.inFlight, ...joined];
     });
   }
-}
-
-/** What the ledger forgets of committed items: their entries, a dead letter's with its record. */
-function forgets(items: readonly Item[]): Forget[] {
-  return items.flatMap((item): Forget[] => {
-    const id = item.ticket.streamId;
-    if (id === null) return [];
-    if (!isDead(item)) return [{ id }];
-    const { reason, deadAt } = item.work.doc;
-    return [{ id, deadRecord: deadRecordText(reason, deadAt) }];
-  });
-}
-
-/** When the events among these items were stored (one write's share one time). */
-function persistedAtOf(items: readonly Item[]): Date | undefined {
-  for (const item of items) if (isEvent(item)) return item.work.doc.persistedAt;
-  return undefined;
 }
