@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export interface SpikeProfile {
   stages: { duration: string; target: number }[];
@@ -24,31 +24,6 @@ export interface ProfileEvent {
   payloadBytes?: number;
 }
 
-const PADDING_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-
-/**
- * The padding of a profile's events: `length` characters that look like data
- * (pseudo-random over 64 characters, mulberry32 with a fixed seed: the same
- * every run). A run of one repeated character would be compressed to nothing
- * by Redis's RDB-encoded AOF base, which then rewrites every few seconds.
- * k6/spike-test.js has the same generator (test/bench/bench.test.ts holds them equal).
- */
-export function paddingText(length: number): string {
-  const made = paddings.get(length);
-  if (made !== undefined) return made;
-  let seed = 0x5eed;
-  let text = '';
-  for (let i = 0; i < length; i++) {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    text += PADDING_ALPHABET[((t ^ (t >>> 14)) >>> 0) % 64];
-  }
-  paddings.set(length, text);
-  return text;
-}
-const paddings = new Map<number, string>();
-
 /** The repository root: the nearest ancestor of this file holding k6/spike-profile.json. */
 export function repoRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -59,6 +34,15 @@ export function repoRoot(): string {
     dir = parent;
   }
 }
+
+/**
+ * The padding of a profile's events, from k6/padding.js itself (plain
+ * JavaScript the k6 script imports too), loaded from the repository at run
+ * time, so that the VU runner and k6 send the same events.
+ */
+export const { paddingText } = (await import(
+  pathToFileURL(join(repoRoot(), 'k6', 'padding.js')).href
+)) as { paddingText: (length: number) => string };
 
 /** The profiles there are, by name (k6/<name>-profile.json). */
 export const PROFILES = ['spike', 'flood'] as const;

@@ -20,6 +20,7 @@
 // then the commit's, not ingest's: pair it with THRESHOLDS=reference.
 import { check, sleep } from 'k6';
 import http from 'k6/http';
+import { paddingText } from './padding.js';
 
 const PROFILES = ['spike', 'flood'];
 const profileName = __ENV.PROFILE || 'spike';
@@ -27,21 +28,8 @@ if (!PROFILES.includes(profileName)) {
   throw new Error(`PROFILE=${profileName} is not one of ${PROFILES.join(', ')}`);
 }
 const profile = JSON.parse(open(`./${profileName}-profile.json`));
-// Events of a realistic size: the profile's payloadBytes characters of padding in the data.
-// padding: begin (bench/profile.ts's paddingText: characters that look like data, the same every run)
-function paddingText(length) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-  let seed = 0x5eed;
-  let text = '';
-  for (let i = 0; i < length; i++) {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    text += alphabet[((t ^ (t >>> 14)) >>> 0) % 64];
-  }
-  return text;
-}
-// padding: end
+// Events of a realistic size: the profile's payloadBytes characters of padding in the data
+// (k6/padding.js: characters that look like data, the same as the local VU runner's).
 const PADDING = profile.event.payloadBytes
   ? { payload: paddingText(profile.event.payloadBytes) }
   : {};

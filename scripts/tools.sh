@@ -14,7 +14,7 @@
 # .data/bin/, one versioned folder each, pinned because a check must not change
 # under us when a new release lands. shellcheck is
 # Debian's package (apt-get, as root) or whatever is on PATH.
-# Not offered: k6 (go.k6.io/k6 is AGPL-3.0; cluster users bring their own, and
+# Not offered: k6 (AGPL-3.0, never built or run here; cluster users bring their own, and
 # the suite checks k6/spike-test.js without it), kn (the module proxy refuses
 # knative.dev/client, so the kn commands are checked by parsing instead).
 set -euo pipefail

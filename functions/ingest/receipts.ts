@@ -181,7 +181,7 @@ export class Receipts {
   private async readSecret(): Promise<void> {
     const fresh = randomBytes(32).toString('base64url');
     const kept = await deadline(
-      () => this.redis.call('SET', RECEIPT_SECRET_KEY, fresh, 'NX', 'GET'),
+      this.redis.call('SET', RECEIPT_SECRET_KEY, fresh, 'NX', 'GET'),
       this.options.timeoutMs,
       () => new Error(`Redis did not answer within ${this.options.timeoutMs} ms`),
     );

@@ -76,7 +76,7 @@ export const SCENARIOS: Scenario[] = [
         for (;;) {
           const full = await redis.set('chaos:probe', 'x'.repeat(1024)).then(
             () => false,
-            (error: Error) => /OOM/.test(error.message),
+            (error: Error) => error.message.includes('OOM'),
           );
           if (full) break;
           if (Date.now() > deadline) throw new Error('Redis did not fill within 60 s');

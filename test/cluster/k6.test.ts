@@ -1,5 +1,5 @@
 /**
- * k6/spike-test.js, checked without k6 (go.k6.io/k6 is AGPL-3.0: the project
+ * k6/spike-test.js, checked without k6 (k6 is AGPL-3.0: the project
  * never builds or runs it; cluster users bring their own). The script is loaded
  * in Node with stand-ins for the `k6` and `k6/http` modules (test/support/k6/),
  * the way k6 runs it: the init context with __ENV and open(), then setup() and

@@ -198,7 +198,7 @@ export function resourceWords(words: readonly string[]): string[] {
   const found: string[] = [];
   args.forEach((arg, i) => {
     if (arg.includes('/')) found.push(arg.slice(0, arg.indexOf('/')));
-    else if (i === 0 && !/^\d/.test(arg) && !arg.includes('=')) found.push(...arg.split(','));
+    else if (i === 0 && !/^\d/.exec(arg) && !arg.includes('=')) found.push(...arg.split(','));
   });
   return found;
 }

@@ -400,11 +400,7 @@ export class Scripts {
       throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
     const ms = this.options.timeoutMs;
     if (ms === undefined) return runner(...keys, ...args);
-    return deadline(
-      () => runner(...keys, ...args),
-      ms,
-      () => new ScriptTimeout(name, ms),
-    );
+    return deadline(runner(...keys, ...args), ms, () => new ScriptTimeout(name, ms));
   }
 }
 
