@@ -27,7 +27,9 @@ import { readStatus } from '../../functions/shared/status.js';
 import { busiestSecond, sampleServerWrites, type WriteSample } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry, stopProcess } from '../../scripts/processes.js';
 import {
+  compactAof,
   deleteMatching,
+  fmt,
   forkVuRunner,
   freePort,
   iopsLimit,
@@ -682,6 +684,9 @@ export async function runSpikeScenario(
   const ingestSettings = readPart('ingest', run.pipelineEnv);
   const persistSettings = readPart('persist', run.pipelineEnv);
   const ceiling = await runCeiling(run, opts, ui, where.ceiling);
+  const compacted = await compactAof(run.redis);
+  if (compacted !== undefined)
+    ui.log(`Redis's AOF rewritten before the load (${fmt(compacted, 1)} s)`);
   const pipeline = await startPipeline(run, ui, where);
   const { driven, dashboard, serverWrites, sampler } = await measure(
     run,
