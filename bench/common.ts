@@ -178,33 +178,6 @@ export async function deleteMatching(redis: Redis, pattern: string): Promise<num
   return deleted;
 }
 
-/**
- * Rewrites Redis's AOF and resolves once the rewrite is done (at most
- * `timeoutMs`), in seconds; undefined when Redis has no AOF. A load then starts
- * from a compacted AOF: what earlier scenarios of the same run appended (and
- * deleted) does not make Redis rewrite it, a fork and a core for seconds, in
- * the middle of this one's.
- */
-export async function compactAof(redis: Redis, timeoutMs = 120_000): Promise<number | undefined> {
-  const field = async (name: string) =>
-    new RegExp(`^${name}:(\\d+)`, 'm').exec(await redis.info('persistence'))?.[1];
-  if ((await field('aof_enabled')) !== '1') return undefined;
-  const started = performance.now();
-  try {
-    await redis.bgrewriteaof();
-  } catch (error) {
-    // One already running (or scheduled) is waited for like ours.
-    if (!/in progress|scheduled/i.test(String(error))) throw error;
-  }
-  while (performance.now() - started < timeoutMs) {
-    await sleep(250);
-    const running = await field('aof_rewrite_in_progress');
-    const scheduled = await field('aof_rewrite_scheduled');
-    if (running === '0' && scheduled === '0') return (performance.now() - started) / 1000;
-  }
-  throw new Error(`Redis's AOF rewrite did not finish within ${timeoutMs / 1000} s`);
-}
-
 export const fmt = (value: number | undefined | null, digits = 2) =>
   value === undefined || value === null || !Number.isFinite(value) ? '—' : value.toFixed(digits);
 export const int = (value: number | undefined | null) =>

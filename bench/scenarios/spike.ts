@@ -26,8 +26,8 @@ import { readPart } from '../../functions/shared/settings.js';
 import { readStatus } from '../../functions/shared/status.js';
 import { busiestSecond, sampleServerWrites, type WriteSample } from '../../scripts/db-writes.js';
 import { hasExited, spawnEntry, stopProcess } from '../../scripts/processes.js';
+import { compactAof } from '../../scripts/redis-aof.js';
 import {
-  compactAof,
   deleteMatching,
   fmt,
   forkVuRunner,

@@ -17,6 +17,7 @@ import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STREAM_KEY } from '../../functions/shared/names.js';
+import { compactAof } from '../../scripts/redis-aof.js';
 import {
   ChaosServices,
   falseClaims,
@@ -61,9 +62,11 @@ afterAll(async () => {
 describe.sequential(`fault suite (${selection}: ${selected.map((s) => s.name).join(', ')})`, () => {
   for (const [n, scenario] of selected.entries()) {
     it(`${scenario.name}: ${scenario.what}: nothing acknowledged is lost`, async () => {
-      // Each scenario starts clean: its services up, Redis empty, a database of its own.
+      // Each scenario starts clean: its services up, Redis empty (its AOF too: a
+      // restart replays this scenario's writes only), a database of its own.
       services.up();
       await redis.flushall();
+      await compactAof(redis);
       const database = `chaos_${scenario.name.replace(/-/g, '_')}`;
       await mongo.db(database).dropDatabase();
       const port = 19_100 + n * 10;
