@@ -4,8 +4,7 @@
  * earlier runs on the same machine wrote to.
  */
 import type { Redis } from 'ioredis';
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+import { sleep } from '../functions/shared/time.js';
 
 /**
  * Rewrites Redis's AOF and resolves once the rewrite is done (at most
@@ -15,9 +14,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * makes a restart replay it (seconds per few hundred MB before Redis answers).
  */
 export async function compactAof(redis: Redis, timeoutMs = 120_000): Promise<number | undefined> {
-  const field = async (name: string) =>
-    new RegExp(`^${name}:(\\d+)`, 'm').exec(await redis.info('persistence'))?.[1];
-  if ((await field('aof_enabled')) !== '1') return undefined;
+  // INFO persistence, read once per look: its fields by name.
+  const persistence = async () => {
+    const text = await redis.info('persistence');
+    return (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(text)?.[1];
+  };
+  if ((await persistence())('aof_enabled') !== '1') return undefined;
   const started = performance.now();
   try {
     await redis.bgrewriteaof();
@@ -27,9 +29,9 @@ export async function compactAof(redis: Redis, timeoutMs = 120_000): Promise<num
   }
   while (performance.now() - started < timeoutMs) {
     await sleep(250);
-    const running = await field('aof_rewrite_in_progress');
-    const scheduled = await field('aof_rewrite_scheduled');
-    if (running === '0' && scheduled === '0') return (performance.now() - started) / 1000;
+    const field = await persistence();
+    if (field('aof_rewrite_in_progress') === '0' && field('aof_rewrite_scheduled') === '0')
+      return (performance.now() - started) / 1000;
   }
   throw new Error(`Redis's AOF rewrite did not finish within ${timeoutMs / 1000} s`);
 }

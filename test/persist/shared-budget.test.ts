@@ -58,6 +58,11 @@ describe('shared write budget', () => {
   let url: string;
   let port: number;
   let redis: ScriptClient;
+  /** Redis's clock (TIME), ms to the microsecond. */
+  const redisNowMs = async () => {
+    const [sec, usec] = await redis.time();
+    return Number(sec) * 1000 + Number(usec) / 1000;
+  };
   const clients: Redis[] = [];
   const writers: Writer[] = [];
 
@@ -194,8 +199,7 @@ describe('shared write budget', () => {
       await redis.writeBudget(key, 'release', 'a', 10, 1, 100, 30, 3);
       // Redis's clock stepped back an hour: every stored time is an hour ahead of it.
       // Redis's time to the microsecond: the repaired 'cut' is compared with it.
-      const [sec, usec] = await redis.time();
-      const now = Number(sec) * 1000 + Number(usec) / 1000;
+      const now = await redisNowMs();
       await redis.hset(
         key,
         'done',
@@ -226,8 +230,7 @@ describe('shared write budget', () => {
       }
       // The clock jumps 5 s forward while the holder writes: its lease end, and the
       // last call, look 5 s old.
-      const [sec, usec] = await redis.time();
-      const now = Number(sec) * 1000 + Number(usec) / 1000;
+      const now = await redisNowMs();
       await redis.hset(key, 'until', now - 4000, 'seen', now - 5000);
       const other = await redis.writeBudget(key, 'acquire', 'other', 1000, 30, 3);
       expect(other[0]).toBe(0);
