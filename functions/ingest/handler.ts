@@ -1,5 +1,5 @@
 /**
- * The ingest HTTP function: validate, one Redis round trip (ingest-7.lua), 202
+ * The ingest HTTP function: validate, one Redis round trip (ingest-7n.lua), 202
  * with the event's receipt (or, when the client prefers to wait, 201 once it
  * is committed); and the receipts' status monitor (monitor.ts). It uses only
  * node:http's request/response API plus `req.rawBody`, so it runs the same

@@ -511,7 +511,7 @@ describe('ingest', () => {
     expect(seqs).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
   });
 
-  it('makes exactly one Redis round trip (one EVALSHA) per accepted request, doing 5 reads and 5 writes in it', async () => {
+  it('makes one Redis round trip (one EVALSHA) for the requests that come in together, doing 5 reads and 5 writes for each', async () => {
     // MONITOR sees every command with its database and client; the script's own
     // commands show as coming from "lua".
     const monitor = await redis.monitor();
@@ -537,8 +537,12 @@ describe('ingest', () => {
       for (const { command } of list) out[command] = (out[command] ?? 0) + 1;
       return out;
     };
-    // Over the wire: one EVALSHA per request, nothing else.
-    expect(tally(seen.filter((c) => c.source !== 'lua'))).toEqual({ evalsha: 50 });
+    // Over the wire: EVALSHA only, at most one per request (requests read in
+    // one turn of ingest's event loop share one: test/ingest/store.test.ts).
+    const { evalsha = 0, ...other } = tally(seen.filter((c) => c.source !== 'lua'));
+    expect(other).toEqual({});
+    expect(evalsha).toBeGreaterThanOrEqual(1);
+    expect(evalsha).toBeLessThanOrEqual(50);
     // Inside the script: reads GET×3 (idempotency, rate window, sequence), HMGET,
     // XLEN; writes SET (sequence), XADD, SET or INCR (rate window), HINCRBY, SET
     // (idempotency record).

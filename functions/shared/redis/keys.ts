@@ -3,7 +3,7 @@
  * configurable (STREAM_KEY); everything else hangs off the `spillway:` prefix.
  */
 
-/** ingest-7.lua's keys for one event, in its KEYS order. */
+/** ingest-7n.lua's keys for one event, in its KEYS order. */
 export type IngestKeys = readonly [string, string, string, string, string, string, string];
 
 export function ingestKeys(options: {

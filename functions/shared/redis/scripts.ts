@@ -1,6 +1,7 @@
 /**
  * Spillway's Redis scripts, loaded the BullMQ way: every script is a file in
- * `commands/`, named `<name>-<numberOfKeys>.lua`, whose header documents its
+ * `commands/`, named `<name>-<numberOfKeys>.lua` (`<name>-<k>n.lua`: k keys for
+ * each of the n items of a call, the caller's count), whose header documents its
  * steps, KEYS, ARGV and replies. A line `--- @include "includes/<part>"` is
  * replaced by `commands/includes/<part>.lua` (code several scripts share, e.g.
  * the write budget's state). The loader reads the key count from the file name
@@ -24,12 +25,15 @@ import { deadline } from '../time.js';
 import type { IngestKeys } from './keys.js';
 
 const DIR = new URL('./commands/', import.meta.url);
-const FILE = /^([a-z][a-z0-9-]*)-(\d+)\.lua$/;
+const FILE = /^([a-z][a-z0-9-]*)-(\d+)(n?)\.lua$/;
 const INCLUDE = /^--- @include "(includes\/[a-z][a-z0-9-]*)"$/gm;
 
 interface ScriptFile {
   name: string;
+  /** The keys of a call; with `perItem`, of each of its items. */
   numberOfKeys: number;
+  /** The call's items each have numberOfKeys keys (`<name>-<k>n.lua`): the call says how many in all. */
+  perItem: boolean;
   lua: string;
   /** The name the script is registered under on a client. */
   command: string;
@@ -50,12 +54,13 @@ function loadScriptFiles(): ReadonlyMap<string, ScriptFile> {
   for (const file of readdirSync(DIR).sort()) {
     const match = FILE.exec(file);
     if (!match) continue;
-    const [, name = '', keys = '0'] = match;
+    const [, name = '', keys = '0', n = ''] = match;
     const lua = resolveIncludes(readFileSync(new URL(file, DIR), 'utf8'), file);
     const sha = createHash('sha1').update(lua).digest('hex');
     scripts.set(name, {
       name,
       numberOfKeys: Number(keys),
+      perItem: n === 'n',
       lua,
       command: `${name}:${sha.slice(0, 8)}`,
     });
@@ -76,24 +81,29 @@ type Runner = (...args: Arg[]) => Promise<unknown>;
 /** Stream entries as XRANGE gives them. */
 export type Entries = Array<[string, string[]]>;
 
-/** ingest-7.lua's arguments (its header says what each is). */
-export interface IngestArgs {
-  hasIdempotencyKey: boolean;
+/** ingest-7n.lua's limits, the same for every event of a call (its header says what each is). */
+export interface IngestLimits {
   idempotencyTtlMs: number;
   rateLimitPerSec: number;
   rateWindowTtlMs: number;
   maxBacklog: number;
-  id: string;
-  source: string;
   sequenceTtlMs: number;
   countersTtlMs: number;
-  fingerprint: string;
-  /** A replayed entry's own seq; 0 lets the script assign the next. */
-  fixedSeq: number;
   /** MAX_DRAIN_SEC: 0, none. */
   maxDrainSec: number;
   /** The drain rate's window (includes/drain-rate.lua), s. */
   drainRateWindowSec: number;
+}
+
+/** One event of an ingest-7n.lua call: its keys and values. */
+export interface IngestEvent {
+  keys: IngestKeys;
+  hasIdempotencyKey: boolean;
+  id: string;
+  source: string;
+  fingerprint: string;
+  /** A replayed entry's own seq; 0 lets the script assign the next. */
+  fixedSeq: number;
   fields: readonly string[];
 }
 
@@ -199,7 +209,9 @@ export class Scripts {
     private readonly options: ScriptsOptions = {},
   ) {
     for (const script of SCRIPT_FILES.values()) {
-      redis.defineCommand(script.command, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+      // Without numberOfKeys, ioredis takes the count of keys as the call's first argument.
+      const numberOfKeys = script.perItem ? undefined : script.numberOfKeys;
+      redis.defineCommand(script.command, { numberOfKeys, lua: script.lua });
       const runner = (redis as unknown as Record<string, Runner>)[script.command];
       if (runner) this.runners.set(script.name, runner.bind(redis));
     }
@@ -210,25 +222,30 @@ export class Scripts {
     await Promise.all([...SCRIPT_FILES.values()].map((s) => this.redis.script('LOAD', s.lua)));
   }
 
-  /** ingest-7.lua: its reply, `[kind, …]`. */
-  async ingest(keys: IngestKeys, a: IngestArgs): Promise<string[]> {
-    const args = [
-      a.hasIdempotencyKey ? '1' : '0',
-      a.idempotencyTtlMs,
-      a.rateLimitPerSec,
-      a.rateWindowTtlMs,
-      a.maxBacklog,
-      a.id,
-      a.source,
-      a.sequenceTtlMs,
-      a.countersTtlMs,
-      a.fingerprint,
-      a.fixedSeq,
-      a.maxDrainSec,
-      a.drainRateWindowSec,
-      ...a.fields,
+  /** ingest-7n.lua: one reply per event, in order, each `[kind, …]`. */
+  async ingest(limits: IngestLimits, events: readonly IngestEvent[]): Promise<string[][]> {
+    const keys: string[] = [];
+    const args: Arg[] = [
+      limits.idempotencyTtlMs,
+      limits.rateLimitPerSec,
+      limits.rateWindowTtlMs,
+      limits.maxBacklog,
+      limits.sequenceTtlMs,
+      limits.countersTtlMs,
+      limits.maxDrainSec,
+      limits.drainRateWindowSec,
     ];
-    return (await this.run('ingest', keys, args)) as string[];
+    for (const e of events) {
+      keys.push(...e.keys);
+      args.push(e.hasIdempotencyKey ? '1' : '0', e.id, e.source, e.fingerprint, e.fixedSeq);
+      args.push(e.fields.length, ...e.fields);
+    }
+    const replies = (await this.run('ingest', keys, args)) as string[][];
+    if (!Array.isArray(replies) || replies.length !== events.length)
+      throw new Error(
+        `ingest script gave ${Array.isArray(replies) ? replies.length : typeof replies} replies for ${events.length} events`,
+      );
+    return replies;
   }
 
   /** receipt-epoch-2.lua: the stream's epoch, its marker made (and the stream, with `create`) when missing. */
@@ -391,16 +408,20 @@ export class Scripts {
     };
   }
 
-  /** Runs a script; the number of keys must be the one its file name says. */
+  /** Runs a script; the number of keys must be the one its file name says (a multiple of it, per item). */
   private run(name: string, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
     const script = SCRIPT_FILES.get(name);
     const runner = this.runners.get(name);
     if (!script || !runner) throw new Error(`no Redis script commands/${name}-<keys>.lua`);
-    if (keys.length !== script.numberOfKeys)
-      throw new Error(`script ${name} takes ${script.numberOfKeys} keys, got ${keys.length}`);
+    const n = script.numberOfKeys;
+    if (script.perItem ? keys.length === 0 || keys.length % n !== 0 : keys.length !== n)
+      throw new Error(
+        `script ${name} takes ${n} keys${script.perItem ? ' per item' : ''}, got ${keys.length}`,
+      );
+    const call = script.perItem ? runner(keys.length, ...keys, ...args) : runner(...keys, ...args);
     const ms = this.options.timeoutMs;
-    if (ms === undefined) return runner(...keys, ...args);
-    return deadline(runner(...keys, ...args), ms, () => new ScriptTimeout(name, ms));
+    if (ms === undefined) return call;
+    return deadline(call, ms, () => new ScriptTimeout(name, ms));
   }
 }
 

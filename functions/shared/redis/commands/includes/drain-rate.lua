@@ -1,5 +1,5 @@
 --[[
-  The stream's measured drain rate, as ingest reads it (ingest-7.lua) and
+  The stream's measured drain rate, as ingest reads it (ingest-7n.lua) and
   persist writes it (drain-rate-report-1.lua): one hash per stream, field = a
   second of Redis's clock (TIME, so every replica's reports land in the same
   buckets), value = stream entries persist took out of the stream (committed
