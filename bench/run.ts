@@ -8,7 +8,7 @@
  * Lengths: by default ingest and persist are shortened (below) so that the whole
  * run fits in 20 minutes on a 2-core machine; `--full` runs them at their full
  * length. The spike and the flood always follow their profiles' stages (the
- * flood once per replica count in FLOOD_REPLICAS). `--smoke` runs every
+ * flood once per replica count in FLOOD_REPLICAS, or --replicas). `--smoke` runs every
  * scenario for seconds with tiny loads (CI).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -52,7 +52,8 @@ const USAGE = `usage: npm run bench -- [scenario ...] [options]
   --smoke       every scenario for seconds, tiny loads (CI)
   --profile     always profile ingest at the reference load (default: only when an
                 ingest target is not met)
-  --no-profile  never profile`;
+  --no-profile  never profile
+  --replicas N[,N...]  the flood's persist replica counts (default: 1,3)`;
 
 /** The default lengths: shortened so that `npm run bench` fits in 20 minutes. */
 const DEFAULT_INGEST: IngestOptions = { ...FULL_INGEST, pacedSec: 30, saturationSec: 10 };
@@ -119,13 +120,14 @@ function loadOptions(profile: ProfileName, smoke: boolean): SpikeOptions {
  * of the next (a row that fails throws after the others ran).
  */
 async function runFlood(
+  replicas: readonly number[],
   opts: SpikeOptions,
   ui: ScenarioUi,
   where: Parameters<typeof runSpikeScenario>[2],
   rows: SpikeResult[],
 ): Promise<void> {
   const failed: string[] = [];
-  for (const persistWorkers of FLOOD_REPLICAS) {
+  for (const persistWorkers of replicas) {
     ui.log(`flood with ${persistWorkers} persist replica(s)`);
     try {
       rows.push(await runSpikeScenario({ ...opts, persistWorkers }, ui, where));
@@ -261,6 +263,8 @@ interface Plan {
   persist: PersistOptions;
   spike: SpikeOptions;
   flood: SpikeOptions;
+  /** The flood's rows, one per persist replica count. */
+  floodReplicas: number[];
   profileMode: 'never' | 'always' | 'when-missed';
 }
 
@@ -275,6 +279,7 @@ function planOf(argv: string[]): Plan | undefined {
       profile: { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
+      replicas: { type: 'string', default: FLOOD_REPLICAS.join(',') },
     },
   });
   if (values.help) {
@@ -286,6 +291,13 @@ function planOf(argv: string[]): Plan | undefined {
       console.error(`unknown scenario ${name}\n${USAGE}`);
       process.exit(2);
     }
+  const floodReplicas = values.replicas.split(',').map(Number);
+  if (floodReplicas.some((n) => !Number.isInteger(n) || n < 1)) {
+    console.error(
+      `--replicas takes replica counts of 1 or more, comma-separated: ${values.replicas}\n${USAGE}`,
+    );
+    process.exit(2);
+  }
   const smoke = values.smoke === true;
   const length = smoke ? 'smoke' : values.full ? 'full' : 'default';
   return {
@@ -298,6 +310,7 @@ function planOf(argv: string[]): Plan | undefined {
     persist: { smoke: SMOKE_PERSIST, full: FULL_PERSIST, default: DEFAULT_PERSIST }[length],
     spike: loadOptions('spike', smoke),
     flood: loadOptions('flood', smoke),
+    floodReplicas,
     profileMode: values['no-profile'] ? 'never' : values.profile ? 'always' : 'when-missed',
   };
 }
@@ -335,7 +348,7 @@ async function runScenario(name: Scenario, plan: Plan, run: BenchRun, ui: Scenar
       if (name === 'spike') run.scenarios.spike = await runSpikeScenario(plan.spike, ui, where);
       else {
         run.scenarios.flood = [];
-        await runFlood(plan.flood, ui, where, run.scenarios.flood);
+        await runFlood(plan.floodReplicas, plan.flood, ui, where, run.scenarios.flood);
       }
     }
   } catch (error) {
@@ -396,7 +409,7 @@ async function main(): Promise<void> {
     ingest: estimateIngestSec({ ...plan.ingest, profile: plan.profileMode === 'always' }),
     persist: estimatePersistSec(plan.persist),
     spike: estimateSpikeSec(plan.spike, chosen.includes('persist')),
-    flood: FLOOD_REPLICAS.length * estimateSpikeSec(plan.flood, chosen.includes('persist')),
+    flood: plan.floodReplicas.length * estimateSpikeSec(plan.flood, chosen.includes('persist')),
   };
   const progress = progressUis(chosen, estimates);
   try {
