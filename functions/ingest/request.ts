@@ -165,8 +165,8 @@ function cloudEventDraft(attributes: Record<string, unknown>, data: () => unknow
 /** One attribute's value as the JSON format allows it: a string, an integer (32 bits) or a boolean. */
 function attributeValue(name: string, value: unknown): AttributeValue {
   if (typeof value === 'boolean') return value;
-  if (isLosslessNumber(value)) {
-    const n = Number((value as LosslessNumber).value);
+  if (typeof value === 'number' || isLosslessNumber(value)) {
+    const n = Number(typeof value === 'number' ? value : (value as LosslessNumber).value);
     if (!Number.isInteger(n) || n < -INT32 || n >= INT32)
       throw new ClientError(
         'invalid_cloudevent',

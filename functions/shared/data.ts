@@ -44,9 +44,61 @@ export class DataError extends Error {
   }
 }
 
-/** JSON text → value, every number a LosslessNumber with its digits as written. Throws SyntaxError. */
+/**
+ * JSON text → value, every number kept as written. Throws SyntaxError, and
+ * refuses a key given twice with different values (lossless-json's rule).
+ *
+ * Most bodies hold only numbers that a double prints back exactly as written,
+ * and no repeated key: for them the engine's JSON.parse gives the same value
+ * (plain numbers, which every reader here takes as written, `storedNumber`
+ * storing them as the same doubles) about 20 times faster than lossless-json,
+ * which reads text a character at a time (73 µs against 4 µs for a 4 KiB
+ * event). Anything else (a number a double would change or store otherwise, a
+ * key given twice, text JSON.parse refuses) is parsed by lossless-json: its
+ * LosslessNumbers, its errors.
+ */
 export function parseJson(text: string): unknown {
-  return parse(text);
+  return parsedAsDoubles(text) ?? parse(text);
+}
+
+/** A JSON string (and whether a colon follows it: a key), or a JSON number. */
+const TOKEN = /"(?:[^"\\]|\\.)*"(\s*:)?|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+const INT53 = 2 ** 53;
+
+/** JSON.parse's value when it is the same as lossless-json's (see parseJson); else undefined. */
+function parsedAsDoubles(text: string): unknown {
+  // Read token by token from the start, strings whole, so a digit or a colon
+  // inside a string is never taken for a number or a key.
+  let keys = 0;
+  for (const [token, colon] of text.matchAll(TOKEN)) {
+    if (token.charCodeAt(0) === 0x22) {
+      if (colon !== undefined) keys++;
+      continue;
+    }
+    const n = Number(token);
+    if (String(n) !== token || Math.abs(n) > INT53) return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  // A key given twice leaves fewer keys than the text names.
+  return keyCount(value) === keys ? value : undefined;
+}
+
+function keyCount(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0;
+  let count = 0;
+  if (Array.isArray(value)) {
+    for (const item of value) count += keyCount(item);
+    return count;
+  }
+  for (const key of Object.keys(value)) {
+    count += 1 + keyCount((value as Record<string, unknown>)[key]);
+  }
+  return count;
 }
 
 /** Value → canonical JSON text (no spaces; numbers as they were posted). */
@@ -104,7 +156,7 @@ export function checkData(value: unknown, path = 'data', depth = 0): void {
 const INT = /^-?(0|[1-9]\d*)$/;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-const INT53 = 2n ** 53n;
+const BIG_INT53 = 2n ** 53n;
 
 /** A decimal number's exact value, as sign, digits without leading/trailing zeros, exponent. */
 function exact(text: string): string {
@@ -127,7 +179,7 @@ function storedNumber(text: string): unknown {
     // -0 as text: some servers drop the sign of a zero.
     if (text === '-0') return { [NUMBER_MARKER]: text };
     const n = BigInt(text);
-    if (n >= -INT53 && n <= INT53) return Number(text);
+    if (n >= -BIG_INT53 && n <= BIG_INT53) return Number(text);
     if (n >= INT64_MIN && n <= INT64_MAX) return Long.fromBigInt(n);
     return { [NUMBER_MARKER]: text };
   }

@@ -1,4 +1,9 @@
 import fc from 'fast-check';
+import {
+  isLosslessNumber,
+  parse as losslessParse,
+  stringify as losslessStringify,
+} from 'lossless-json';
 import { BSON, Long } from 'mongodb';
 import { describe, expect, it } from 'vitest';
 import {
@@ -32,6 +37,9 @@ describe('numbers', () => {
     ['9007199254740993', '9007199254740993'],
     ['-9223372036854775808', '-9223372036854775808'],
     ['9223372036854775807', '9223372036854775807'],
+    // Past 2^53, yet a double prints them back exactly.
+    ['9007199254740994', '9007199254740994'],
+    ['18014398509481984', '18014398509481984'],
   ])('stores the 64-bit integer %s as a Long', (text, value) => {
     const stored = toStored(text);
     expect(stored).toBeInstanceOf(Long);
@@ -54,6 +62,95 @@ describe('numbers', () => {
   it('reads every kind back as the same number', () => {
     for (const text of ['0.1', '9007199254740993', '18446744073709551616', '-0', '1e400', '12'])
       expect(storedDataText(toStored(text))).toBe(text);
+  });
+});
+
+describe('parsing', () => {
+  it('gives plain numbers when a double keeps every number as written, and LosslessNumbers otherwise', () => {
+    expect(parseJson('{"a":1.5,"b":-7,"c":9007199254740992}')).toEqual({
+      a: 1.5,
+      b: -7,
+      c: 9007199254740992,
+    });
+    for (const other of ['1.0', '9007199254740993', '1e300', '-0']) {
+      const value = parseJson(`{"a":1.5,"b":${other}}`) as Record<string, unknown>;
+      expect(isLosslessNumber(value.a) && isLosslessNumber(value.b)).toBe(true);
+    }
+  });
+
+  it('does not take a digit or a colon inside a string for a number or a key', () => {
+    expect(parseJson('{"a":"1.0: \\"2.50\\":","b":[3]}')).toEqual({ a: '1.0: "2.50":', b: [3] });
+    expect(isLosslessNumber((parseJson('{"a:":"x","n":2.50}') as { n: unknown }).n)).toBe(true);
+  });
+
+  it('refuses a key given twice with different values, and takes one given twice alike', () => {
+    expect(() => parseJson('{"a":1,"a":2}')).toThrow(/Duplicate key 'a'/);
+    expect(() => parseJson('{"x":{"a":"s","a":"t"}}')).toThrow(/Duplicate key 'a'/);
+    expect(jsonText(parseJson('{"a":{"b":1},"a":{"b":1}}'))).toBe('{"a":{"b":1}}');
+  });
+
+  it("answers text that is not JSON with lossless-json's error", () => {
+    for (const text of ['{"a":01}', '{"a":1.}', '[1,]', '{"a" 1}', ''])
+      expect(() => parseJson(text)).toThrow(
+        (() => {
+          try {
+            losslessParse(text);
+          } catch (error) {
+            return (error as Error).message;
+          }
+          throw new Error(`lossless-json took ${text}`);
+        })(),
+      );
+  });
+
+  it('reads every JSON text as lossless-json does (10,000 generated texts)', () => {
+    const number = fc.oneof(
+      fc.double().filter(Number.isFinite).map(String),
+      fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }).map(String),
+      fc.constantFrom(
+        '1.0',
+        '-0',
+        '1e5',
+        '2.50',
+        '0.1',
+        '1E-7',
+        '9007199254740993',
+        '1152921504606846976',
+      ),
+    );
+    const json: fc.Arbitrary<string> = fc.letrec((tie) => ({
+      value: fc.oneof(
+        { depthSize: 'small' },
+        number,
+        fc.string().map((s) => JSON.stringify(s)),
+        fc.constantFrom('true', 'false', 'null'),
+        fc.array(tie('value') as fc.Arbitrary<string>).map((items) => `[${items.join(', ')}]`),
+        fc
+          .array(
+            fc.tuple(
+              fc.constantFrom('a', 'b', '1', 'a:', '"', 'x y'),
+              tie('value') as fc.Arbitrary<string>,
+            ),
+          )
+          .map((pairs) => `{${pairs.map(([k, v]) => `${JSON.stringify(k)} :${v}`).join(',')}}`),
+      ),
+    })).value;
+    fc.assert(
+      fc.property(json, (text) => {
+        let expected: string;
+        try {
+          expected = losslessStringify(losslessParse(text)) as string;
+        } catch (error) {
+          expect(() => parseJson(text)).toThrow((error as Error).message);
+          return;
+        }
+        expect(jsonText(parseJson(text))).toBe(expected);
+        expect(BSON.serialize({ v: toStored(text) })).toEqual(
+          BSON.serialize({ v: toStored(expected) }),
+        );
+      }),
+      { numRuns: 10_000 },
+    );
   });
 });
 
