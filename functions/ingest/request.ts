@@ -166,7 +166,7 @@ function cloudEventDraft(attributes: Record<string, unknown>, data: () => unknow
 function attributeValue(name: string, value: unknown): AttributeValue {
   if (typeof value === 'boolean') return value;
   if (typeof value === 'number' || isLosslessNumber(value)) {
-    const n = Number(typeof value === 'number' ? value : (value as LosslessNumber).value);
+    const n = typeof value === 'number' ? value : Number((value as LosslessNumber).value);
     if (!Number.isInteger(n) || n < -INT32 || n >= INT32)
       throw new ClientError(
         'invalid_cloudevent',

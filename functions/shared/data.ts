@@ -156,7 +156,7 @@ export function checkData(value: unknown, path = 'data', depth = 0): void {
 const INT = /^-?(0|[1-9]\d*)$/;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
-const BIG_INT53 = 2n ** 53n;
+const BIG_INT53 = BigInt(INT53);
 
 /** A decimal number's exact value, as sign, digits without leading/trailing zeros, exponent. */
 function exact(text: string): string {
