@@ -6,11 +6,13 @@
  * up to 1024 MB before the function runs, and answers malformed JSON with an HTML
  * page. The same functions still run under `functions-framework --target=…`.
  */
+import cluster from 'node:cluster';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { RawRequest, SpillwayFunction } from '../shared/function.js';
 import { HttpError, pathOf, send, sendError } from '../shared/http.js';
 import { withBody } from './body.js';
 import { serveOwnMetrics } from './metrics.js';
+import { acceptThroughMore } from './workers.js';
 import { cloudEventWrapper, httpWrapper } from './wrappers.js';
 
 export interface RunningServer {
@@ -95,6 +97,7 @@ export async function serve(
   // A long accept queue for connection spikes (the kernel caps it at net.core.somaxconn).
   server.listen({ port: options.port ?? config.port, host: config.host, backlog: 65_535 });
   await new Promise((resolve) => server.once('listening', resolve));
+  const stopAccepting = cluster.isWorker ? acceptThroughMore(server) : () => {};
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const metricsServer =
@@ -104,6 +107,7 @@ export async function serve(
   fn.log.info({ port, host: config.host, pid: process.pid }, 'serving');
   const stop = async () => {
     inFlight.stopping = true;
+    stopAccepting();
     await stopServing(fn, server, inFlight);
     metricsServer?.close();
     await fn.shutdown();
