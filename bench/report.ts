@@ -124,6 +124,12 @@ function spikeRows(spike: SpikeResult, bare: IngestResult['servers']['a']): stri
         : 'under one second of the ceiling: not timed',
     ],
     [
+      'one budget slot during that drain',
+      s.drainSlot
+        ? `${int(s.drainSlot.slotMs)} ms a write of ${int(s.drainSlot.docsPerWrite)} docs: the command ${int(s.drainSlot.writeMs)} ms (forming the batch at the grant ${int(s.drainSlot.formMs)} ms of it), spacing ${fmt(s.drainSlot.spacingMs, 1)} ms, the rest ${int(s.drainSlot.idleMs)} ms`
+        : 'not measured',
+    ],
+    [
       'left when the load ended',
       `${int(s.afterLoad.backlog)} entries, stream empty ${s.afterLoad.seconds === null ? 'not within the drain timeout' : `${fmt(s.afterLoad.seconds, 2)} s later`}`,
     ],

@@ -32,22 +32,32 @@ function sums(text: string): Map<string, number> {
   return out;
 }
 
-export function slotFigures(
-  before: string,
-  after: string,
+/** The counters a slot's figures come from (persist's metrics, summed over their labels). */
+export const SLOT_COUNTERS = [
+  'spillway_persist_write_latency_seconds_count',
+  'spillway_persist_write_latency_seconds_sum',
+  'spillway_persist_form_seconds_count',
+  'spillway_persist_form_seconds_sum',
+] as const;
+
+/**
+ * The figures of the writes between two readings of SLOT_COUNTERS (`from`, `to`),
+ * `seconds` apart, that committed `docs`; `spacingMs` is the budget's spacing
+ * at its ceiling. Undefined when no write was made.
+ */
+export function slotBetween(
+  from: ReadonlyMap<string, number>,
+  to: ReadonlyMap<string, number>,
   seconds: number,
   docs: number,
-  env: Record<string, string> = {},
+  spacingMs: number,
 ): SlotFigures | undefined {
-  const [from, to] = [sums(before), sums(after)];
   const delta = (name: string) => (to.get(name) ?? 0) - (from.get(name) ?? 0);
   const writes = delta('spillway_persist_write_latency_seconds_count');
   if (!(writes > 0)) return undefined;
   const forms = delta('spillway_persist_form_seconds_count');
   const formMs = forms > 0 ? (delta('spillway_persist_form_seconds_sum') / forms) * 1000 : 0;
   const writeMs = (delta('spillway_persist_write_latency_seconds_sum') / writes) * 1000;
-  const { dbWriteOpsPerSec } = readPart('persist', { ...process.env, ...env });
-  const spacingMs = SLACK_MS / dbWriteOpsPerSec;
   const slotMs = (seconds * 1000) / writes;
   return {
     writes,
@@ -58,4 +68,21 @@ export function slotFigures(
     spacingMs,
     idleMs: slotMs - writeMs - spacingMs,
   };
+}
+
+/** The budget's spacing at its ceiling, ms, for persist's settings in `env`. */
+export function ceilingSpacingMs(env: Record<string, string | undefined> = {}): number {
+  const { dbWriteOpsPerSec } = readPart('persist', { ...process.env, ...env });
+  return SLACK_MS / dbWriteOpsPerSec;
+}
+
+/** The figures between two scrapes of persist's metrics (Prometheus text). */
+export function slotFigures(
+  before: string,
+  after: string,
+  seconds: number,
+  docs: number,
+  env: Record<string, string> = {},
+): SlotFigures | undefined {
+  return slotBetween(sums(before), sums(after), seconds, docs, ceilingSpacingMs(env));
 }

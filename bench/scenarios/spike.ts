@@ -49,8 +49,10 @@ import {
   dashboardPanels,
   type Prometheus,
   queryDashboard,
+  type RangeSeries,
   startPrometheus,
 } from '../prometheus.js';
+import { ceilingSpacingMs, SLOT_COUNTERS, type SlotFigures, slotBetween } from '../slot.js';
 import type { RunnerConfig, RunnerResult, SecondFigures } from '../vu-runner.js';
 import { rawInsertManyCeiling, SAMPLE_PAYLOAD } from './persist.js';
 
@@ -160,6 +162,8 @@ export interface SpikeResult {
     /** From the end of the load to an empty stream; undefined when nothing was left. */
     /** The largest backlog's drain (see drainOf); undefined when it was under a second of the ceiling. */
     drain?: Drain;
+    /** What one budget slot was spent on during that drain (Prometheus's counters at its ends). */
+    drainSlot?: SlotFigures;
     /** What was left when the load ended, and how long until the stream was empty (20 ms poll). */
     afterLoad: { backlog: number; seconds: number | null };
     latencyMs: RunnerResult['latencyMs'];
@@ -645,6 +649,7 @@ async function measure(
   const sampler = secondSampler(run, pipeline.persistMetrics);
   let driven: Awaited<ReturnType<typeof driveLoad>>;
   let dashboard: DashboardAnswers;
+  let counters: SlotCounters;
   let serverWrites: WriteSample[] = [];
   try {
     ui.phase('starting Prometheus (scraping ingest and persist every second)');
@@ -664,6 +669,7 @@ async function measure(
       endMs,
       rateInterval: '5s',
     });
+    counters = await slotCounters(prometheus, driven.t0, endMs);
   } finally {
     sampler.stop();
     serverWrites = await writes.stop();
@@ -671,7 +677,47 @@ async function measure(
     ui.phase('stopping the pipeline');
     await stopProcess(pipeline.proc, { timeoutMs: 60_000, signal: 'SIGINT' });
   }
-  return { driven, dashboard, serverWrites, sampler };
+  return { driven, dashboard, counters, serverWrites, sampler };
+}
+
+/** Each of SLOT_COUNTERS over the run, summed over persist's replicas, a point a second. */
+type SlotCounters = Map<string, RangeSeries['points']>;
+
+async function slotCounters(
+  prometheus: Prometheus,
+  startMs: number,
+  endMs: number,
+): Promise<SlotCounters> {
+  const out: SlotCounters = new Map();
+  for (const name of SLOT_COUNTERS) {
+    const [series] = await prometheus.queryRange(`sum(${name})`, startMs, endMs, 1);
+    out.set(name, series?.points ?? []);
+  }
+  return out;
+}
+
+/** The counters' last values at or before `atMs`. */
+function countersAt(counters: SlotCounters, atMs: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, points] of counters) {
+    const last = points.filter((p) => p.t <= atMs).at(-1);
+    if (last) out.set(name, last.v);
+  }
+  return out;
+}
+
+/** What one budget slot was spent on from the largest backlog's peak to its end. */
+function drainSlot(
+  counters: SlotCounters,
+  t0: number,
+  drain: Drain | undefined,
+  env: Record<string, string | undefined>,
+): SlotFigures | undefined {
+  if (!drain || drain.emptyAt === null) return undefined;
+  const [from, to] = [drain.peakAt, drain.emptyAt].map((t) => countersAt(counters, t0 + t * 1000));
+  if (!from || !to) return undefined;
+  const docs = drain.rate * drain.seconds;
+  return slotBetween(from, to, drain.seconds, docs, ceilingSpacingMs(env));
 }
 
 export async function runSpikeScenario(
@@ -688,7 +734,7 @@ export async function runSpikeScenario(
   if (compacted !== undefined)
     ui.log(`Redis's AOF rewritten before the load (${fmt(compacted, 1)} s)`);
   const pipeline = await startPipeline(run, ui, where);
-  const { driven, dashboard, serverWrites, sampler } = await measure(
+  const { driven, dashboard, counters, serverWrites, sampler } = await measure(
     run,
     opts,
     ui,
@@ -700,6 +746,13 @@ export async function runSpikeScenario(
 
   const seconds = timeAxis(driven, sampler.ticks, serverWrites);
   const budgetMetric = sampler.ticks.at(-1)?.budget ?? Number.NaN;
+  const summary = summarize(driven, seconds, serverWrites, {
+    maxBacklog: ingestSettings.maxBacklog || Number.POSITIVE_INFINITY,
+    ceiling: ceiling.docsPerSec,
+    persistedTotal: sampler.ticks.at(-1)?.persisted ?? Number.NaN,
+    stored,
+  });
+  const slot = drainSlot(counters, driven.t0, summary.drain, run.pipelineEnv);
   return {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -719,12 +772,7 @@ export async function runSpikeScenario(
     ceiling,
     seconds,
     load: driven.load,
-    summary: summarize(driven, seconds, serverWrites, {
-      maxBacklog: ingestSettings.maxBacklog || Number.POSITIVE_INFINITY,
-      ceiling: ceiling.docsPerSec,
-      persistedTotal: sampler.ticks.at(-1)?.persisted ?? Number.NaN,
-      stored,
-    }),
+    summary: slot ? { ...summary, drainSlot: slot } : summary,
     dashboard,
     warnings: run.warnings,
   };
