@@ -7,7 +7,11 @@
  *   - what of the batch is still in the stream, for the entries read before
  *     another replica last wrote (freshness.ts): its grant may have taken an
  *     entry meanwhile, and only a commit takes an entry out, so one gone is
- *     committed (its deliveries are answered, not counted here).
+ *     committed (its deliveries are answered, not counted here);
+ *   - when some were gone, the fill again, read now: another writer's grant
+ *     took them from the front (its fill, or the pull intake's chunk this
+ *     replica was queueing), and without it the write would carry only what
+ *     that grant left (writes of a few documents, each costing a slot).
  * So while a backlog waits, each grant writes as much as the database takes in
  * one command, whatever the source has in flight and however many replicas
  * share its deliveries. An entry younger than that is not behind: its delivery
@@ -100,7 +104,12 @@ export class Settler {
     joined(filled);
     const all = [...batch, ...filled];
     // A check that cannot be made costs nothing but a duplicate, which counts as committed.
-    return this.stillThere(all).catch(() => all);
+    const there = await this.stillThere(all).catch(() => all);
+    if (there.length === all.length) return there;
+    // Another writer took part of it: the front, read now, fills it again.
+    const refilled = await this.fill(limit - there.length, bytesOf(there));
+    joined(refilled);
+    return [...there, ...refilled];
   }
 
   /**

@@ -335,4 +335,83 @@ describe('the committer', () => {
       await mongo.db(database).dropDatabase();
     }
   });
+  it("fills a grant again from the stream's front when another writer committed what it was queueing", async () => {
+    const stream = unique('test:refill');
+    const database = unique('t_refill').replace(/-/g, '_');
+    const key = writeBudgetKey(database);
+    const shared = () =>
+      new SharedBudget({
+        redis,
+        key,
+        ceiling: 50,
+        floor: 5,
+        targetMs: 10_000,
+        maxReplicas: 2,
+        maxBatchDocs: 100,
+        log: createLogger('test', 'silent'),
+      });
+    // A asks for the budget only when the gate opens: B writes first.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const sharedA = shared();
+    const gated: WriteBudget = {
+      run: async (write, outcome) => {
+        await gate;
+        return sharedA.run(write, outcome);
+      },
+      get batchLimit() {
+        return sharedA.batchLimit;
+      },
+      get singleFlight() {
+        return sharedA.singleFlight;
+      },
+    };
+    const [registryA, registryB] = [new Registry(), new Registry()];
+    const options = { latencyTargetMs: 100, maxBatchDocs: 100 };
+    const a = committerFor(mongo, database, stream, {
+      ...options,
+      budget: gated,
+      registry: registryA,
+    });
+    const budgetB = shared();
+    const b = committerFor(mongo, database, stream, {
+      ...options,
+      budget: budgetB,
+      registry: registryB,
+    });
+    try {
+      const entries = await addEntries(stream, 300);
+      // Entries that waited longer than 2 × 100 ms are behind their deliveries.
+      await sleep(250);
+      // A queues the first 100 as its pull intake would (read before B's write).
+      const readAt = a.stamp();
+      for (const [id, fields] of entries.slice(0, 100))
+        a.enqueue(workOf(id, fields), id, entryBytes(fields), readAt);
+      // B's grant: the first entry's delivery, filled with the 99 after it (A's).
+      await b.submit({ kind: 'doorbell' }, (entries[0] as [string, string[]])[0], 100);
+      expect(await redis.xlen(stream)).toBe(200);
+      open();
+      // A finds its 100 gone at its grant and writes the next 100 of the front instead.
+      await waitFor(
+        async () => (await redis.xlen(stream)) === 100,
+        10_000,
+        async () => `${await redis.xlen(stream)} entries left, 100 expected`,
+      );
+      const db = mongo.db(database);
+      expect(await db.collection('events').countDocuments()).toBe(200);
+      const textA = await registryA.metrics();
+      expect(sampleValue(textA, 'spillway_persist_write_commands_total')).toBe(1);
+      expect(sampleValue(textA, 'spillway_persist_batch_docs_sum')).toBe(100);
+      expect(sampleValue(textA, 'spillway_persist_duplicates_total')).toBe(0);
+      const oldest = await redis.xrange(stream, '-', '+', 'COUNT', 1);
+      expect(oldest[0]?.[0]).toBe((entries[200] as [string, string[]])[0]);
+    } finally {
+      open();
+      await Promise.all([a.stop(5000), b.stop(5000), sharedA.close(), budgetB.close()]);
+      await redis.del(stream, key);
+      await mongo.db(database).dropDatabase();
+    }
+  });
 });
