@@ -21,8 +21,9 @@
  * wrote the chunks out of order under the one budget: a catch-up of 40,000
  * events of 4 KiB at 100 IOPS cost 72 write I/Os per 1,000 documents and
  * drained at 1,484 docs/s with three replicas, against 60 and 1,763 to 1,834
- * with one (and 1,742 to 1,766 with three of which one pulled). Reading is
- * not what bounds a drain: one replica's reads keep the budget's writes full.
+ * with one; three of which one pulls drained it at 1,730 and 1,755 (63 and 64
+ * I/Os). Reading is not what bounds a drain: one replica's reads keep the
+ * budget's writes full.
  */
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
