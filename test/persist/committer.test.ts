@@ -69,6 +69,19 @@ function committerFor(
   return committer;
 }
 
+/** One replica's view of a write budget shared through Redis (50 writes/s, two replicas). */
+const sharedBudget = (key: string, maxBatchDocs: number) =>
+  new SharedBudget({
+    redis,
+    key,
+    ceiling: 50,
+    floor: 5,
+    targetMs: 10_000,
+    maxReplicas: 2,
+    maxBatchDocs,
+    log: createLogger('test', 'silent'),
+  });
+
 async function addEntries(stream: string, n: number): Promise<Array<[string, string[]]>> {
   const out: Array<[string, string[]]> = [];
   for (let i = 0; i < n; i++) {
@@ -261,17 +274,7 @@ describe('the committer', () => {
     const stream = unique('test:fill');
     const database = unique('t_fill').replace(/-/g, '_');
     const key = writeBudgetKey(database);
-    const shared = () =>
-      new SharedBudget({
-        redis,
-        key,
-        ceiling: 50,
-        floor: 5,
-        targetMs: 10_000,
-        maxReplicas: 2,
-        maxBatchDocs: 1000,
-        log: createLogger('test', 'silent'),
-      });
+    const shared = () => sharedBudget(key, 1000);
     // A third replica holds the one budget while A and B take their deliveries.
     const other = shared();
     let held!: () => void;
@@ -339,17 +342,7 @@ describe('the committer', () => {
     const stream = unique('test:refill');
     const database = unique('t_refill').replace(/-/g, '_');
     const key = writeBudgetKey(database);
-    const shared = () =>
-      new SharedBudget({
-        redis,
-        key,
-        ceiling: 50,
-        floor: 5,
-        targetMs: 10_000,
-        maxReplicas: 2,
-        maxBatchDocs: 100,
-        log: createLogger('test', 'silent'),
-      });
+    const shared = () => sharedBudget(key, 100);
     // A asks for the budget only when the gate opens: B writes first.
     let open!: () => void;
     const gate = new Promise<void>((resolve) => {
