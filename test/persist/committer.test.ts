@@ -342,13 +342,12 @@ describe('the committer', () => {
     const stream = unique('test:refill');
     const database = unique('t_refill').replace(/-/g, '_');
     const key = writeBudgetKey(database);
-    const shared = () => sharedBudget(key, 100);
     // A asks for the budget only when the gate opens: B writes first.
     let open!: () => void;
     const gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    const sharedA = shared();
+    const sharedA = sharedBudget(key, 100);
     const gated: WriteBudget = {
       run: async (write, outcome) => {
         await gate;
@@ -368,7 +367,7 @@ describe('the committer', () => {
       budget: gated,
       registry: registryA,
     });
-    const budgetB = shared();
+    const budgetB = sharedBudget(key, 100);
     const b = committerFor(mongo, database, stream, {
       ...options,
       budget: budgetB,
